@@ -1,0 +1,1 @@
+"""vsa-ops: the VSA hub as code."""
