@@ -1,0 +1,85 @@
+"""The dashboard stack: the design's "Dashboard Stack Internals"."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import field_validator
+
+from .base import Model
+from .component import Component
+from .containers import Container, Healthcheck, RunAs
+from .storage import DASHBOARD, REVERSE_PROXY
+
+SECRETS = f"{DASHBOARD}/secrets:/run/secrets:ro"
+
+
+class Postgres(Component):
+    """Design: "PostgreSQL 16", data bind-mounted, only on dashboard-net (reliability.md 7.1)."""
+
+    container: Container = Container(
+        image="postgres:16",
+        container_name="dashboard-postgres",
+        runs_as=RunAs(name="postgres", uid=999, set_in_compose=False),
+        environment={
+            "POSTGRES_USER": "dashboard",
+            "POSTGRES_DB": "dashboard",
+            "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres_password",
+            "POSTGRES_INITDB_ARGS": "--data-checksums",
+        },
+        mounts=[f"{DASHBOARD}/data/postgres:/var/lib/postgresql/data", SECRETS],
+        networks=["dashboard-net"],
+        healthcheck=Healthcheck(test=["CMD", "pg_isready", "-U", "dashboard", "-d", "dashboard"]),
+        stop_grace_period="60s",
+        shm_size="256MB",
+    )
+    database: str = "dashboard"
+    user: str = "dashboard"
+
+    @field_validator("database", "user")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError("must be a lowercase PostgreSQL identifier")
+        return value
+
+
+class Api(Component):
+    """Design: "Dashboard API (FastAPI)" and its read-only mounts."""
+
+    container: Container = Container(
+        image="flowbiz/vps-admin-api:0.1.0",
+        container_name="dashboard-api",
+        # Design: "non-root, configured in Dockerfile"; the uid owns its password file.
+        runs_as=RunAs(name="dashboard", uid=1000, set_in_compose=False),
+        environment={
+            "DATABASE_HOST": "dashboard-postgres",
+            "DATABASE_PASSWORD_FILE": "/run/secrets/api_database_password",
+        },
+        mounts=[
+            "/var/run/docker.sock:/var/run/docker.sock:ro",
+            "/var/log/vsa:/var/log/vsa:ro",
+            "/var/lib/vsa:/var/lib/vsa:ro",
+            f"{REVERSE_PROXY}/letsencrypt:/etc/letsencrypt:ro",
+            f"{REVERSE_PROXY}/nginx/conf.d:/etc/nginx/conf.d:ro",
+            SECRETS,
+        ],
+        networks=["flowbiz_ext", "dashboard-net"],
+        depends_on=["postgres"],
+    )
+
+
+class Ui(Component):
+    container: Container = Container(
+        image="flowbiz/vps-admin-ui:0.1.0",
+        container_name="dashboard-ui",
+        runs_as=RunAs(name="dashboard", uid=1000, set_in_compose=False),
+        networks=["flowbiz_ext", "dashboard-net"],
+        depends_on=["api"],
+    )
+
+
+class Dashboard(Model):
+    postgres: Postgres = Postgres()
+    api: Api = Api()
+    ui: Ui = Ui()

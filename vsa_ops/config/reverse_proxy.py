@@ -1,0 +1,164 @@
+"""The reverse proxy stack: the design's "Reverse Proxy Internals"."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from .base import Duration, Model, Size
+from .component import Component
+from .containers import Container, RunAs
+from .storage import REVERSE_PROXY
+
+EXT = ["flowbiz_ext"]
+
+
+class RateLimitZone(Model):
+    """A ``limit_req_zone`` of the http context."""
+
+    key: str = "$binary_remote_addr"
+    size: Size = "10m"
+    rate: str = "10r/s"
+    burst: int = Field(20, ge=0)
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+r/[sm]", value):
+            raise ValueError("must be a request rate such as 10r/s or 30r/m")
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not re.fullmatch(r"\$[a-z_]+", value):
+            raise ValueError("must be one NGINX variable such as $binary_remote_addr")
+        return value
+
+
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+
+
+class Nginx(Component):
+    """Design: "NGINX (nginx:1.25-alpine)"; settings follow reliability.md section 9.1."""
+
+    container: Container = Container(
+        image="nginx:1.25-alpine",
+        container_name="reverse-proxy-nginx",
+        runs_as=RunAs(name="nginx", uid=101, set_in_compose=False),
+        ports=["80:80", "443:443"],
+        networks=EXT,
+        # Design: "Volume mounts" table.
+        mounts=[
+            f"{REVERSE_PROXY}/nginx/conf.d:/etc/nginx/conf.d:ro",
+            f"{REVERSE_PROXY}/nginx/snippets:/etc/nginx/snippets:ro",
+            f"{REVERSE_PROXY}/nginx/auth:/etc/nginx/auth:ro",
+            f"{REVERSE_PROXY}/letsencrypt:/etc/letsencrypt:rw",
+            f"{REVERSE_PROXY}/certbot-www:/var/www/certbot:rw",
+            f"{REVERSE_PROXY}/logs:/var/log/nginx:rw",
+        ],
+        validate_command=["nginx", "-t", "-q"],
+        reload_command=["nginx", "-s", "reload"],
+    )
+    log_format: str = "json_detailed"
+    # Design: "json_detailed — domain, method, URI, status, bytes, request time, upstream info, user agent".
+    log_fields: dict[str, str] = {
+        "time": "$time_iso8601",
+        "domain": "$host",
+        "remote_addr": "$remote_addr",
+        "method": "$request_method",
+        "uri": "$request_uri",
+        "protocol": "$server_protocol",
+        "status": "$status",
+        "bytes": "$body_bytes_sent",
+        "request_time": "$request_time",
+        "upstream_addr": "$upstream_addr",
+        "upstream_status": "$upstream_status",
+        "upstream_response_time": "$upstream_response_time",
+        "user_agent": "$http_user_agent",
+        "referer": "$http_referer",
+        "request_id": "$request_id",
+    }
+    # Design: "Per-domain log files at /var/log/nginx/domains/<domain>.access.json".
+    domain_log_dir: str = "/var/log/nginx/domains"
+    # Design: "Security headers (included in every vhost via snippets)". Sent with `always`.
+    security_headers: dict[str, str] = {
+        "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": ("default-src 'self'; base-uri 'self'; object-src 'none'; form-action 'self'; "
+                                    "frame-ancestors 'none'; upgrade-insecure-requests"),
+        "Referrer-Policy": "strict-origin-when-cross-origin",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    }
+    # Design: "Rate limiting zones".
+    rate_limit_zones: dict[str, RateLimitZone] = {
+        "perip": RateLimitZone(),
+        "auth": RateLimitZone(rate="5r/s", burst=10),
+    }
+    limit_req_status: int = 429
+    # Mozilla intermediate (reliability.md section 1.1); no X25519MLKEM768 before OpenSSL 3.5.
+    ssl_protocols: str = "TLSv1.2 TLSv1.3"
+    ssl_ciphers: str = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                        "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+    ssl_ecdh_curve: str = "X25519:prime256v1:secp384r1"
+    # Docker's embedded DNS: upstreams resolve per request, so a dead one breaks only its own vhost.
+    resolver: str = "127.0.0.11"
+    client_max_body_size: Size = "16m"
+    # Listen on IPv6 as well; off by default because many Docker hosts run without IPv6.
+    listen_ipv6: bool = False
+
+    @field_validator("security_headers")
+    @classmethod
+    def _header_values(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not re.fullmatch(r"[A-Za-z0-9-]+", name):
+                raise ValueError(f"{name!r} is not a header name")
+            if not _HEADER_VALUE.fullmatch(value) or '"' in value or "\\" in value:
+                raise ValueError(f"value of {name} must be printable ASCII without quotes or backslashes")
+        return headers
+
+
+class Certbot(Component):
+    """Design: "Certbot (certbot/certbot:v2.10.0)" with its 12 h renewal loop."""
+
+    container: Container = Container(
+        image="certbot/certbot:v2.10.0",
+        container_name="reverse-proxy-certbot",
+        runs_as=RunAs(name="root", uid=0),
+        mounts=[f"{REVERSE_PROXY}/letsencrypt:/etc/letsencrypt:rw", f"{REVERSE_PROXY}/certbot-www:/var/www/certbot:rw"],
+        networks=EXT,
+    )
+    renew_interval: Duration = "12h"
+    webroot: str = "/var/www/certbot"
+
+    def derived_entrypoint(self) -> list[str]:
+        return ["/bin/sh", "-c",
+                f"trap exit TERM; while :; do certbot renew --webroot -w {self.webroot} --quiet; "
+                f"sleep {self.renew_interval} & wait $!; done"]
+
+
+class Reloader(Component):
+    """Design: "NGINX Reloader (docker:27-cli)". The reload is gated by ``nginx -t``."""
+
+    container: Container = Container(
+        image="docker:27-cli",
+        container_name="reverse-proxy-reloader",
+        runs_as=RunAs(name="root", uid=0),
+        mounts=["/var/run/docker.sock:/var/run/docker.sock:ro"],
+        network_mode="none",
+    )
+    interval: Duration = "6h"
+    nginx_container: str = "reverse-proxy-nginx"
+
+    def derived_entrypoint(self) -> list[str]:
+        return ["/bin/sh", "-c",
+                f"trap exit TERM; while :; do sleep {self.interval} & wait $!; "
+                f"docker exec {self.nginx_container} sh -c 'nginx -t -q && nginx -s reload' 2>/dev/null; done"]
+
+
+class ReverseProxy(Model):
+    nginx: Nginx = Nginx()
+    certbot: Certbot = Certbot()
+    reloader: Reloader = Reloader()

@@ -1,0 +1,148 @@
+"""Disks, the root-disk directory tree and the Docker volumes: the design's "Disk Layout"."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from .base import AbsPath, Duration, Mode, Model, Size
+
+
+class FstabEntry(Model):
+    """One /etc/fstab line, addressed by filesystem LABEL (design: "Disk Layout")."""
+
+    label: str
+    mountpoint: AbsPath
+    fstype: str
+    options: str = "defaults"
+    dump: int = Field(0, ge=0, le=1)
+    passno: int = Field(0, ge=0, le=2)
+
+    @field_validator("label", "fstype", "options")
+    @classmethod
+    def _one_field(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.,=:/+-]+", value):
+            raise ValueError("must be one fstab field: letters, digits and _.,=:/+- only")
+        return value
+
+    @property
+    def spec(self) -> str:
+        return f"LABEL={self.label}"
+
+    @property
+    def line(self) -> str:
+        return f"{self.spec} {self.mountpoint} {self.fstype} {self.options} {self.dump} {self.passno}"
+
+
+# Design, "Disk Layout": /etc/fstab.
+DEFAULT_FSTAB = [
+    FstabEntry(label="cloudimg-rootfs", mountpoint="/", fstype="ext4",
+               options="discard,commit=30,errors=remount-ro", dump=0, passno=1),
+    FstabEntry(label="docker", mountpoint="/var/lib/docker", fstype="ext4", options="defaults", dump=0, passno=2),
+    FstabEntry(label="BOOT", mountpoint="/boot", fstype="ext4", options="defaults", dump=0, passno=2),
+    FstabEntry(label="UEFI", mountpoint="/boot/efi", fstype="vfat", options="umask=0077", dump=0, passno=1),
+]
+
+
+class Directory(Model):
+    """A directory on the root disk with its owner, group and mode.
+
+    Owners and groups are names from the container user model (``nginx``, ``postgres``, ...) or
+    ``root``; the render turns them into numeric ids so the host needs no matching account.
+    """
+
+    path: AbsPath
+    owner: str = "root"
+    group: str = "root"
+    mode: Mode = "0755"
+    purpose: str = ""
+
+
+ROOT = "/srv/flowbiz"
+REVERSE_PROXY = f"{ROOT}/reverse-proxy"
+DASHBOARD = f"{ROOT}/dashboard"
+OBSERVABILITY = f"{ROOT}/observability"
+
+
+def _tree() -> list[Directory]:
+    rp, dash, obs = REVERSE_PROXY, DASHBOARD, OBSERVABILITY
+    return [
+        Directory(path=ROOT),
+        # Design, "Root Disk": reverse proxy.
+        Directory(path=rp),
+        Directory(path=f"{rp}/nginx"),
+        Directory(path=f"{rp}/nginx/conf.d", purpose="NGINX vhost configs"),
+        Directory(path=f"{rp}/nginx/snippets", purpose="Shared NGINX snippets"),
+        Directory(path=f"{rp}/nginx/auth", group="nginx", mode="0750", purpose="htpasswd files (bcrypt)"),
+        Directory(path=f"{rp}/letsencrypt", purpose="Let's Encrypt certs + renewal configs"),
+        Directory(path=f"{rp}/letsencrypt/renewal-hooks"),
+        Directory(path=f"{rp}/letsencrypt/renewal-hooks/deploy"),
+        Directory(path=f"{rp}/certbot-www", purpose="ACME challenge webroot"),
+        Directory(path=f"{rp}/logs", owner="nginx", group="nginx", purpose="NGINX access/error logs"),
+        Directory(path=f"{rp}/logs/domains", owner="nginx", group="nginx", purpose="per-domain JSON access logs"),
+        # Design, "Root Disk": dashboard.
+        Directory(path=dash),
+        Directory(path=f"{dash}/data"),
+        Directory(path=f"{dash}/data/postgres", owner="postgres", group="postgres", mode="0700",
+                  purpose="PostgreSQL data directory"),
+        Directory(path=f"{dash}/secrets", mode="0750", purpose="database password files"),
+        # Design, "Root Disk": observability; config folders follow "Configuration File Locations".
+        Directory(path=obs),
+        Directory(path=f"{obs}/data"),
+        Directory(path=f"{obs}/data/grafana-provisioning", purpose="Grafana datasource/dashboard YAML"),
+        Directory(path=f"{obs}/data/grafana-provisioning/datasources"),
+        Directory(path=f"{obs}/data/grafana-provisioning/dashboards"),
+        Directory(path=f"{obs}/prometheus", purpose="Prometheus scrape config"),
+        Directory(path=f"{obs}/loki", purpose="Loki storage + retention config"),
+        Directory(path=f"{obs}/log-shipper", purpose="Promtail (or Alloy) scrape jobs"),
+        Directory(path=f"{obs}/secrets", mode="0750", purpose="Grafana admin password file"),
+        # Design, "Root Disk": audit trail.
+        Directory(path="/var/log/vsa", purpose="Audit log JSONL"),
+        Directory(path="/var/lib/vsa", purpose="Audit SQLite database"),
+    ]
+
+
+class Volume(Model):
+    """A named Docker volume on the Docker disk (design: "Docker Disk")."""
+
+    mount: AbsPath
+    retention: Duration | None = None
+    max_size: Size | None = None
+    hard_cap: bool = False
+    typical_size: Size | None = None
+
+
+# Design, "Docker Disk": volumes, retention and size caps.
+DEFAULT_VOLUMES = {
+    "obs-prometheus-data": Volume(mount="/prometheus", retention="15d", max_size="1GB", hard_cap=True),
+    "obs-loki-data": Volume(mount="/loki", retention="30d", max_size="500MB", typical_size="500MB"),
+    "obs-grafana-data": Volume(mount="/var/lib/grafana", max_size="50MB", typical_size="50MB"),
+    "obs-promtail-data": Volume(mount="/var/lib/promtail", max_size="1MB"),
+}
+
+
+class Storage(Model):
+    """Everything about disks: fstab, the root-disk tree and the Docker disk's volumes."""
+
+    fstab: list[FstabEntry] = Field(default_factory=lambda: list(DEFAULT_FSTAB))
+    extra_directories: list[Directory] = []
+    volumes: dict[str, Volume] = Field(default_factory=lambda: dict(DEFAULT_VOLUMES))
+    # Design: "Large dedicated disk (246G)". Lint checks that the retention caps fit in it.
+    docker_disk: Size = "246GB"
+    # Share of the Docker disk the retention caps and log caps may take together.
+    docker_disk_budget_percent: int = Field(80, ge=1, le=100)
+
+    @field_validator("fstab")
+    @classmethod
+    def _unique_mountpoints(cls, entries: list[FstabEntry]) -> list[FstabEntry]:
+        seen: set[str] = set()
+        for entry in entries:
+            if entry.mountpoint in seen:
+                raise ValueError(f"mount point {entry.mountpoint} appears twice")
+            seen.add(entry.mountpoint)
+        return entries
+
+    @property
+    def directories(self) -> list[Directory]:
+        return _tree() + list(self.extra_directories)

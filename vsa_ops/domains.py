@@ -1,0 +1,157 @@
+"""Domains served by the reverse proxy: names, upstreams and basic-auth users, validated so that no
+field can carry NGINX syntax into a vhost."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from .config.base import Model
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_UPSTREAM_HOST = re.compile(r"[a-z0-9](?:[a-z0-9_.-]{0,251}[a-z0-9])?")
+_USER = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|1[0-9])\$[./A-Za-z0-9]{53}")
+
+
+def domain_name(value: str) -> str:
+    """A fully qualified host name, lowered, IDN converted to punycode; anything else is refused."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("must not be empty")
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    if "://" in value or "/" in value or ":" in value:
+        raise ValueError("must be a bare host name: no scheme, port or path")
+    name = value.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        raise ValueError("must be a host name, not an IP address")
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError("is an internationalized name that cannot be converted to punycode") from None
+    if len(name) > 253:
+        raise ValueError("must be at most 253 characters")
+    labels = name.split(".")
+    if len(labels) < 2:
+        raise ValueError("must have at least two labels, such as example.com")
+    for label in labels:
+        if not label:
+            raise ValueError("must not have empty labels")
+        if len(label) > 63:
+            raise ValueError(f"label {label[:20]}... is longer than 63 characters")
+        if not _LABEL.fullmatch(label):
+            raise ValueError(f"label {label!r} must be letters, digits and inner hyphens only")
+    if labels[-1].isdigit():
+        raise ValueError("must end in a top-level domain, not a number")
+    return name
+
+
+def upstream_url(value: str) -> str:
+    """``container:port`` on flowbiz_ext or an http(s) URL, returned as a URL."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("must not be empty")
+    if any(ch.isspace() or ch in "\"'`;{}\\$<>|" or ord(ch) < 32 for ch in value):
+        raise ValueError("must be host:port or an http(s) URL without spaces, quotes or ;{}$\\")
+    url = value if "://" in value else f"http://{value}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must use http or https (unix sockets are not supported)")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("must not carry credentials, a query or a fragment")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    host = (parts.hostname or "").lower()
+    if not host or not (_UPSTREAM_HOST.fullmatch(host) or _is_ip(host)):
+        raise ValueError("must name a host such as demo-app:8080 or http://10.0.0.5:8080")
+    if port is None and "://" not in value:
+        raise ValueError("must name a port, such as demo-app:8080")
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("has a port out of range 1-65535")
+    if parts.path and not re.fullmatch(r"/[A-Za-z0-9._~/-]*", parts.path):
+        raise ValueError("has a path with characters other than letters, digits and ._~/-")
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path}"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+class Domain(Model):
+    """A site the reverse proxy serves."""
+
+    name: str
+    aliases: list[str] = []
+    upstream: str
+    tls: bool = True
+    # Basic-auth users: name -> bcrypt hash. Never a plaintext password.
+    auth: dict[str, str] = {}
+    rate_limit: str = "perip"
+    headers: dict[str, str] = {}
+    hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return domain_name(value)
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases(cls, value: list[str]) -> list[str]:
+        return [domain_name(alias) for alias in value]
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str) -> str:
+        return upstream_url(value)
+
+    @field_validator("auth")
+    @classmethod
+    def _auth(cls, users: dict[str, str]) -> dict[str, str]:
+        for user, digest in users.items():
+            if not _USER.fullmatch(user):
+                raise ValueError(f"user {user!r} must be 1-64 letters, digits or ._-")
+            if not _BCRYPT.fullmatch(digest):
+                raise ValueError(f"user {user!r} must have a bcrypt hash, not a password")
+        return users
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", value):
+            raise ValueError("must be the name of a rate-limit zone")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", name):
+                raise ValueError(f"{name!r} is not a header name")
+            if not re.fullmatch(r"[\x20-\x7e]*", value) or '"' in value or "\\" in value or "$" in value:
+                raise ValueError(f"value of {name} must be printable ASCII without quotes, $ or backslashes")
+        return headers
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> "Domain":
+        names = [self.name, *self.aliases]
+        if len(set(names)) != len(names):
+            raise ValueError("aliases must differ from the name and from each other")
+        return self
+
+    @property
+    def server_names(self) -> list[str]:
+        return [self.name, *self.aliases]

@@ -1,0 +1,62 @@
+"""A vsa-ops project on disk: inventory, group_data, templates/, stacks/ and secrets. This is the only
+place that reads the project's files; render works on what it returns."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SECRETS_FILE = "secrets.env"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Template sources by name: ``stacks/<stack>/<path>`` and ``templates/<path>``."""
+
+    files: dict[str, str]
+
+    def stack_names(self) -> list[str]:
+        return sorted({name.split("/")[1] for name in self.files if name.startswith("stacks/")})
+
+    def stack_files(self, stack: str) -> dict[str, str]:
+        prefix = f"stacks/{stack}/"
+        return {name[len(prefix):]: text for name, text in self.files.items() if name.startswith(prefix)}
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project folder: $VSA_PROJECT, else the nearest folder upwards holding stacks/ and templates/."""
+    if os.environ.get("VSA_PROJECT"):
+        return Path(os.environ["VSA_PROJECT"]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "stacks").is_dir() and (folder / "templates").is_dir():
+            return folder
+    raise FileNotFoundError(f"no vsa-ops project (a folder with stacks/ and templates/) at or above {here}")
+
+
+def load_sources(root: Path) -> Sources:
+    files = {}
+    for top in ("stacks", "templates"):
+        for path in sorted((root / top).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                files[path.relative_to(root).as_posix()] = path.read_text()
+    return Sources(files)
+
+
+def load_secrets(root: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Secrets from ``secrets.env`` (KEY=VALUE lines, uncommitted), overridden by the environment."""
+    values: dict[str, str] = {}
+    path = root / SECRETS_FILE
+    if path.exists():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise ValueError(f"{path}:{number}: expected KEY=VALUE")
+            values[key.strip()] = value.strip()
+    environ = os.environ if environ is None else environ
+    values.update({key: value for key, value in environ.items() if key.startswith("VSA_")})
+    return values

@@ -1,0 +1,233 @@
+"""Render: pure functions from one host's configuration (and the project's template sources) to its
+manifest. No I/O: sources, secrets and domains come in as values."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jinja2
+import yaml
+
+from ..config import ROOT, Component, HubConfig
+from ..manifest import Directory, File, FstabLine, Manifest, Network, Service, Stack, SystemUser
+from ..domains import Domain
+from ..project import Sources
+from .compose import compose_service
+
+COMPOSE_NAMES = ("compose.yml", "compose.yaml", "docker-compose.yml")
+
+
+class RenderError(ValueError):
+    """A manifest cannot be made; the message names what is missing or wrong."""
+
+
+def user_ids(hub: HubConfig) -> dict[str, int]:
+    """Account name to uid, from the container user model."""
+    ids = {"root": 0}
+    for component in _components(hub).values():
+        if component.container.runs_as:
+            ids[component.container.runs_as.name] = component.container.runs_as.uid
+    return ids
+
+
+def _components(hub: HubConfig) -> dict[str, Component]:
+    return {name: c for stack in hub.builtin_stacks().values() for name, c in stack.items()}
+
+
+def _environment(sources: Sources) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.DictLoader(sources.files),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["json"] = lambda value: json.dumps(value)
+    return env
+
+
+def render_host(
+    hub: HubConfig,
+    sources: Sources,
+    *,
+    host: str,
+    secrets: Mapping[str, str] | None,
+    domains: Iterable[Domain] = (),
+    certificates: Iterable[str] | None = None,
+) -> Manifest:
+    """Everything ``host`` must have. ``secrets=None`` renders placeholders (for lint and plans that
+    need no values); otherwise a missing secret is an error naming it. ``certificates`` names the
+    domains whose certificate exists on the host (None: all); the others get an HTTP-only vhost."""
+    env = _environment(sources)
+    ids = user_ids(hub)
+    components = _components(hub)
+    domains = list(domains)
+
+    def uid(name: str, what: str) -> int:
+        if name.isdigit():
+            return int(name)
+        if name not in ids:
+            raise RenderError(f"{what}: unknown account {name!r} (known: {', '.join(sorted(ids))})")
+        return ids[name]
+
+    directories = {d.path: Directory(d.path, uid(d.owner, d.path), uid(d.group, d.path), d.mode)
+                   for d in hub.storage.directories}
+    files: list[File] = []
+    stacks: list[Stack] = []
+
+    enabled = hub.stacks if hub.stacks is not None else sources.stack_names()
+    missing = sorted(set(enabled) - set(sources.stack_names()))
+    if missing:
+        raise RenderError(f"vsa.stacks: no stacks/{missing[0]}/ folder for stack {missing[0]!r}")
+
+    for stack_name in enabled:
+        context = {"hub": hub, "host": host, "domains": domains,
+                   "service": lambda name: json.dumps(compose_service(_component(components, name)))}
+        compose_text = None
+        for rel, _ in sorted(sources.stack_files(stack_name).items()):
+            template_name = f"stacks/{stack_name}/{rel}"
+            dest_rel = rel[:-3] if rel.endswith(".j2") else rel
+            text = _render(env, template_name, context) if rel.endswith(".j2") else sources.files[template_name]
+            if dest_rel in COMPOSE_NAMES:
+                compose_text = text
+                continue
+            if not text.strip():
+                continue  # a template that renders empty is switched off for this host
+            files.append(File(f"{ROOT}/{stack_name}/{dest_rel}", text, mode="0644"))
+        if compose_text is None:
+            raise RenderError(f"stacks/{stack_name}/: no compose file (one of {', '.join(COMPOSE_NAMES)})")
+        stacks.append(_stack(hub, components, stack_name, compose_text))
+
+    files.extend(_secret_files(hub, secrets, {s.name for s in stacks}, ids))
+    if any(s.name == "reverse-proxy" for s in stacks):
+        issued = None if certificates is None else set(certificates)
+        for domain in domains:
+            files.extend(_domain_files(hub, env, host, domain, issued, ids))
+    files.append(File("/etc/docker/daemon.json", json.dumps(hub.docker.daemon_json(), indent=2) + "\n"))
+    for stack in stacks:
+        body = yaml.safe_dump(stack.compose, sort_keys=False, default_flow_style=False, width=1000)
+        header = f"# Rendered by vsa-ops from stacks/{stack.name}/ for {host}. Edit the source, not this file.\n"
+        files.append(File(stack.compose_path, header + body))
+
+    for item in files:
+        parent = posixpath.dirname(item.path)
+        while parent not in directories and parent.startswith(ROOT):
+            directories[parent] = Directory(parent)
+            parent = posixpath.dirname(parent)
+
+    users = sorted({(c.container.runs_as.name, c.container.runs_as.uid) for c in components.values()
+                    if c.container.runs_as and c.container.runs_as.uid not in (0, 65534)})
+    return Manifest(
+        host=host,
+        files=tuple(sorted(files, key=lambda f: f.path)),
+        directories=tuple(sorted(directories.values(), key=lambda d: d.path)),
+        fstab=tuple(FstabLine(e.spec, e.mountpoint, e.fstype, e.options, e.dump, e.passno)
+                    for e in hub.storage.fstab),
+        networks=tuple(Network(name, n.internal, n.shared, tuple(n.members) if n.members else None)
+                       for name, n in hub.networks.items()),
+        stacks=tuple(stacks),
+        users=tuple(SystemUser(name, uid_) for name, uid_ in users),
+        volumes={name: v.model_dump() for name, v in hub.storage.volumes.items()},
+    )
+
+
+def _domain_files(hub: HubConfig, env: jinja2.Environment, host: str, domain: Domain,
+                  issued: set[str] | None, ids: dict[str, int]) -> list[File]:
+    nginx = hub.reverse_proxy.nginx
+    if domain.rate_limit not in nginx.rate_limit_zones:
+        raise RenderError(f"domain {domain.name}: rate_limit {domain.rate_limit!r} is not a zone "
+                          f"(zones: {', '.join(nginx.rate_limit_zones)})")
+    context = {
+        "hub": hub, "host": host, "domain": domain,
+        "tls_ready": domain.tls and (issued is None or domain.name in issued),
+        "headers": (nginx.security_headers | domain.headers) if domain.headers else None,
+    }
+    nginx_dir = f"{ROOT}/reverse-proxy/nginx"
+    files = [File(f"{nginx_dir}/conf.d/{domain.name}.conf", _render(env, "templates/vhost.conf.j2", context))]
+    if domain.auth:
+        lines = "".join(f"{user}:{digest}\n" for user, digest in sorted(domain.auth.items()))
+        files.append(File(f"{nginx_dir}/auth/{domain.name}.htpasswd", lines, 0, ids["nginx"], "0640",
+                          sensitive=True))
+    return files
+
+
+def _component(components: dict[str, Component], name: str) -> Component:
+    if name not in components:
+        raise RenderError(f"service({name!r}): no such built-in service (known: {', '.join(sorted(components))})")
+    return components[name]
+
+
+def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateError as error:
+        line = getattr(error, "lineno", None)
+        raise RenderError(f"{name}{f':{line}' if line else ''}: {error}") from None
+
+
+def _stack(hub: HubConfig, components: dict[str, Component], name: str, text: str) -> Stack:
+    try:
+        compose = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise RenderError(f"stacks/{name}/compose.yml: not valid YAML: {error}".splitlines()[0]) from None
+    if not isinstance(compose, dict) or not isinstance(compose.get("services"), dict):
+        raise RenderError(f"stacks/{name}/compose.yml: must be a compose file with a services table")
+    compose = {"name": name, **{k: v for k, v in compose.items() if k != "name"}}
+    services = compose["services"]
+    # Networks and volumes that configuration knows are defined from it, so every stack names them
+    # the same way (flowbiz_ext external, isolated networks internal) without repeating it.
+    networks = compose.setdefault("networks", {}) or {}
+    compose["networks"] = networks
+    for spec in services.values():
+        joined = spec.get("networks", [])
+        for net in joined if isinstance(joined, list) else list(joined or {}):
+            if net not in networks and net in hub.networks:
+                known = hub.networks[net]
+                networks[net] = {"name": net, "external": True} if known.shared else {
+                    "name": net, "internal": known.internal}
+        for volume in spec.get("volumes", []):
+            source = volume.get("source") if isinstance(volume, dict) else str(volume).split(":")[0]
+            if source in hub.storage.volumes:
+                compose.setdefault("volumes", {}).setdefault(source, {"name": source})
+    if not networks:
+        del compose["networks"]
+    by_container = {c.container.container_name: c for c in components.values()}
+    service_info = []
+    for service_name, spec in services.items():
+        container_name = spec.get("container_name") or f"{name}-{service_name}-1"
+        component = by_container.get(container_name)
+        service_info.append(Service(
+            service_name, container_name,
+            tuple(component.container.validate_command) if component else (),
+            tuple(component.container.reload_command) if component else (),
+        ))
+    builtin = all(s.container_name in by_container for s in service_info)
+    return Stack(name, f"{ROOT}/{name}", compose, tuple(service_info), builtin)
+
+
+def _secret_files(hub: HubConfig, secrets: Mapping[str, str] | None, stacks: set[str],
+                  ids: dict[str, int]) -> list[File]:
+    def value(key: str, purpose: str) -> str:
+        name = getattr(hub.secrets, key)
+        if secrets is None:
+            return f"<secret {name}>"
+        if not secrets.get(name):
+            raise RenderError(f"missing secret {name} ({purpose}): set it in the environment or in secrets.env")
+        return secrets[name]
+
+    files = []
+    if "dashboard" in stacks:
+        password = value("postgres_password", "dashboard PostgreSQL password")
+        dash = f"{ROOT}/dashboard/secrets"
+        files.append(File(f"{dash}/postgres_password", password, 0, ids["postgres"], "0640", sensitive=True))
+        files.append(File(f"{dash}/api_database_password", password, 0,
+                          hub.dashboard.api.container.runs_as.uid, "0640", sensitive=True))
+    if "observability" in stacks:
+        password = value("grafana_admin_password", "Grafana admin password")
+        files.append(File(f"{ROOT}/observability/secrets/grafana_admin_password", password, 0,
+                          ids["grafana"], "0640", sensitive=True))
+    return files

@@ -1,0 +1,77 @@
+"""Compose services, networks and volumes from the configuration models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Component, HubConfig
+
+
+def _escape(value: str) -> str:
+    # Compose interpolates $VAR in every string; a literal $ (shell loops, nginx variables) is $$.
+    return value.replace("$", "$$")
+
+
+def compose_service(component: Component) -> dict[str, Any]:
+    """The compose service for one component, with keys in compose's usual order."""
+    c = component.container
+    service: dict[str, Any] = {"image": c.image, "container_name": c.container_name}
+    if c.user:
+        service["user"] = c.user
+    if component.entrypoint is not None:
+        service["entrypoint"] = [_escape(part) for part in component.entrypoint]
+    if component.command is not None:
+        service["command"] = [_escape(part) for part in component.command]
+    if c.environment:
+        service["environment"] = {key: _escape(value) for key, value in c.environment.items()}
+    if c.mounts:
+        service["volumes"] = [_volume(mount) for mount in c.mounts]
+    if c.ports:
+        service["ports"] = [port.short for port in c.ports]
+    if c.network_mode:
+        service["network_mode"] = c.network_mode
+    elif c.networks:
+        service["networks"] = list(c.networks)
+    if c.depends_on:
+        service["depends_on"] = list(c.depends_on)
+    service["restart"] = c.restart
+    service["logging"] = {"driver": c.logging.driver,
+                          "options": {"max-size": c.logging.max_size, "max-file": str(c.logging.max_file)}}
+    if c.healthcheck:
+        h = c.healthcheck
+        service["healthcheck"] = {"test": h.test, "interval": h.interval, "timeout": h.timeout,
+                                  "retries": h.retries, "start_period": h.start_period}
+    if c.privileged:
+        service["privileged"] = True
+    if c.security_opt:
+        service["security_opt"] = list(c.security_opt)
+    for key in ("mem_limit", "shm_size", "stop_grace_period"):
+        if getattr(c, key):
+            service[key] = getattr(c, key)
+    return service
+
+
+def _volume(mount) -> dict[str, Any]:
+    volume: dict[str, Any] = {"type": "bind" if mount.is_bind else "volume", "source": mount.source,
+                              "target": mount.target, "read_only": mount.read_only}
+    if mount.propagation:
+        volume["bind"] = {"propagation": mount.propagation}
+    return volume
+
+
+def compose_networks(hub: HubConfig, services: list[dict[str, Any]]) -> dict[str, Any]:
+    """Network definitions for the networks these services join, named as the design names them."""
+    used = sorted({name for service in services for name in service.get("networks", [])})
+    networks: dict[str, Any] = {}
+    for name in used:
+        spec = hub.networks.get(name)
+        if spec is not None and spec.shared:
+            networks[name] = {"name": name, "external": True}
+        else:
+            networks[name] = {"name": name, "internal": bool(spec and spec.internal)}
+    return networks
+
+
+def compose_volumes(services: list[dict[str, Any]]) -> dict[str, Any]:
+    used = sorted({v["source"] for s in services for v in s.get("volumes", []) if v["type"] == "volume"})
+    return {name: {"name": name} for name in used}
