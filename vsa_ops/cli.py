@@ -1,0 +1,82 @@
+"""The ``vsa-ops`` command: a thin layer that parses options, calls the library and prints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .config import ConfigError
+from .inventory import InventoryError, host_config, inventory_path, load_inventory, select_hosts
+from .lint import lint as lint_manifest
+from .project import find_root, load_secrets, load_sources
+from .render import RenderError, render_host
+from .writer import write_manifest
+
+USER_ERRORS = (ConfigError, InventoryError, RenderError, FileNotFoundError, ValueError)
+
+
+class Command(click.Group):
+    """Known mistakes end as short messages on stderr and exit 1, never as tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as error:
+            for line in str(error).splitlines():
+                click.echo(f"vsa-ops: {line}", err=True)
+            sys.exit(1)
+
+
+inventory_option = click.option("-i", "--inventory", "inventory", default=None, metavar="INVENTORY",
+                                 help="pyinfra inventory file (default: $VSA_INVENTORY or inventory.py).")
+host_option = click.option("--host", "host_name", default=None, metavar="NAME", help="Only this host.")
+
+
+@click.group(cls=Command)
+def main():
+    """vsa-ops: the VSA hub as code."""
+
+
+def _hosts(inventory: str | None, host_name: str | None):
+    root = find_root()
+    hosts = select_hosts(load_inventory(inventory_path(inventory), root), host_name)
+    return root, load_sources(root), hosts
+
+
+@main.command()
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write the files under, at their paths on the host.")
+@inventory_option
+@host_option
+def render(out: Path, inventory: str | None, host_name: str | None):
+    """Write every file of a host's manifest under OUT for review."""
+    root, sources, hosts = _hosts(inventory, host_name)
+    if len(hosts) > 1:
+        raise InventoryError(f"--host: the inventory has {len(hosts)} hosts; name one of "
+                             f"{', '.join(h.name for h in hosts)}")
+    host = hosts[0]
+    manifest = render_host(host_config(host), sources, host=host.name, secrets=load_secrets(root))
+    written = write_manifest(manifest, out)
+    click.echo(f"rendered {host.name}: {written} files, {len(manifest.directories)} directories, "
+               f"{len(manifest.stacks)} stacks, {len(manifest.fstab)} fstab entries under {out}")
+
+
+@main.command()
+@inventory_option
+@host_option
+def lint(inventory: str | None, host_name: str | None):
+    """Check each host's manifest against the design's rules; exit 1 on any error."""
+    _root, sources, hosts = _hosts(inventory, host_name)
+    errors = 0
+    for host in hosts:
+        hub = host_config(host)
+        findings = lint_manifest(render_host(hub, sources, host=host.name, secrets=None), hub)
+        for finding in findings:
+            click.echo(f"{host.name}: {finding}")
+        host_errors = sum(f.severity == "error" for f in findings)
+        errors += host_errors
+        if not host_errors:
+            click.echo(f"{host.name}: ok ({len(findings)} warnings)")
+    sys.exit(1 if errors else 0)

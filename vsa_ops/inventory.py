@@ -1,0 +1,60 @@
+"""Hosts and their configuration, read from a pyinfra inventory and its group_data/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import DATA_KEY, HubConfig, hub_config
+
+DEFAULT_INVENTORY = "inventory.py"
+
+
+class InventoryError(ValueError):
+    pass
+
+
+def inventory_path(option: str | None) -> Path:
+    """The inventory file: the option, else $VSA_INVENTORY, else inventory.py. It must exist."""
+    path = Path(option or os.environ.get("VSA_INVENTORY") or DEFAULT_INVENTORY)
+    if not path.is_file():
+        raise InventoryError(f"inventory: no such file {str(path)!r}")
+    return path
+
+
+def load_inventory(path: Path, project_root: Path):
+    """The pyinfra inventory, with group_data/ from the project and from beside the inventory."""
+    from pyinfra.api import State
+    from pyinfra.context import ctx_state
+    from pyinfra_cli.inventory import make_inventory_from_files  # patches gevent: import only when needed
+
+    # pyinfra executes inventory and group_data files with a state in context.
+    with ctx_state.use(State()):
+        inventory = make_inventory_from_files(str(path), cwd=str(project_root))
+    if not list(inventory):
+        raise InventoryError(f"inventory: {str(path)!r} defines no hosts")
+    return inventory
+
+
+def host_layers(host) -> list[dict[str, Any]]:
+    """The ``vsa`` settings that apply to ``host``, lowest precedence first: all, each group in
+    order, the host itself, command-line overrides. Tables merge key by key across layers."""
+    inventory = host.inventory
+    datas = [inventory.get_data(), *(inventory.get_group_data(g) for g in host.groups),
+             inventory.get_host_data(host.name), inventory.get_override_data()]
+    return [data[DATA_KEY] for data in datas if data and DATA_KEY in data]
+
+
+def host_config(host) -> HubConfig:
+    return hub_config(host_layers(host))
+
+
+def select_hosts(inventory, name: str | None) -> list:
+    hosts = list(inventory)
+    if name is None:
+        return hosts
+    chosen = [h for h in hosts if h.name == name]
+    if not chosen:
+        raise InventoryError(f"--host: no host {name!r} in the inventory (hosts: {', '.join(h.name for h in hosts)})")
+    return chosen
