@@ -65,6 +65,12 @@ class Service:
     container_name: str
     validate_command: tuple[str, ...] = ()
     reload_command: tuple[str, ...] = ()
+    # Host folders whose files the container reads as they change: no restart for those.
+    live_paths: tuple[str, ...] = ()
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 @dataclass(frozen=True)
@@ -106,14 +112,19 @@ class Manifest:
         raise KeyError(name)
 
     def services_mounting(self, path: str) -> list[tuple[Stack, Service]]:
-        """Services with a bind mount that contains ``path``: a change to it concerns them."""
-        found = []
+        """The services a change to ``path`` concerns: those whose bind mount holding it is the
+        deepest one any service has (a config folder wins over a whole-disk or log-reading mount),
+        less those that read that folder live."""
+        candidates = []
         for stack in self.stacks:
             by_name = {service.name: service for service in stack.services}
             for name, spec in stack.compose.get("services", {}).items():
-                for volume in spec.get("volumes", []):
-                    source = volume.get("source", "") if isinstance(volume, dict) else str(volume).split(":")[0]
-                    if source.startswith("/") and (path == source or path.startswith(source.rstrip("/") + "/")):
-                        found.append((stack, by_name.get(name) or Service(name, spec.get("container_name", name))))
-                        break
-        return found
+                service = by_name.get(name) or Service(name, spec.get("container_name", name))
+                sources = [v.get("source", "") if isinstance(v, dict) else str(v).split(":")[0]
+                           for v in spec.get("volumes", [])]
+                depth = max((len(s.rstrip("/")) for s in sources if s.startswith("/") and _under(path, s)), default=-1)
+                if depth >= 0:
+                    candidates.append((depth, stack, service))
+        deepest = max((depth for depth, _, _ in candidates), default=-1)
+        return [(stack, service) for depth, stack, service in candidates
+                if depth == deepest and not any(_under(path, live) for live in service.live_paths)]

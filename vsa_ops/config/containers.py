@@ -36,6 +36,9 @@ class Mount(Model):
     target: AbsPath
     read_only: bool = False
     propagation: Literal["rslave", "rshared", "rprivate"] | None = None
+    # The container reads these files as they change (data, not configuration): a change to a
+    # file under this mount needs no restart.
+    live: bool = False
 
     @model_validator(mode="before")
     @classmethod

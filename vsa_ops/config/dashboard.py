@@ -56,12 +56,14 @@ class Api(Component):
             "DATABASE_HOST": "dashboard-postgres",
             "DATABASE_PASSWORD_FILE": "/run/secrets/api_database_password",
         },
+        # Design: "Read-only mounts". The API reads them as they change.
         mounts=[
             "/var/run/docker.sock:/var/run/docker.sock:ro",
-            "/var/log/vsa:/var/log/vsa:ro",
-            "/var/lib/vsa:/var/lib/vsa:ro",
-            f"{REVERSE_PROXY}/letsencrypt:/etc/letsencrypt:ro",
-            f"{REVERSE_PROXY}/nginx/conf.d:/etc/nginx/conf.d:ro",
+            {"source": "/var/log/vsa", "target": "/var/log/vsa", "read_only": True, "live": True},
+            {"source": "/var/lib/vsa", "target": "/var/lib/vsa", "read_only": True, "live": True},
+            {"source": f"{REVERSE_PROXY}/letsencrypt", "target": "/etc/letsencrypt", "read_only": True, "live": True},
+            {"source": f"{REVERSE_PROXY}/nginx/conf.d", "target": "/etc/nginx/conf.d", "read_only": True,
+             "live": True},
             SECRETS,
         ],
         networks=["flowbiz_ext", "dashboard-net"],
