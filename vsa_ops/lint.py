@@ -145,21 +145,21 @@ def docker_socket_read_only(manifest: Manifest, hub: HubConfig) -> Iterator[Find
 
 @rule
 def user_model(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
-    """Containers of the design's user model run as its users."""
-    components = {c.container.container_name: c for stack in hub.builtin_stacks().values() for c in stack.values()}
+    """Containers of the design's user model run as its users, whatever the overrides say."""
+    design = {c.container.container_name: c.container.runs_as
+              for stack in HubConfig().builtin_stacks().values() for c in stack.values()}
     for stack, name, spec in _services(manifest):
-        component = components.get(spec.get("container_name", ""))
-        if component is None or component.container.runs_as is None:
+        runs_as = design.get(spec.get("container_name", ""))
+        if runs_as is None:
             continue
-        runs_as = component.container.runs_as
         user = spec.get("user")
         if runs_as.set_in_compose:
             if user is None or str(user).split(":")[0] not in (str(runs_as.uid), runs_as.name):
                 yield Finding("user-model", stack.name, name,
                               f"runs as {user or 'the image default'}; the design's user is {runs_as.name} ({runs_as.uid})")
-        elif user is not None and str(user).split(":")[0] not in (str(runs_as.uid), runs_as.name):
+        elif user is not None:
             yield Finding("user-model", stack.name, name,
-                          f"runs as {user}; the design's user is {runs_as.name} ({runs_as.uid})")
+                          f"sets user {user}; the image starts as root and switches to {runs_as.name} ({runs_as.uid}) itself")
 
 
 @rule
