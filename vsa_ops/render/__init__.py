@@ -102,7 +102,7 @@ def render_host(
             raise RenderError(f"stacks/{stack_name}/: no compose file (one of {', '.join(COMPOSE_NAMES)})")
         stacks.append(_stack(hub, components, stack_name, compose_text))
 
-    files.extend(_secret_files(hub, secrets, {s.name for s in stacks}, ids))
+    files.extend(_secret_files(hub, secrets, {s.name for s in stacks}))
     if any(s.name == "reverse-proxy" for s in stacks):
         issued = None if certificates is None else set(certificates)
         for domain in domains:
@@ -210,8 +210,8 @@ def _stack(hub: HubConfig, components: dict[str, Component], name: str, text: st
     return Stack(name, f"{ROOT}/{name}", compose, tuple(service_info), builtin)
 
 
-def _secret_files(hub: HubConfig, secrets: Mapping[str, str] | None, stacks: set[str],
-                  ids: dict[str, int]) -> list[File]:
+def _secret_files(hub: HubConfig, secrets: Mapping[str, str] | None, stacks: set[str]) -> list[File]:
+    """Password files, readable by root and by the group of the one container user that needs each."""
     def value(key: str, purpose: str) -> str:
         name = getattr(hub.secrets, key)
         if secrets is None:
@@ -220,15 +220,19 @@ def _secret_files(hub: HubConfig, secrets: Mapping[str, str] | None, stacks: set
             raise RenderError(f"missing secret {name} ({purpose}): set it in the environment or in secrets.env")
         return secrets[name]
 
+    def reader(component: Component) -> int:
+        return component.container.runs_as.uid if component.container.runs_as else 0
+
     files = []
     if "dashboard" in stacks:
         password = value("postgres_password", "dashboard PostgreSQL password")
         dash = f"{ROOT}/dashboard/secrets"
-        files.append(File(f"{dash}/postgres_password", password, 0, ids["postgres"], "0640", sensitive=True))
-        files.append(File(f"{dash}/api_database_password", password, 0,
-                          hub.dashboard.api.container.runs_as.uid, "0640", sensitive=True))
+        files.append(File(f"{dash}/postgres_password", password, 0, reader(hub.dashboard.postgres), "0640",
+                          sensitive=True))
+        files.append(File(f"{dash}/api_database_password", password, 0, reader(hub.dashboard.api), "0640",
+                          sensitive=True))
     if "observability" in stacks:
         password = value("grafana_admin_password", "Grafana admin password")
         files.append(File(f"{ROOT}/observability/secrets/grafana_admin_password", password, 0,
-                          ids["grafana"], "0640", sensitive=True))
+                          reader(hub.observability.grafana), "0640", sensitive=True))
     return files
