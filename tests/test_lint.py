@@ -60,7 +60,7 @@ def test_each_rule_catches_its_violation(render, override, expected):
 
 
 def test_user_model_rule_catches_a_compose_user_on_a_service_that_drops_privileges_itself(render):
-    override = {"reverse_proxy": {"nginx": {"container": {"runs_as": {"name": "nginx", "uid": 101}}}}}
+    override = {"reverse_proxy": {"nginx": {"container": {"runs_as": {"set_in_compose": True}}}}}
     manifest = render([override])
     # The manifest now sets user 101 for nginx; judged against the design's model it breaks the rule.
     assert ("user-model", "reverse-proxy", "nginx") in rules(errors(manifest))
