@@ -8,7 +8,7 @@ HTTP paths the stacks probe (see ``placeholder``).
 How an image is built (as root; needs debootstrap, tar, mount, chroot and the docker CLI):
 
 1. once per Debian suite: ``debootstrap --variant=minbase`` into ``CACHE_DIR/rootfs/<suite>-minbase.tar``
-   (its static busybox is kept beside it as ``<suite>-busybox``);
+   (its static busybox is kept beside it as ``busybox-<suite>``);
 2. base ``"debian"``: unpack that rootfs, create the users, ``apt-get install --no-install-recommends``
    the packages in a chroot (``/proc`` and the suite's apt lists/archives cache are mounted only
    meanwhile, and always unmounted), remove docs, man pages and locales, add files, folders, links;
@@ -526,7 +526,7 @@ def _build(name: str, recipe: Recipe, digest: str, docker_argv: list[str], updat
 def _rootfs(suite: str, log) -> tuple[Path, Path]:
     """The suite's minbase rootfs tar and static busybox, made by debootstrap on first use."""
     folder = CACHE_DIR / "rootfs"
-    tar, busybox = folder / f"{suite}-minbase.tar", folder / f"{suite}-busybox"
+    tar, busybox = folder / f"{suite}-minbase.tar", folder / f"busybox-{suite}"  # name must start with busybox
     if tar.is_file() and busybox.is_file():
         return tar, busybox
     if not shutil.which("debootstrap"):
