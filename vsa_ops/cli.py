@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -12,9 +13,11 @@ from .inventory import InventoryError, host_config, inventory_path, load_invento
 from .lint import lint as lint_manifest
 from .project import find_root, load_secrets, load_sources
 from .render import RenderError, render_host
+from .lab import hosts as lab_hosts
+from .runner import run_deploy
 from .writer import write_manifest
 
-USER_ERRORS = (ConfigError, InventoryError, RenderError, FileNotFoundError, ValueError)
+USER_ERRORS = (ConfigError, InventoryError, RenderError, FileNotFoundError, ValueError, lab_hosts.LabError)
 
 
 class Command(click.Group):
@@ -80,3 +83,58 @@ def lint(inventory: str | None, host_name: str | None):
         if not host_errors:
             click.echo(f"{host.name}: ok ({len(findings)} warnings)")
     sys.exit(1 if errors else 0)
+
+
+@main.command()
+@inventory_option
+@click.option("--limit", "limit", default=None, metavar="HOST", help="Only this host (or group).")
+def deploy(inventory: str | None, limit: str | None):
+    """Converge every host (or --limit HOST) with `pyinfra -y INVENTORY deploy.py`."""
+    root = find_root()
+    path = inventory_path(inventory).resolve()
+    sys.exit(run_deploy(root, path, limit))
+
+
+@main.group(cls=Command)
+def lab():
+    """Local lab VPS hosts: containers with sshd and Docker, reached over SSH on 127.0.0.1."""
+
+
+@lab.command("up")
+@click.option("--hosts", "count", default=1, show_default=True, type=click.IntRange(1, 20))
+def lab_up(count: int):
+    """Build the lab images (cached) and start vsa-lab-1 .. vsa-lab-N."""
+    root = find_root()
+    for host in lab_hosts.up(root, count, log=lambda line: click.echo(line, err=True)):
+        click.echo(f"{host.name}: ssh -i {host.ssh_key} -p {host.ssh_port} {host.ssh_user}@127.0.0.1 "
+                   f"(http 127.0.0.1:{host.http_port}, https 127.0.0.1:{host.https_port})")
+    click.echo(f"inventory: {lab_hosts.lab_dir(root) / 'inventory.py'}")
+
+
+@lab.command("down")
+def lab_down():
+    """Remove every lab host, its volumes and the lab inventory."""
+    removed = lab_hosts.down(find_root(), log=lambda line: click.echo(line, err=True))
+    click.echo(f"removed {removed} lab hosts")
+
+
+@lab.command("status")
+def lab_status():
+    """What runs in the lab."""
+    rows = lab_hosts.status(find_root())
+    for name, state in rows:
+        click.echo(f"{name}: {state}")
+    if not rows:
+        click.echo("no lab hosts")
+
+
+@lab.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
+def lab_info(as_json: bool):
+    """Ports, user and key of each lab host."""
+    data = lab_hosts.info(find_root())
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for host in data["hosts"]:
+        click.echo(f"{host['name']}: ssh {host['ssh_port']}, http {host['http_port']}, https {host['https_port']}")

@@ -98,6 +98,7 @@ class Manifest:
     stacks: tuple[Stack, ...]
     users: tuple[SystemUser, ...] = ()
     volumes: dict[str, Any] = field(default_factory=dict)
+    pull: str = "missing"
 
     def file(self, path: str) -> File:
         for item in self.files:

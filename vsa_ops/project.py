@@ -44,10 +44,11 @@ def load_sources(root: Path) -> Sources:
     return Sources(files)
 
 
-def load_secrets(root: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Secrets from ``secrets.env`` (KEY=VALUE lines, uncommitted), overridden by the environment."""
+def load_secrets(root: Path, environ: dict[str, str] | None = None, file: Path | None = None) -> dict[str, str]:
+    """Secrets from ``file`` (default: the project's ``secrets.env``; KEY=VALUE lines, never committed),
+    overridden by ``VSA_*`` environment variables."""
     values: dict[str, str] = {}
-    path = root / SECRETS_FILE
+    path = file or root / SECRETS_FILE
     if path.exists():
         for number, line in enumerate(path.read_text().splitlines(), 1):
             line = line.strip()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -21,6 +21,9 @@ class DockerDaemon(Model):
     userland_proxy: bool = False
     storage_driver: str | None = None
     extra: dict[str, Any] = {}
+    # What `docker compose up` does about images the host lacks after vsa-ops shipped what the
+    # controller has: pull them from their registry ("missing"), or fail ("never").
+    pull: Literal["missing", "never"] = "missing"
 
     def daemon_json(self) -> dict[str, Any]:
         settings: dict[str, Any] = {

@@ -28,6 +28,7 @@ class Prometheus(Component):
         runs_as=RunAs(name="nobody", uid=65534),
         mounts=[f"{OBSERVABILITY}/prometheus:/etc/prometheus:ro", "obs-prometheus-data:/prometheus"],
         networks=INTERNAL,
+        validate_command=["promtool", "check", "config", "/etc/prometheus/prometheus.yml"],
     )
     scrape_interval: Duration = "15s"
     retention_time: Duration = "15d"

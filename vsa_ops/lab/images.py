@@ -251,11 +251,13 @@ RECIPES: dict[str, Recipe] = {
         remove=(
             # JIT only (llvmjit.so links LLVM; postgres itself does not): ~130 MB; jit is off without it
             "usr/lib/x86_64-linux-gnu/libLLVM*",
+            "usr/lib/x86_64-linux-gnu/libz3.so*",
             f"usr/lib/postgresql/{PG_MAJOR}/lib/llvmjit*",
             f"usr/lib/postgresql/{PG_MAJOR}/lib/bitcode",
         ),
         files=(
-            File("/etc/postgresql-common/createcluster.conf", text="create_main_cluster = false\n", before_install=True),
+            File("/etc/postgresql-common/createcluster.conf", text="create_main_cluster = false\n",
+                 before_install=True),  # no "main" cluster from the package: the entrypoint runs initdb
             File("/usr/local/bin/docker-entrypoint.sh", src="postgres-entrypoint.sh", mode=0o755),
         ),
         dirs=(
@@ -719,7 +721,10 @@ def _remove_tree(folder: Path, keep_root: bool = False) -> None:
         raise BuildError(f"cannot unmount everything below {folder}; not deleting it")
     if keep_root:
         for child in folder.iterdir():
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     else:
         shutil.rmtree(folder)
 

@@ -132,6 +132,7 @@ def render_host(
         stacks=tuple(stacks),
         users=tuple(SystemUser(name, uid_) for name, uid_ in users),
         volumes={name: v.model_dump() for name, v in hub.storage.volumes.items()},
+        pull=hub.docker.pull,
     )
 
 

@@ -18,7 +18,8 @@ fi
 
 start_dockerd() {
 	echo "vps-entrypoint: starting dockerd with --storage-driver=$1" >>/var/log/dockerd.log
-	dockerd --storage-driver="$1" >>/var/log/dockerd.log 2>&1 &
+	# /proc/sys is read-only in the lab container: dockerd 26 cannot turn IPv6 off on container links
+	DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 dockerd --storage-driver="$1" >>/var/log/dockerd.log 2>&1 &
 	dockerd_pid=$!
 }
 

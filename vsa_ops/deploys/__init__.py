@@ -1,0 +1,1 @@
+"""pyinfra deploys: the operations in order, for use from any deploy.py."""

@@ -1,0 +1,148 @@
+"""The state of every path and object a manifest manages, read in ONE remote command.
+
+pyinfra runs one command per fact and caches nothing, so reading each file separately would cost
+one round trip per file. This fact asks for everything at once: owner, group, mode and SHA-256 of
+the managed paths, /etc/fstab, the filesystem labels present, accounts, Docker's version, networks,
+images and compose containers, the issued certificates and the run lock.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from pyinfra.api import FactBase
+
+MARK = "@@vsa:"
+LOCK_DIR = "/var/lib/vsa-ops.lock"
+CERT_LIVE = "/srv/flowbiz/reverse-proxy/letsencrypt/live"
+
+
+@dataclass(frozen=True)
+class PathState:
+    kind: str  # "file", "directory", "link", "other"
+    owner: int
+    group: int
+    mode: str
+    sha256: str | None = None
+
+
+@dataclass
+class State:
+    paths: dict[str, PathState] = field(default_factory=dict)
+    fstab: str = ""
+    labels: set[str] = field(default_factory=set)
+    mounts: dict[str, str] = field(default_factory=dict)
+    users: dict[str, int] = field(default_factory=dict)
+    uids: set[int] = field(default_factory=set)
+    docker_version: str = ""
+    compose_version: str = ""
+    networks: set[str] = field(default_factory=set)
+    images: set[str] = field(default_factory=set)
+    # (compose project, service) -> container state ("running", "exited", ...)
+    containers: dict[tuple[str, str], str] = field(default_factory=dict)
+    certificates: set[str] = field(default_factory=set)
+    lock: str = ""
+    has_systemd: bool = False
+    fingerprint: str = ""
+
+
+def fingerprint_command(paths: list[str], files: list[str]) -> str:
+    """Digest of the managed paths' metadata and contents and of /etc/fstab. The same text runs in
+    this fact and under the run lock, so both sides hash exactly the same bytes."""
+    quoted_paths = " ".join(shlex.quote(p) for p in paths) or "/nonexistent-vsa"
+    quoted_files = " ".join(shlex.quote(p) for p in files) or "/nonexistent-vsa"
+    # Each part tolerates missing paths: the caller may run this under `set -e`.
+    return (f"{{ stat -c '%F|%u|%g|%a|%n' {quoted_paths} || true; sha256sum {quoted_files} || true; "
+            "cat /etc/fstab || true; } 2>/dev/null | sha256sum | cut -d' ' -f1")
+
+
+def state_script(paths: list[str], files: list[str]) -> str:
+    """The shell script the fact runs: one section per kind of state, each after a marker line."""
+    quoted_paths = " ".join(shlex.quote(p) for p in paths) or "/nonexistent-vsa"
+    quoted_files = " ".join(shlex.quote(p) for p in files) or "/nonexistent-vsa"
+    docker_ps = ("docker ps -a --filter label=com.docker.compose.project --format "
+                 "'{{.Label \"com.docker.compose.project\"}}|{{.Label \"com.docker.compose.service\"}}|{{.State}}'")
+    sections = [
+        ("stat", f"stat -c '%F|%u|%g|%a|%n' {quoted_paths} 2>/dev/null"),
+        ("sha256", f"sha256sum {quoted_files} 2>/dev/null"),
+        ("fstab", "cat /etc/fstab 2>/dev/null"),
+        ("labels", "ls /dev/disk/by-label/ 2>/dev/null"),
+        ("mounts", "findmnt -rn -o TARGET,SOURCE 2>/dev/null"),
+        ("passwd", "cut -d: -f1,3 /etc/passwd"),
+        ("docker", "docker version --format '{{.Server.Version}}' 2>/dev/null"),
+        ("compose", "docker compose version --short 2>/dev/null"),
+        ("networks", "docker network ls --format '{{.Name}}' 2>/dev/null"),
+        ("images", "docker image ls --format '{{.Repository}}:{{.Tag}}' 2>/dev/null"),
+        ("containers", f"{docker_ps} 2>/dev/null"),
+        ("certificates", f"ls {CERT_LIVE} 2>/dev/null"),
+        ("lock", f"cat {LOCK_DIR}/owner 2>/dev/null"),
+        ("systemd", "[ -d /run/systemd/system ] && echo yes"),
+        ("fingerprint", fingerprint_command(paths, files)),
+    ]
+    return "; ".join(f"echo '{MARK}{name}'; {command}" for name, command in sections) + "; true"
+
+
+def parse_host_state(lines: list[str]) -> State:
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in lines:
+        if line.startswith(MARK):
+            current = line[len(MARK):].strip()
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    state = State()
+    hashes = {}
+    for line in sections.get("sha256", []):
+        digest, _, path = line.partition("  ")
+        hashes[path] = digest
+    kinds = {"regular file": "file", "regular empty file": "file", "directory": "directory", "symbolic link": "link"}
+    for line in sections.get("stat", []):
+        parts = line.split("|", 4)
+        if len(parts) == 5:
+            kind, owner, group, mode, path = parts
+            state.paths[path] = PathState(kinds.get(kind, "other"), int(owner), int(group), mode.rjust(4, "0"),
+                                          hashes.get(path))
+    state.fstab = "".join(f"{line}\n" for line in sections.get("fstab", []))
+    state.labels = {line.strip() for line in sections.get("labels", []) if line.strip()}
+    for line in sections.get("mounts", []):
+        target, _, source = line.partition(" ")
+        state.mounts[target] = source
+    for line in sections.get("passwd", []):
+        name, _, uid = line.partition(":")
+        if uid.isdigit():
+            state.users[name] = int(uid)
+    state.uids = set(state.users.values())
+    state.docker_version = "".join(sections.get("docker", [])).strip()
+    state.compose_version = "".join(sections.get("compose", [])).strip()
+    state.networks = {line.strip() for line in sections.get("networks", []) if line.strip()}
+    state.images = {line.strip() for line in sections.get("images", []) if line.strip()}
+    for line in sections.get("containers", []):
+        project, service, status = (line.split("|") + ["", "", ""])[:3]
+        if project and service:
+            state.containers[(project, service)] = status
+    state.certificates = {line.strip() for line in sections.get("certificates", [])
+                          if line.strip() and line.strip() != "README"}
+    state.lock = "\n".join(sections.get("lock", [])).strip()
+    state.has_systemd = "yes" in sections.get("systemd", [])
+    state.fingerprint = "".join(sections.get("fingerprint", [])).strip()
+    return state
+
+
+class HostState(FactBase):
+    """Everything vsa-ops manages on the host, in one command.
+
+    + paths: directories and files whose owner, group and mode are wanted
+    + files: the subset of paths whose content hash is wanted
+    """
+
+    def command(self, paths: list[str], files: list[str]) -> str:
+        return state_script(paths, files)
+
+    def process(self, output: list[str]) -> State:
+        return parse_host_state(output)
+
+    @staticmethod
+    def default() -> State:
+        return State()

@@ -1,0 +1,31 @@
+"""System accounts of the container user model, so bind-mounted files show their owners by name."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import StringCommand, operation
+
+from .shell import argv, script
+
+
+@operation()
+def system_users(users: list[tuple[str, int]]):
+    """Create each account (and its group, same id) that is missing by name and by uid.
+
+    + users: ``(name, uid)`` pairs, from ``plan.users``
+
+    **Example:**
+
+    .. code:: python
+
+        users.system_users(name="container users", users=[("loki", 10001)])
+    """
+    if not users:
+        host.noop("every container user exists")
+        return
+    lines = []
+    for name, uid in users:
+        lines.append(f"getent group {uid} >/dev/null || groupadd --system --gid {uid} {argv(name)}")
+        lines.append(f"useradd --system --uid {uid} --gid {uid} --no-create-home --home-dir /nonexistent "
+                     f"--shell /usr/sbin/nologin {argv(name)}")
+    yield StringCommand(script(lines))

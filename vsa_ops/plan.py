@@ -1,0 +1,189 @@
+"""The plan: what converging a host would change, computed from its manifest and its state without
+I/O. Deploys apply exactly this; `vsa-ops plan` prints it. One code path for both."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from .facts.host_state import State
+from .manifest import Directory, File, FstabLine, Manifest, Service, Stack
+
+
+@dataclass(frozen=True)
+class FileChange:
+    file: File
+    reason: str  # "create", "content", "owner", "mode"
+
+    @property
+    def needs_upload(self) -> bool:
+        return self.reason in ("create", "content")
+
+
+@dataclass(frozen=True)
+class DirectoryChange:
+    directory: Directory
+    reason: str  # "create", "owner", "mode"
+
+
+@dataclass(frozen=True)
+class FstabChange:
+    content: str
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    mount: tuple[str, ...]  # mount points to mount now (their device exists and nothing is mounted there)
+
+
+@dataclass(frozen=True)
+class ServiceAction:
+    stack: Stack
+    service: Service
+    action: str  # "reload" or "restart"
+
+
+@dataclass
+class Plan:
+    host: str
+    fstab: FstabChange | None = None
+    users: list[tuple[str, int]] = field(default_factory=list)
+    directories: list[DirectoryChange] = field(default_factory=list)
+    files: list[FileChange] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    stacks_up: list[Stack] = field(default_factory=list)
+    services: list[ServiceAction] = field(default_factory=list)
+    restart_docker: bool = False
+    install_docker: bool = False
+    fingerprint: str = ""
+    lock_holder: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.fstab or self.users or self.directories or self.files or self.networks or self.images
+                    or self.stacks_up or self.services or self.restart_docker or self.install_docker)
+
+    def summary(self) -> str:
+        if self.empty:
+            return "no changes"
+        parts = []
+        for label, count in (("fstab", 1 if self.fstab else 0), ("users", len(self.users)),
+                             ("directories", len(self.directories)), ("files", len(self.files)),
+                             ("networks", len(self.networks)), ("images", len(self.images)),
+                             ("stacks up", len(self.stacks_up))):
+            if count:
+                parts.append(f"{count} {label}")
+        for action in ("restart", "reload"):
+            names = [s.service.container_name for s in self.services if s.action == action]
+            if names:
+                parts.append(f"{action} {', '.join(names)}")
+        if self.restart_docker:
+            parts.append("restart docker")
+        return "; ".join(parts)
+
+
+class PlanError(ValueError):
+    pass
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def managed_paths(manifest: Manifest) -> tuple[list[str], list[str]]:
+    """Paths whose metadata the state read needs, and the files whose content hash it needs."""
+    files = [f.path for f in manifest.files]
+    return [d.path for d in manifest.directories] + files, files
+
+
+def plan_fstab(current: str, wanted: tuple[FstabLine, ...], state: State, force: bool = False) -> FstabChange | None:
+    """Add or replace entries by mount point, never duplicate, keep every other line.
+
+    Refuses (unless forced) to put a different device on a mount point that has one mounted.
+    """
+    lines = current.splitlines()
+    by_mountpoint: dict[str, int] = {}
+    for index, line in enumerate(lines):
+        fields = line.split()
+        if fields and not fields[0].startswith("#") and len(fields) >= 2:
+            by_mountpoint.setdefault(fields[1], index)
+    added, removed, mount = [], [], []
+    new_lines = list(lines)
+    drop: set[int] = set()
+    for entry in wanted:
+        existing = by_mountpoint.get(entry.mountpoint)
+        if existing is not None and lines[existing].split() == entry.line.split():
+            continue
+        mounted = state.mounts.get(entry.mountpoint)
+        if mounted and not force and existing is not None and lines[existing].split()[0] != entry.spec:
+            raise PlanError(f"fstab: {entry.mountpoint} has {mounted} mounted from {lines[existing].split()[0]}; "
+                            f"refusing to put {entry.spec} there (use --force-fstab)")
+        if existing is not None:
+            removed.append(lines[existing])
+            new_lines[existing] = entry.line
+        else:
+            new_lines.append(entry.line)
+        added.append(entry.line)
+        # Duplicates of this mount point further down are dropped, so it appears once.
+        for index, line in enumerate(lines):
+            fields = line.split()
+            if index != existing and len(fields) >= 2 and not fields[0].startswith("#") and \
+                    fields[1] == entry.mountpoint:
+                drop.add(index)
+                removed.append(line)
+        if not mounted and entry.spec.removeprefix("LABEL=") in state.labels:
+            mount.append(entry.mountpoint)
+    if not added and not drop:
+        return None
+    content = "".join(f"{line}\n" for index, line in enumerate(new_lines) if index not in drop)
+    return FstabChange(content, tuple(added), tuple(removed), tuple(mount))
+
+
+def make_plan(manifest: Manifest, state: State, *, force_fstab: bool = False) -> Plan:
+    plan = Plan(manifest.host, fingerprint=state.fingerprint, lock_holder=state.lock)
+    plan.install_docker = not state.docker_version or not state.compose_version.startswith("2")
+    plan.fstab = plan_fstab(state.fstab, manifest.fstab, state, force_fstab)
+
+    plan.users = [(u.name, u.uid) for u in manifest.users if u.name not in state.users and u.uid not in state.uids]
+
+    for directory in manifest.directories:
+        current = state.paths.get(directory.path)
+        if current is None or current.kind != "directory":
+            plan.directories.append(DirectoryChange(directory, "create"))
+        elif (current.owner, current.group) != (directory.owner, directory.group):
+            plan.directories.append(DirectoryChange(directory, "owner"))
+        elif current.mode != directory.mode:
+            plan.directories.append(DirectoryChange(directory, "mode"))
+
+    for item in manifest.files:
+        current = state.paths.get(item.path)
+        if current is None or current.kind != "file":
+            plan.files.append(FileChange(item, "create"))
+        elif current.sha256 != sha256(item.content):
+            plan.files.append(FileChange(item, "content"))
+        elif (current.owner, current.group) != (item.owner, item.group):
+            plan.files.append(FileChange(item, "owner"))
+        elif current.mode != item.mode:
+            plan.files.append(FileChange(item, "mode"))
+
+    plan.networks = sorted(n.name for n in manifest.networks if n.shared and n.name not in state.networks)
+    wanted_images = sorted({spec["image"] for stack in manifest.stacks
+                            for spec in stack.compose["services"].values() if spec.get("image")})
+    plan.images = [image for image in wanted_images if image not in state.images]
+
+    changed = {c.file.path for c in plan.files if c.needs_upload}
+    plan.restart_docker = "/etc/docker/daemon.json" in changed and bool(state.docker_version)
+    for stack in manifest.stacks:
+        services = list(stack.compose["services"])
+        down = [s for s in services if state.containers.get((stack.name, s)) != "running"]
+        if stack.compose_path in changed or down:
+            plan.stacks_up.append(stack)
+    seen: set[tuple[str, str]] = set()
+    for path in sorted(changed):
+        for stack, service in manifest.services_mounting(path):
+            key = (stack.name, service.name)
+            # A service that is not running starts with the new files: nothing to restart.
+            if key in seen or state.containers.get(key) != "running":
+                continue
+            seen.add(key)
+            plan.services.append(ServiceAction(stack, service, "reload" if service.reload_command else "restart"))
+    return plan
