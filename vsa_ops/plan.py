@@ -52,6 +52,7 @@ class Plan:
     images: list[str] = field(default_factory=list)
     stacks_up: list[Stack] = field(default_factory=list)
     services: list[ServiceAction] = field(default_factory=list)
+    daemon_json: FileChange | None = None
     restart_docker: bool = False
     install_docker: bool = False
     fingerprint: str = ""
@@ -60,7 +61,7 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not (self.fstab or self.users or self.directories or self.files or self.networks or self.images
-                    or self.stacks_up or self.services or self.restart_docker or self.install_docker)
+                    or self.stacks_up or self.services or self.daemon_json or self.install_docker)
 
     def summary(self) -> str:
         if self.empty:
@@ -76,9 +77,12 @@ class Plan:
             names = [s.service.container_name for s in self.services if s.action == action]
             if names:
                 parts.append(f"{action} {', '.join(names)}")
-        if self.restart_docker:
-            parts.append("restart docker")
+        if self.daemon_json:
+            parts.append("daemon.json" + (" and restart docker" if self.restart_docker else ""))
         return "; ".join(parts)
+
+
+DAEMON_JSON = "/etc/docker/daemon.json"
 
 
 class PlanError(ValueError):
@@ -157,13 +161,19 @@ def make_plan(manifest: Manifest, state: State, *, force_fstab: bool = False) ->
     for item in manifest.files:
         current = state.paths.get(item.path)
         if current is None or current.kind != "file":
-            plan.files.append(FileChange(item, "create"))
+            change = FileChange(item, "create")
         elif current.sha256 != sha256(item.content):
-            plan.files.append(FileChange(item, "content"))
+            change = FileChange(item, "content")
         elif (current.owner, current.group) != (item.owner, item.group):
-            plan.files.append(FileChange(item, "owner"))
+            change = FileChange(item, "owner")
         elif current.mode != item.mode:
-            plan.files.append(FileChange(item, "mode"))
+            change = FileChange(item, "mode")
+        else:
+            continue
+        if item.path == DAEMON_JSON:
+            plan.daemon_json = change  # applied with the engine, before any stack starts
+        else:
+            plan.files.append(change)
 
     plan.networks = sorted(n.name for n in manifest.networks if n.shared and n.name not in state.networks)
     wanted_images = sorted({spec["image"] for stack in manifest.stacks
@@ -171,7 +181,7 @@ def make_plan(manifest: Manifest, state: State, *, force_fstab: bool = False) ->
     plan.images = [image for image in wanted_images if image not in state.images]
 
     changed = {c.file.path for c in plan.files if c.needs_upload}
-    plan.restart_docker = "/etc/docker/daemon.json" in changed and bool(state.docker_version)
+    plan.restart_docker = bool(plan.daemon_json and plan.daemon_json.needs_upload and state.docker_version)
     for stack in manifest.stacks:
         services = list(stack.compose["services"])
         down = [s for s in services if state.containers.get((stack.name, s)) != "running"]

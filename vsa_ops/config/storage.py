@@ -86,7 +86,7 @@ def _tree() -> list[Directory]:
         Directory(path=f"{dash}/data"),
         Directory(path=f"{dash}/data/postgres", owner="postgres", group="postgres", mode="0700",
                   purpose="PostgreSQL data directory"),
-        Directory(path=f"{dash}/secrets", mode="0750", purpose="database password files"),
+        Directory(path=f"{dash}/secrets", mode="0751", purpose="database password files (each 0640, group of its reader)"),
         # Design, "Root Disk": observability; config folders follow "Configuration File Locations".
         Directory(path=obs),
         Directory(path=f"{obs}/data"),
@@ -96,7 +96,7 @@ def _tree() -> list[Directory]:
         Directory(path=f"{obs}/prometheus", purpose="Prometheus scrape config"),
         Directory(path=f"{obs}/loki", purpose="Loki storage + retention config"),
         Directory(path=f"{obs}/log-shipper", purpose="Promtail (or Alloy) scrape jobs"),
-        Directory(path=f"{obs}/secrets", mode="0750", purpose="Grafana admin password file"),
+        Directory(path=f"{obs}/secrets", mode="0751", purpose="Grafana admin password file (0640, group grafana)"),
         # Design, "Root Disk": audit trail.
         Directory(path="/var/log/vsa", purpose="Audit log JSONL"),
         Directory(path="/var/lib/vsa", purpose="Audit SQLite database"),

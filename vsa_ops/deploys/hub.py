@@ -10,14 +10,14 @@ import uuid
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import deploy, operation
 
 from ..facts import HostState
 from ..facts.host_state import State
 from ..inventory import host_config
 from ..manifest import Manifest
 from ..operations import docker, fstab, lock, stacks, tree, users
-from ..plan import Plan, make_plan, managed_paths
+from ..plan import Plan, PlanError, make_plan, managed_paths
 from ..project import find_root, load_secrets, load_sources
 from ..render import render_host
 
@@ -71,18 +71,30 @@ def plan_host(current_host=None) -> tuple[Manifest, Plan]:
     return manifest, make_plan(manifest, state)
 
 
+@operation()
+def unchanged():
+    """Yields nothing: a converged host shows this one operation under "No Change"."""
+    host.noop("the host matches its manifest")
+    yield from ()
+
+
 @deploy("vsa-ops hub")
 def converge_hub():
     """Converge this host to its manifest. Adds no operation at all when nothing differs."""
     manifest, plan = plan_host()
     if plan.empty:
-        host.noop(f"{host.name}: no changes")
+        unchanged(name="no changes: the host matches its manifest")
         return
+    missing = sorted(set(plan.images) - set(docker.local_images(plan.images)))
+    if missing and manifest.pull == "never":
+        raise PlanError(f"{host.name}: images on neither the host nor this controller, and vsa.docker.pull is "
+                        f"'never': {', '.join(missing)}")
     owner = run_owner()
     paths, files = managed_paths(manifest)
     lock.acquire(name="take the run lock", owner=owner, fingerprint=plan.fingerprint, paths=paths, files=files,
                  stale_owner=_stale(plan.lock_holder))
-    docker.engine(name="docker engine and compose v2", install=plan.install_docker)
+    docker.engine(name="docker engine, compose v2 and daemon.json", install=plan.install_docker,
+                  daemon_json=plan.daemon_json, restart=plan.restart_docker)
     fstab.entries(name="fstab entries by LABEL", change=plan.fstab)
     users.system_users(name=f"container users {', '.join(n for n, _ in plan.users) or '(none)'}", users=plan.users)
     tree.directories(name=f"directory tree ({len(plan.directories)} to fix)", changes=plan.directories)

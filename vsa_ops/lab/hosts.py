@@ -99,7 +99,9 @@ def _wait(name: str, command: list[str], what: str, seconds: float = 90) -> None
 
 def up(root: Path, count: int = 1, log=print) -> list[LabHost]:
     """Start lab hosts 1..count (keeping those already running) and write the lab inventory."""
-    tags = ensure_images([VPS_IMAGE, DEMO_IMAGE], log=log)
+    # Every image, so that deploys can ship what hosts lack; the hosts themselves start with only
+    # demo-app loaded.
+    tags = ensure_images(log=log)
     folder = lab_dir(root)
     key = _ssh_key(folder)
     public = (key.with_suffix(".pub")).read_text().strip()
@@ -130,8 +132,9 @@ def _start_demo_app(name: str, image: str) -> None:
         _docker("exec", "-i", name, "docker", "load", "-q", input=saved)
     _docker("exec", name, "sh", "-c",
             "docker network inspect flowbiz_ext >/dev/null 2>&1 || docker network create flowbiz_ext >/dev/null; "
-            f"docker inspect demo-app >/dev/null 2>&1 || docker run -d --name demo-app --network flowbiz_ext "
-            f"--restart unless-stopped --log-opt max-size=1m {image} >/dev/null")
+            f"if docker inspect demo-app >/dev/null 2>&1; then docker start demo-app >/dev/null; "
+            f"else docker run -d --name demo-app --network flowbiz_ext "
+            f"--restart unless-stopped --log-opt max-size=1m {image} >/dev/null; fi")
 
 
 def _wait_ssh(lab_host: LabHost, seconds: float = 30) -> None:

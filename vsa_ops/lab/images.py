@@ -312,6 +312,11 @@ RECIPES: dict[str, Recipe] = {
     ),
     "cadvisor": placeholder("gcr.io/cadvisor/cadvisor:v0.49.1", "cadvisor", 8080, paths=("/metrics", "/healthz")),
     "demo-app": placeholder("vsa-lab/demo-app:1", "demo-app", 8080, user=NOBODY, paths=("*",)),
+    # The dashboard's own images (built by its team, no public tag): stand-ins on their ports.
+    "dashboard-api": placeholder("flowbiz/vps-admin-api:0.1.0", "dashboard-api", 8000,
+                                 user=User("dashboard", 1000), paths=("*",)),
+    "dashboard-ui": placeholder("flowbiz/vps-admin-ui:0.1.0", "dashboard-ui", 3000,
+                                user=User("dashboard", 1000), paths=("*",)),
     "vps": Recipe(
         tags=("vsa-lab/vps:1",),
         packages=(

@@ -3,24 +3,85 @@
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import subprocess
+from io import BytesIO
 from typing import IO
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
+from ..plan import FileChange
 from .shell import argv, script
 
 
+# Restart the Docker engine: through systemd where it runs, otherwise by stopping dockerd gracefully
+# and starting it again with the same arguments and environment. Containers that ran before are
+# started again (before live-restore is on, a restart stops them).
+RESTART_DOCKER = """restart_docker() {
+  running=$(docker ps -q)
+  if [ -d /run/systemd/system ]; then systemctl restart docker
+  else
+    pid=$(pgrep -xo dockerd || true); launch=/run/vsa-ops-dockerd.argv
+    if [ -n "$pid" ]; then
+      cat /proc/$pid/environ /proc/$pid/cmdline > "$launch"
+      kill "$pid"
+      for i in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    else
+      printf 'PATH=%s\\0dockerd\\0' "$PATH" > "$launch"
+    fi
+    rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
+    (cd / && setsid xargs -0 env -i < "$launch" >>/var/log/dockerd.log 2>&1 &)
+  fi
+  for i in $(seq 150); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
+  docker info >/dev/null 2>&1 || return 1
+  [ -z "$running" ] || docker start $running >/dev/null
+}"""
+
+
 @operation()
-def engine(install: bool):
-    """Install the Docker engine and the compose v2 plugin with apt where missing.
+def engine(install: bool, daemon_json: FileChange | None = None, restart: bool = False):
+    """Install the Docker engine and the compose v2 plugin with apt where missing, and apply
+    daemon.json, restarting the engine when its content changed; a restart that fails puts the
+    old daemon.json back and restarts again.
 
     + install: ``plan.install_docker``
+    + daemon_json: ``plan.daemon_json``
+    + restart: ``plan.restart_docker``
+
+    **Example:**
+
+    .. code:: python
+
+        docker.engine(name="docker engine", install=plan.install_docker, daemon_json=plan.daemon_json,
+                      restart=plan.restart_docker)
     """
-    if not install:
-        host.noop("docker and compose v2 are installed")
+    if not install and daemon_json is None:
+        host.noop("docker and compose v2 are installed, daemon.json is up to date")
         return
+    if install:
+        yield from _install()
+    if daemon_json is not None:
+        f = daemon_json.file
+        staged, path = f"{f.path}.vsa-new", f.path
+        if daemon_json.needs_upload:
+            yield StringCommand(f"mkdir -p {argv(posixpath.dirname(path))}")
+            yield FileUploadCommand(BytesIO(f.content.encode()), staged)
+        lines = [RESTART_DOCKER]
+        if daemon_json.needs_upload:
+            lines += [f"[ -e {argv(path)} ] && cp -p {argv(path)} {argv(path)}.vsa-bak || rm -f {argv(path)}.vsa-bak",
+                      f"mv -f {argv(staged)} {argv(path)}"]
+        lines.append(f"chown {f.owner}:{f.group} {argv(path)} && chmod {f.mode} {argv(path)}")
+        if restart:
+            lines.append(f"if ! restart_docker; then "
+                         f"if [ -e {argv(path)}.vsa-bak ]; then mv -f {argv(path)}.vsa-bak {argv(path)}; "
+                         f"else rm -f {argv(path)}; fi; restart_docker; "
+                         f"echo 'vsa-ops: docker did not start with the new daemon.json; the old one is back' >&2; exit 1; fi")
+        lines.append(f"rm -f {argv(path)}.vsa-bak")
+        yield StringCommand(script(lines))
+
+
+def _install():
     yield StringCommand(script([
         "export DEBIAN_FRONTEND=noninteractive",
         "command -v dockerd >/dev/null || { apt-get update -qq && apt-get install -y -qq docker.io; }",

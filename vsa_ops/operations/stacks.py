@@ -18,25 +18,6 @@ from .shell import argv, script
 PROBE_SECONDS = 3
 
 
-# Restart the Docker engine after daemon.json changed: through systemd where it runs, otherwise by
-# stopping dockerd gracefully and starting it again with the same arguments and environment.
-RESTART_DOCKER = """restart_docker() {
-  if [ -d /run/systemd/system ]; then systemctl restart docker; return; fi
-  pid=$(pgrep -xo dockerd || true); launch=/run/vsa-ops-dockerd.argv
-  if [ -n "$pid" ]; then
-    cat /proc/$pid/environ /proc/$pid/cmdline > "$launch"
-    kill "$pid"
-    for i in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  else
-    printf 'PATH=%s\\0dockerd\\0' "$PATH" > "$launch"
-  fi
-  rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
-  (cd / && setsid xargs -0 env -i < "$launch" >>/var/log/dockerd.log 2>&1 &)
-  for i in $(seq 150); do docker info >/dev/null 2>&1 && return 0; sleep 0.2; done
-  return 1
-}"""
-
-
 def staged_name(path: str) -> str:
     """Where a new file waits before its rename: same folder, so the rename is atomic."""
     return posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.vsa-new")
@@ -66,11 +47,18 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
     """The transaction as one shell script (one round trip), rolling back on any failure."""
     changed = [c for c in plan.files if c.needs_upload]
     compose_paths = {stack.compose_path: stack for stack in manifest.stacks}
+    new_stacks = [stack for stack in plan.stacks_up
+                  if any(c.file.path == stack.compose_path and c.reason == "create" for c in changed)]
     lines = [
-        RESTART_DOCKER,
         "restore() {",
         "  set +e",
         "  echo 'vsa-ops: rolling back' >&2",
+    ]
+    # Stacks this run created go down while their compose file is still there; then the files come
+    # back, and what ran before runs again with them.
+    for stack in new_stacks:
+        lines.append(f"  {_compose(stack, 'down', '--remove-orphans')} >/dev/null 2>&1")
+    lines += [
         "  while read -r kind path meta; do",
         "    case $kind in",
         "      backup) mv -f \"$path.vsa-bak\" \"$path\" ;;",
@@ -80,13 +68,9 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
         "  done < \"$journal\"",
         "  rm -f \"$journal\"",
     ]
-    if plan.restart_docker:
-        lines.append("  restart_docker")
-    # After the files are back, bring back what ran before: stacks that existed go up with their
-    # old compose file, new ones go down; touched services restart or reload with the old files.
     for stack in plan.stacks_up:
-        existed = not any(c.file.path == stack.compose_path and c.reason == "create" for c in changed)
-        lines.append(f"  {_compose(stack, 'up', '-d', '--remove-orphans') if existed else _compose(stack, 'down', '--remove-orphans')} >/dev/null 2>&1")
+        if stack not in new_stacks:
+            lines.append(f"  {_compose(stack, 'up', '-d', '--remove-orphans')} >/dev/null 2>&1")
     for action in plan.services:
         lines.append(f"  {_service_command(action)} >/dev/null 2>&1")
     lines += [
@@ -127,8 +111,6 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
             check = " ".join(service.validate_command)
             lines.append(f"docker exec {argv(service.container_name)} {argv(*service.validate_command)} "
                          f"|| fail {argv(f'{service.container_name}: {check} failed')}")
-    if plan.restart_docker:
-        lines.append("restart_docker || fail 'docker did not come back after its restart'")
     for stack in plan.stacks_up:
         lines.append(f"{_compose(stack, 'up', '-d', '--remove-orphans', '--quiet-pull', '--pull', manifest.pull)} "
                      f"|| fail {argv(f'docker compose up failed for stack {stack.name}')}")
@@ -166,7 +148,7 @@ def activate(plan: Plan, manifest: Manifest):
 
         stacks.activate(name="files and stacks", plan=plan, manifest=manifest)
     """
-    if not (plan.files or plan.stacks_up or plan.services or plan.restart_docker):
+    if not (plan.files or plan.stacks_up or plan.services):
         host.noop("files and stacks are up to date")
         return
     archive = f"/var/tmp/vsa-ops-files-{plan.fingerprint[:12] or 'new'}.tar"

@@ -54,8 +54,12 @@ def compose_service(component: Component) -> dict[str, Any]:
 def _volume(mount) -> dict[str, Any]:
     volume: dict[str, Any] = {"type": "bind" if mount.is_bind else "volume", "source": mount.source,
                               "target": mount.target, "read_only": mount.read_only}
-    if mount.propagation:
-        volume["bind"] = {"propagation": mount.propagation}
+    if mount.is_bind:
+        # Host paths of the system (the journal, /dev/disk) may be absent on a given host; like the
+        # short syntax, let Docker create an empty folder rather than refuse to start.
+        volume["bind"] = {"create_host_path": True}
+        if mount.propagation:
+            volume["bind"]["propagation"] = mount.propagation
     return volume
 
 
