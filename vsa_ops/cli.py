@@ -13,6 +13,7 @@ from .inventory import InventoryError, host_config, inventory_path, load_invento
 from .lint import lint as lint_manifest
 from .project import find_root, load_secrets, load_sources
 from .render import RenderError, render_host
+from .deploys.hub import host_manifest
 from .lab import hosts as lab_hosts
 from .runner import run_deploy
 from .writer import write_manifest
@@ -92,6 +93,10 @@ def deploy(inventory: str | None, limit: str | None):
     """Converge every host (or --limit HOST) with `pyinfra -y INVENTORY deploy.py`."""
     root = find_root()
     path = inventory_path(inventory).resolve()
+    # Configuration, secrets and templates are checked for every host before any host is touched.
+    for host in load_inventory(path, root):
+        if limit in (None, host.name) or limit in host.groups:
+            host_manifest(host, None)
     sys.exit(run_deploy(root, path, limit))
 
 

@@ -92,7 +92,7 @@ def converge_hub():
     owner = run_owner()
     paths, files = managed_paths(manifest)
     lock.acquire(name="take the run lock", owner=owner, fingerprint=plan.fingerprint, paths=paths, files=files,
-                 stale_owner=_stale(plan.lock_holder))
+                 stale_owner=_stale(plan.lock_holder), wait=int(os.environ.get("VSA_LOCK_WAIT", "60")))
     docker.engine(name="docker engine, compose v2 and daemon.json", install=plan.install_docker,
                   daemon_json=plan.daemon_json, restart=plan.restart_docker)
     fstab.entries(name="fstab entries by LABEL", change=plan.fstab)

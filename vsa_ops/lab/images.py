@@ -317,6 +317,22 @@ RECIPES: dict[str, Recipe] = {
                                  user=User("dashboard", 1000), paths=("*",)),
     "dashboard-ui": placeholder("flowbiz/vps-admin-ui:0.1.0", "dashboard-ui", 3000,
                                 user=User("dashboard", 1000), paths=("*",)),
+    # The lab's ACME test CA (vsa_ops/lab/acme.py): Debian's pebble and pebble-challtestsrv.
+    "acme": Recipe(
+        tags=("vsa-lab/acme:1",),
+        base="busybox",
+        packages=("pebble",),
+        keep=("/usr/bin/pebble", "/usr/bin/pebble-challtestsrv"),
+        files=(
+            File("/etc/pebble/config.json", src="pebble-config.json"),
+            File("/usr/local/bin/pebble-entrypoint", src="pebble-entrypoint.sh", mode=0o755),
+        ),
+        dirs=(Dir("/etc/pebble/tls"),),
+        entrypoint=("/usr/local/bin/pebble-entrypoint",),
+        # no artificial validation delay; no random badNonce rejections (certbot retries them, but slowly)
+        env=(("PEBBLE_VA_NOSLEEP", "1"), ("PEBBLE_WFE_NONCEREJECT", "0")),
+        expose=("14000", "15000", "8053", "8055"),
+    ),
     "vps": Recipe(
         tags=("vsa-lab/vps:1",),
         packages=(

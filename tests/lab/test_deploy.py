@@ -1,0 +1,211 @@
+"""End to end on a lab VPS: `vsa-ops deploy` (pyinfra over SSH) turns a fresh host into the hub,
+a second run changes nothing, a setting restarts only its service, a killed run converges later,
+and two runs never interleave."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from vsa_ops.config import hub_config
+
+from conftest import ROOT, commands_run, vsa
+
+pytestmark = pytest.mark.lab
+
+DESIGN = hub_config()
+EXTRA_FSTAB = "tmpfs /mnt/scratch tmpfs defaults,size=1m 0 0"
+
+
+def design_containers():
+    return {c.container.container_name: c.container
+            for stack in DESIGN.builtin_stacks().values() for c in stack.values()}
+
+
+@pytest.fixture(scope="module")
+def deployed(lab):
+    lab.sh(f"echo '{EXTRA_FSTAB}' >> /etc/fstab")
+    result = lab.deploy()
+    return lab, result
+
+
+def test_first_deploy_runs_every_container_of_the_design(deployed):
+    lab, result = deployed
+    assert "files and stacks" in result.stdout
+    containers = lab.containers()
+    for name, spec in design_containers().items():
+        assert name in containers, f"{name} missing"
+        state = containers[name]
+        assert state["State"]["Status"] == "running", f"{name}: {state['State']['Status']}"
+        networks = set(state["NetworkSettings"]["Networks"])
+        assert networks == set(spec.networks or ["none"]), name
+        volumes = {m["Name"] for m in state["Mounts"] if m["Type"] == "volume"}
+        assert volumes == {m.source for m in spec.mounts if not m.is_bind}, name
+        if spec.user:
+            assert state["Config"]["User"] == spec.user, name
+
+
+def test_prometheus_and_grafana_run_as_their_users(deployed):
+    lab, _ = deployed
+    assert lab.sh("docker exec prometheus id -u").strip() == "65534"
+    assert lab.sh("docker exec grafana id -u").strip() == "472"
+    assert lab.sh("docker exec loki id -u").strip() == "10001"
+
+
+def test_postgres_is_on_its_internal_network_only(deployed):
+    lab, _ = deployed
+    ext = json.loads(lab.sh("docker network inspect flowbiz_ext"))[0]
+    members = {c["Name"] for c in ext["Containers"].values()}
+    assert "dashboard-postgres" not in members
+    assert {"reverse-proxy-nginx", "dashboard-api", "grafana", "loki", "demo-app"} <= members
+    internal = json.loads(lab.sh("docker network inspect dashboard-net"))[0]
+    assert internal["Internal"] is True
+    assert {c["Name"] for c in internal["Containers"].values()} == {"dashboard-api", "dashboard-ui",
+                                                                     "dashboard-postgres"}
+    assert lab.sh("docker exec dashboard-postgres pg_isready -U dashboard -d dashboard", check=False)
+
+
+def test_tree_owners_modes_and_secrets(deployed):
+    lab, _ = deployed
+    stat = lab.sh("stat -c '%n %u %g %a' /srv/flowbiz/reverse-proxy/nginx/auth /srv/flowbiz/dashboard/data/postgres "
+                  "/srv/flowbiz/dashboard/secrets/postgres_password /srv/flowbiz/observability/secrets/grafana_admin_password")
+    assert stat.split("\n")[:4] == [
+        "/srv/flowbiz/reverse-proxy/nginx/auth 0 101 750",
+        "/srv/flowbiz/dashboard/data/postgres 999 999 700",
+        "/srv/flowbiz/dashboard/secrets/postgres_password 0 999 640",
+        "/srv/flowbiz/observability/secrets/grafana_admin_password 0 472 640",
+    ]
+    assert lab.sh("getent passwd loki").split(":")[2] == "10001"
+    daemon = json.loads(lab.sh("cat /etc/docker/daemon.json"))
+    assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"} and daemon["live-restore"] is True
+    log_config = lab.sh("docker inspect -f '{{json .HostConfig.LogConfig}}' prometheus")
+    assert json.loads(log_config) == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
+
+
+def test_fstab_has_each_entry_once_and_keeps_other_lines(deployed):
+    lab, _ = deployed
+    fstab = lab.sh("cat /etc/fstab").splitlines()
+    for entry in DESIGN.storage.fstab:
+        assert sum(line.split() == entry.line.split() for line in fstab) == 1, entry.line
+    assert EXTRA_FSTAB in fstab
+    assert lab.sh("ls /etc/ | grep -c '^fstab.vsa-'").strip() != "0"  # the old file was backed up
+
+
+def test_second_deploy_changes_nothing(deployed):
+    lab, _ = deployed
+    before = lab.started()
+    result = lab.deploy()
+    assert "no changes: the host matches its manifest" in result.stdout
+    assert "Success" not in result.stdout.split("--> Results:")[1]
+    assert lab.started() == before
+
+
+def test_no_op_converge_runs_one_remote_command_whatever_the_number_of_files(deployed, tmp_path):
+    lab, _ = deployed
+    command = ["python3", "-m", "pyinfra", "-y", "-vvv", str(lab.inventory), "deploy.py"]
+    small = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert small.returncode == 0, small.stderr
+    # The same hub with a stack of 60 more config files: converge it, then count again.
+    project = tmp_path / "project"
+    subprocess.run(["cp", "-r", str(ROOT / "stacks"), str(ROOT / "templates"), str(ROOT / "group_data"),
+                    str(ROOT / "deploy.py"), str(project.parent)], check=True)
+    project = project.parent
+    extra = project / "stacks" / "extra"
+    (extra / "conf").mkdir(parents=True)
+    (extra / "compose.yml").write_text(
+        "services:\n  extra:\n    image: vsa-lab/demo-app:1\n    container_name: extra\n    restart: unless-stopped\n"
+        "    logging: {driver: json-file, options: {max-size: 1m, max-file: '2'}}\n"
+        "    volumes: ['/srv/flowbiz/extra/conf:/conf:ro']\n    networks: [flowbiz_ext]\n")
+    for index in range(60):
+        (extra / "conf" / f"file{index}.conf").write_text(f"setting {index}\n")
+    env = dict(os.environ, VSA_PROJECT=str(project))
+    assert subprocess.run(command[:4] + command[5:], cwd=project, env=env, capture_output=True).returncode == 0
+    large = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+    assert "no changes" in large.stdout
+    assert commands_run(small.stdout) == commands_run(large.stdout) == 1, (small.stdout[-2000:], large.stdout[-2000:])
+    lab.sh("cd /srv/flowbiz/extra && docker compose -p extra down >/dev/null 2>&1; rm -rf /srv/flowbiz/extra")
+
+
+def test_changing_one_setting_restarts_only_that_service(deployed, tmp_path):
+    lab, _ = deployed
+    before = lab.started()
+    inventory = lab.inventory_with(tmp_path, {"observability": {"prometheus": {"scrape_interval": "30s"}}})
+    result = lab.deploy(inventory=inventory)
+    assert "1 files; restart prometheus" in result.stdout, result.stdout
+    after = lab.started()
+    assert [name for name in before if before[name] != after.get(name)] == ["prometheus"]
+    # The container reads the new file through its folder mount.
+    assert "scrape_interval: 30s" in lab.sh("docker exec prometheus cat /etc/prometheus/prometheus.yml")
+    restored = lab.deploy()
+    assert "1 files; restart prometheus" in restored.stdout
+    assert "scrape_interval: 15s" in lab.sh("docker exec prometheus cat /etc/prometheus/prometheus.yml")
+
+
+def test_a_config_that_fails_validation_is_rolled_back(deployed, tmp_path):
+    lab, _ = deployed
+    before = lab.sh("sha256sum /srv/flowbiz/observability/prometheus/prometheus.yml")
+    started = lab.started()
+    # A scrape target promtool refuses: the change must not reach a running Prometheus.
+    bad = {"observability": {"prometheus": {"scrape_jobs": [{"job_name": "x", "targets": ["bad target:1"]}]}}}
+    result = lab.deploy(inventory=lab.inventory_with(tmp_path, bad), check=False)
+    assert result.returncode != 0
+    assert "promtool check config /etc/prometheus/prometheus.yml failed" in result.stdout
+    assert "rolling back" in result.stdout
+    assert lab.sh("sha256sum /srv/flowbiz/observability/prometheus/prometheus.yml") == before
+    assert lab.started() == started
+    assert "no changes" in lab.deploy().stdout
+
+
+def test_bad_configuration_fails_before_touching_the_host(deployed, tmp_path):
+    lab, _ = deployed
+    inventory = lab.inventory_with(tmp_path, {"observability": {"prometheus": {"retention_time": "soon"}}})
+    result = lab.deploy(inventory=inventory, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("vsa-ops: vsa.observability.prometheus.retention_time: 'soon' is not a "
+                                     "duration such as 15d, 2h or 10m (value 'soon')")
+    assert "Connecting" not in result.stdout
+
+
+def test_a_second_run_waits_for_the_lock_then_fails_naming_the_holder(deployed, tmp_path):
+    lab, _ = deployed
+    holder = f"r0 other-controller 1 {int(time.time())} someone"
+    lab.sh(f"mkdir /var/lib/vsa-ops.lock && echo '{holder}' > /var/lib/vsa-ops.lock/owner")
+    try:
+        inventory = lab.inventory_with(tmp_path, {"observability": {"prometheus": {"scrape_interval": "20s"}}})
+        result = lab.deploy(inventory=inventory, check=False, env={"VSA_LOCK_WAIT": "2"})
+        assert result.returncode != 0
+        assert f"this host is locked by another run: {holder}" in result.stdout
+        assert "scrape_interval: 15s" in lab.sh("cat /srv/flowbiz/observability/prometheus/prometheus.yml")
+    finally:
+        lab.sh("rm -rf /var/lib/vsa-ops.lock")
+    assert "no changes" in lab.deploy().stdout
+
+
+def test_a_killed_deploy_converges_when_run_again(deployed):
+    lab, _ = deployed
+    lab.sh("cd /srv/flowbiz/observability && docker compose -p observability down >/dev/null 2>&1; "
+           "rm -rf /srv/flowbiz/observability/prometheus /srv/flowbiz/observability/loki")
+    process = subprocess.Popen(["vsa-ops", "deploy", "-i", str(lab.inventory)], cwd=ROOT, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(3.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    again = lab.deploy()
+    assert "files and stacks" in again.stdout or "no changes" in again.stdout
+    assert "no changes" in lab.deploy().stdout
+    assert lab.containers()["prometheus"]["State"]["Status"] == "running"
+
+
+def test_lab_info_names_each_host_and_its_ports(lab):
+    info = json.loads(vsa("lab", "info", "--json").stdout)
+    host = info["hosts"][0]
+    assert host["name"] == "vsa-lab-1" and host["ssh_user"] == "root"
+    for key in ("ssh_port", "http_port", "https_port"):
+        assert 1024 < host[key] < 65536
+    status = vsa("lab", "status").stdout
+    assert "vsa-lab-1: running" in status
