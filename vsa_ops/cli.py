@@ -15,10 +15,14 @@ from .project import find_root, load_secrets, load_sources
 from .render import RenderError, render_host
 from .deploys.hub import host_manifest
 from .lab import hosts as lab_hosts
+from . import sites
+from .domains import RegistryError
+from .htpasswd import PasswordError
 from .runner import run_deploy
 from .writer import write_manifest
 
-USER_ERRORS = (ConfigError, InventoryError, RenderError, FileNotFoundError, ValueError, lab_hosts.LabError)
+USER_ERRORS = (ConfigError, InventoryError, RenderError, FileNotFoundError, ValueError, lab_hosts.LabError,
+               sites.DomainError, RegistryError, PasswordError)
 
 
 class Command(click.Group):
@@ -97,7 +101,7 @@ def deploy(inventory: str | None, limit: str | None):
     for host in load_inventory(path, root):
         if limit in (None, host.name) or limit in host.groups:
             host_manifest(host, None)
-    sys.exit(run_deploy(root, path, limit))
+    sys.exit(run_deploy(root, path, [limit] if limit else [], echo=click.echo).returncode)
 
 
 @main.group(cls=Command)
@@ -143,3 +147,76 @@ def lab_info(as_json: bool):
         return
     for host in data["hosts"]:
         click.echo(f"{host['name']}: ssh {host['ssh_port']}, http {host['http_port']}, https {host['https_port']}")
+
+
+def _read_password(user: str) -> str:
+    """From standard input when it is not a terminal (one line), else a hidden prompt; never argv."""
+    if sys.stdin.isatty():
+        return click.prompt(f"password for {user}", hide_input=True, confirmation_prompt=True, default="",
+                            show_default=False)
+    return sys.stdin.readline().rstrip("\n")
+
+
+@main.command("add-domain")
+@click.argument("domain")
+@click.option("--upstream", required=True, help="container:port on flowbiz_ext, or an http(s) URL.")
+@click.option("--alias", "aliases", multiple=True, help="Another name served by the same vhost (repeatable).")
+@click.option("--auth-user", default=None, help="Protect the site with basic auth; password from stdin or prompt.")
+@click.option("--no-tls", is_flag=True, help="Serve over HTTP only, with no certificate.")
+@click.option("--host", "hosts", multiple=True, help="Host or group that serves it (default: every host).")
+@inventory_option
+@click.option("--no-apply", is_flag=True, help="Only validate and write the registry.")
+def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, inventory, no_apply):
+    """Add a site: registry, vhost, basic auth, certificate, HTTPS probe; all or nothing."""
+    root = find_root()
+    path = inventory_path(inventory).resolve()
+    password = _read_password(auth_user) if auth_user is not None else None
+    site = sites.new_domain(domain, upstream, list(aliases), not no_tls, list(hosts), auth_user, password)
+    probes = sites.add_domain(root, path, site, password=password, apply=not no_apply,
+                              echo=lambda line: click.echo(line, err=True))
+    if no_apply:
+        click.echo(f"{site.name}: declared (not applied)")
+    for probe in probes:
+        expiry = f", certificate by {probe.issuer} until {probe.not_after:%Y-%m-%d}" if probe.not_after else ""
+        click.echo(f"{site.name}: serving, status {probe.status}{expiry}")
+
+
+@main.command("remove-domain")
+@click.argument("domain")
+@click.option("--keep-cert", is_flag=True, help="Keep the certificate and its renewal configuration.")
+@inventory_option
+@click.option("--no-apply", is_flag=True, help="Only update the registry.")
+def remove_domain(domain, keep_cert, inventory, no_apply):
+    """Remove a site: vhost, htpasswd, certificate (unless kept) and registry entry. Logs stay."""
+    root = find_root()
+    sites.remove_domain(root, inventory_path(inventory).resolve(), domain, keep_cert=keep_cert, apply=not no_apply,
+                        echo=lambda line: click.echo(line, err=True))
+    click.echo(f"{domain}: removed" + (" (not applied)" if no_apply else ""))
+
+
+@main.command()
+@inventory_option
+@click.option("--json", "as_json", is_flag=True)
+def domains(inventory, as_json):
+    """Each declared domain with its live state on the hosts serving it."""
+    rows = sites.domain_status(find_root(), inventory_path(inventory).resolve())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        cert = f"{r['issuer']} until {r['expires']} ({r['days_left']} days)" if r["issuer"] else "no certificate"
+        click.echo(f"{r['domain']} on {r['host']}: vhost {'yes' if r['vhost'] else 'no'}, {cert}, "
+                   f"auth {'on' if r['auth'] else 'off'}, upstream {r['upstream']}")
+
+
+@main.command()
+@inventory_option
+@click.option("--json", "as_json", is_flag=True)
+def certs(inventory, as_json):
+    """Certificates on every host, the soonest to expire first."""
+    rows = sites.certificate_inventory(find_root(), inventory_path(inventory).resolve())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['host']} {r['name']}: {r['days_left']} days left (until {r['expires']}), {r['issuer']}")

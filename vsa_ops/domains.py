@@ -4,10 +4,13 @@ field can carry NGINX syntax into a vhost."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .config.base import Model
 
@@ -101,6 +104,7 @@ class Domain(Model):
     auth: dict[str, str] = {}
     rate_limit: str = "perip"
     headers: dict[str, str] = {}
+    # Hosts or inventory groups that serve it; empty: every host.
     hosts: list[str] = Field(default_factory=list)
 
     @field_validator("name")
@@ -155,3 +159,66 @@ class Domain(Model):
     @property
     def server_names(self) -> list[str]:
         return [self.name, *self.aliases]
+
+
+# The registry: every domain the hubs serve, in the project's domains.yml (or the file an inventory
+# names in its host data under DOMAINS_FILE_KEY, as the lab does).
+DOMAINS_FILE = "domains.yml"
+DOMAINS_FILE_KEY = "vsa_domains_file"
+_HEADER = ("# Domains served by the reverse proxy: `vsa-ops add-domain` and `remove-domain` edit this file;\n"
+           "# hand edits are fine. Basic-auth users hold bcrypt hashes only, never passwords.\n")
+
+
+class RegistryError(ValueError):
+    pass
+
+
+def load_registry(path: Path) -> dict[str, Domain]:
+    """The registry's domains by name. Errors name the file, the key and the value."""
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise RegistryError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path.name}: must map domain names to their settings")
+    domains: dict[str, Domain] = {}
+    for name, settings in data.items():
+        try:
+            domain = Domain.model_validate({"name": name, **(settings or {})})
+        except ValidationError as error:
+            item = error.errors()[0]
+            where = ".".join(str(part) for part in item["loc"])
+            message = item["msg"].removeprefix("Value error, ")
+            raise RegistryError(f"{path.name}: {name}.{where}: {message} (value {item['input']!r})") from None
+        domains[domain.name] = domain
+    check_unique(list(domains.values()))
+    return domains
+
+
+def check_unique(domains: list[Domain]) -> None:
+    """Every name and alias belongs to one domain only."""
+    owner: dict[str, str] = {}
+    for domain in domains:
+        for name in domain.server_names:
+            if name in owner and owner[name] != domain.name:
+                raise RegistryError(f"domain {name}: already served by {owner[name]}")
+            owner[name] = domain.name
+
+
+def save_registry(path: Path, domains: dict[str, Domain]) -> None:
+    """Write the registry atomically (a temporary file in the same folder, then a rename)."""
+    data = {}
+    for name in sorted(domains):
+        entry = domains[name].model_dump(exclude={"name"}, exclude_defaults=True)
+        data[name] = entry
+    text = _HEADER + (yaml.safe_dump(data, sort_keys=False, default_flow_style=False) if data else "{}\n")
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def served_by(domain: Domain, host_name: str, groups: list[str]) -> bool:
+    """A domain with no hosts listed is served by every host; otherwise by the hosts and groups named."""
+    return not domain.hosts or host_name in domain.hosts or any(g in domain.hosts for g in groups)

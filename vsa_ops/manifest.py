@@ -25,6 +25,7 @@ class Directory:
     owner: int = 0
     group: int = 0
     mode: str = "0755"
+    owned: bool = False  # files inside that the manifest does not name are removed
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Manifest:
     users: tuple[SystemUser, ...] = ()
     volumes: dict[str, Any] = field(default_factory=dict)
     pull: str = "missing"
+    domains: tuple[Any, ...] = ()  # the Domain entries this host serves
 
     def file(self, path: str) -> File:
         for item in self.files:

@@ -3,10 +3,12 @@ I/O. Deploys apply exactly this; `vsa-ops plan` prints it. One code path for bot
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import posixpath
 from dataclasses import dataclass, field
 
-from .facts.host_state import State
+from .facts.host_state import PathState, State
 from .manifest import Directory, File, FstabLine, Manifest, Service, Stack
 
 
@@ -48,11 +50,15 @@ class Plan:
     users: list[tuple[str, int]] = field(default_factory=list)
     directories: list[DirectoryChange] = field(default_factory=list)
     files: list[FileChange] = field(default_factory=list)
+    # Files in owned directories that the manifest no longer names (a removed domain's vhost).
+    removals: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
     stacks_up: list[Stack] = field(default_factory=list)
     services: list[ServiceAction] = field(default_factory=list)
     daemon_json: FileChange | None = None
+    # Domains with TLS whose certificate the host lacks: issued after their HTTP-only vhost is live.
+    certificates: list = field(default_factory=list)
     restart_docker: bool = False
     install_docker: bool = False
     fingerprint: str = ""
@@ -60,8 +66,10 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not (self.fstab or self.users or self.directories or self.files or self.networks or self.images
-                    or self.stacks_up or self.services or self.daemon_json or self.install_docker)
+        return not (self.fstab or self.users or self.directories or self.files or self.removals or self.networks
+                    or self.images
+                    or self.stacks_up or self.services or self.daemon_json or self.install_docker
+                    or self.certificates)
 
     def summary(self) -> str:
         if self.empty:
@@ -69,6 +77,7 @@ class Plan:
         parts = []
         for label, count in (("fstab", 1 if self.fstab else 0), ("users", len(self.users)),
                              ("directories", len(self.directories)), ("files", len(self.files)),
+                             ("removed files", len(self.removals)),
                              ("networks", len(self.networks)), ("images", len(self.images)),
                              ("stacks up", len(self.stacks_up))):
             if count:
@@ -77,6 +86,8 @@ class Plan:
             names = [s.service.container_name for s in self.services if s.action == action]
             if names:
                 parts.append(f"{action} {', '.join(names)}")
+        if self.certificates:
+            parts.append(f"certificates for {', '.join(d.name for d in self.certificates)}")
         if self.daemon_json:
             parts.append("daemon.json" + (" and restart docker" if self.restart_docker else ""))
         return "; ".join(parts)
@@ -97,6 +108,10 @@ def managed_paths(manifest: Manifest) -> tuple[list[str], list[str]]:
     """Paths whose metadata the state read needs, and the files whose content hash it needs."""
     files = [f.path for f in manifest.files]
     return [d.path for d in manifest.directories] + files, files
+
+
+def owned_directories(manifest: Manifest) -> list[str]:
+    return [d.path for d in manifest.directories if d.owned]
 
 
 def plan_fstab(current: str, wanted: tuple[FstabLine, ...], state: State, force: bool = False) -> FstabChange | None:
@@ -175,18 +190,23 @@ def make_plan(manifest: Manifest, state: State, *, force_fstab: bool = False) ->
         else:
             plan.files.append(change)
 
+    named = {f.path for f in manifest.files}
+    owned = set(owned_directories(manifest))
+    plan.removals = sorted(p for p in state.owned_files if p not in named and posixpath.dirname(p) in owned)
+
     plan.networks = sorted(n.name for n in manifest.networks if n.shared and n.name not in state.networks)
     wanted_images = sorted({spec["image"] for stack in manifest.stacks
                             for spec in stack.compose["services"].values() if spec.get("image")})
     plan.images = [image for image in wanted_images if image not in state.images]
 
-    changed = {c.file.path for c in plan.files if c.needs_upload}
+    changed = {c.file.path for c in plan.files if c.needs_upload} | set(plan.removals)
     plan.restart_docker = bool(plan.daemon_json and plan.daemon_json.needs_upload and state.docker_version)
     for stack in manifest.stacks:
         services = list(stack.compose["services"])
         down = [s for s in services if state.containers.get((stack.name, s)) != "running"]
         if stack.compose_path in changed or down:
             plan.stacks_up.append(stack)
+    plan.certificates = [d for d in manifest.domains if d.tls and d.name not in state.certificates]
     seen: set[tuple[str, str]] = set()
     for path in sorted(changed):
         for stack, service in manifest.services_mounting(path):
@@ -197,3 +217,34 @@ def make_plan(manifest: Manifest, state: State, *, force_fstab: bool = False) ->
             seen.add(key)
             plan.services.append(ServiceAction(stack, service, "reload" if service.reload_command else "restart"))
     return plan
+
+
+def restrict(plan: Plan, paths: set[str], certificates: set[str]) -> Plan:
+    """The part of ``plan`` that concerns only ``paths`` and the certificates named: a change aimed
+    at one domain leaves everything else on the host as it is."""
+    files = [c for c in plan.files if c.file.path in paths]
+    removals = [p for p in plan.removals if p in paths]
+    return Plan(
+        plan.host,
+        files=files,
+        removals=removals,
+        services=[s for s in plan.services if s.action == "reload"] if files or removals else [],
+        certificates=[d for d in plan.certificates if d.name in certificates],
+        fingerprint=plan.fingerprint,
+        lock_holder=plan.lock_holder,
+    )
+
+
+def assume_applied(state: State, manifest: Manifest, plan: Plan) -> State:
+    """The state the host will be in once ``plan`` is applied: the base for a follow-up plan."""
+    after = copy.deepcopy(state)
+    for item in manifest.files:
+        after.paths[item.path] = PathState("file", item.owner, item.group, item.mode, sha256(item.content))
+    for directory in manifest.directories:
+        after.paths[directory.path] = PathState("directory", directory.owner, directory.group, directory.mode)
+    after.owned_files = (state.owned_files - set(plan.removals)) | {f.path for f in manifest.files}
+    for stack in plan.stacks_up:
+        for service in stack.compose["services"]:
+            after.containers[(stack.name, service)] = "running"
+    after.certificates = state.certificates | {d.name for d in plan.certificates}
+    return after

@@ -15,6 +15,8 @@ class Sources:
     """Template sources by name: ``stacks/<stack>/<path>`` and ``templates/<path>``."""
 
     files: dict[str, str]
+    # Sources with the executable bit: installed with mode 0755.
+    executable: frozenset[str] = frozenset()
 
     def stack_names(self) -> list[str]:
         return sorted({name.split("/")[1] for name in self.files if name.startswith("stacks/")})
@@ -36,12 +38,15 @@ def find_root(start: Path | None = None) -> Path:
 
 
 def load_sources(root: Path) -> Sources:
-    files = {}
+    files, executable = {}, set()
     for top in ("stacks", "templates"):
         for path in sorted((root / top).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
-                files[path.relative_to(root).as_posix()] = path.read_text()
-    return Sources(files)
+                name = path.relative_to(root).as_posix()
+                files[name] = path.read_text()
+                if os.access(path, os.X_OK):
+                    executable.add(name)
+    return Sources(files, frozenset(executable))
 
 
 def load_secrets(root: Path, environ: dict[str, str] | None = None, file: Path | None = None) -> dict[str, str]:

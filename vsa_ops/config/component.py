@@ -17,6 +17,13 @@ class Component(Model):
     def derived_entrypoint(self) -> list[str] | None:
         return None
 
+    def derived_environment(self) -> dict[str, str]:
+        return {}
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return self.derived_environment() | self.container.environment
+
     @property
     def command(self) -> list[str] | None:
         return self.container.command if self.container.command is not None else self.derived_command()

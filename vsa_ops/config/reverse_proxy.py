@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from .base import Duration, Model, Size
+from .base import Duration, Model, Size, parse_duration
 from .component import Component
 from .containers import Container, RunAs
 from .storage import REVERSE_PROXY
@@ -120,6 +120,13 @@ class Nginx(Component):
         return headers
 
 
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+# Written by certbot's deploy hook when a certificate was really renewed; the reloader acts on it.
+RELOAD_FLAG = "/etc/letsencrypt/.vsa-reload-nginx"
+CA_BUNDLE = "/etc/letsencrypt/vsa-acme-ca.pem"
+
+
 class Certbot(Component):
     """Design: "Certbot (certbot/certbot:v2.10.0)" with its 12 h renewal loop."""
 
@@ -132,30 +139,73 @@ class Certbot(Component):
     )
     renew_interval: Duration = "12h"
     webroot: str = "/var/www/certbot"
+    # The ACME directory: Let's Encrypt (default), its staging, or any RFC 8555 server.
+    acme_server: str = LETS_ENCRYPT
+    # PEM bundle certbot trusts for the ACME server's own HTTPS, for private CAs; None: system CAs.
+    acme_ca_bundle: str | None = None
+    email: str | None = None
+
+    @field_validator("acme_server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?", value):
+            raise ValueError("must be an https:// ACME directory URL")
+        return value
+
+    @field_validator("acme_ca_bundle")
+    @classmethod
+    def _bundle(cls, value: str | None) -> str | None:
+        if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
+            raise ValueError("must be PEM certificates")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", value):
+            raise ValueError("must be an e-mail address")
+        return value
+
+    def derived_environment(self) -> dict[str, str]:
+        return {"REQUESTS_CA_BUNDLE": CA_BUNDLE} if self.acme_ca_bundle else {}
 
     def derived_entrypoint(self) -> list[str]:
         return ["/bin/sh", "-c",
-                f"trap exit TERM; while :; do certbot renew --webroot -w {self.webroot} --quiet; "
-                f"sleep {self.renew_interval} & wait $!; done"]
+                f"trap exit TERM; while :; do certbot renew --webroot -w {self.webroot} --quiet "
+                f"--server {self.acme_server}; sleep {self.renew_interval} & wait $!; done"]
+
+    def issue_command(self, names: list[str]) -> list[str]:
+        """``certbot certonly`` for one certificate named after its first name."""
+        command = ["certbot", "certonly", "--webroot", "-w", self.webroot, "--cert-name", names[0]]
+        for name in names:
+            command += ["-d", name]
+        command += ["--server", self.acme_server, "--agree-tos", "--non-interactive", "--keep-until-expiring",
+                    "--no-random-sleep-on-renew"]
+        command += ["-m", self.email] if self.email else ["--register-unsafely-without-email"]
+        return command
 
 
 class Reloader(Component):
-    """Design: "NGINX Reloader (docker:27-cli)". The reload is gated by ``nginx -t``."""
+    """Design: "NGINX Reloader (docker:27-cli)". Reloads NGINX (after ``nginx -t``) within a minute
+    of a real renewal, flagged by certbot's deploy hook, and every ``interval`` as a safety net."""
 
     container: Container = Container(
         image="docker:27-cli",
         container_name="reverse-proxy-reloader",
         runs_as=RunAs(name="root", uid=0),
-        mounts=["/var/run/docker.sock:/var/run/docker.sock:ro"],
+        mounts=["/var/run/docker.sock:/var/run/docker.sock:ro", f"{REVERSE_PROXY}/letsencrypt:/etc/letsencrypt:rw"],
         network_mode="none",
     )
     interval: Duration = "6h"
+    check_every: Duration = "1m"
     nginx_container: str = "reverse-proxy-nginx"
 
     def derived_entrypoint(self) -> list[str]:
+        every, interval = parse_duration(self.check_every), parse_duration(self.interval)
         return ["/bin/sh", "-c",
-                f"trap exit TERM; while :; do sleep {self.interval} & wait $!; "
-                f"docker exec {self.nginx_container} sh -c 'nginx -t -q && nginx -s reload' 2>/dev/null; done"]
+                f"trap exit TERM; waited=0; while :; do sleep {every} & wait $!; waited=$((waited + {every})); "
+                f"if [ -e {RELOAD_FLAG} ] || [ $waited -ge {interval} ]; then rm -f {RELOAD_FLAG}; waited=0; "
+                f"docker exec {self.nginx_container} sh -c 'nginx -t -q && nginx -s reload' 2>/dev/null; fi; done"]
 
 
 class ReverseProxy(Model):

@@ -57,6 +57,8 @@ class Directory(Model):
     group: str = "root"
     mode: Mode = "0755"
     purpose: str = ""
+    # vsa-ops owns every file directly inside: a file the manifest does not name is removed.
+    owned: bool = False
 
 
 ROOT = "/srv/flowbiz"
@@ -72,12 +74,13 @@ def _tree() -> list[Directory]:
         # Design, "Root Disk": reverse proxy.
         Directory(path=rp),
         Directory(path=f"{rp}/nginx"),
-        Directory(path=f"{rp}/nginx/conf.d", purpose="NGINX vhost configs"),
-        Directory(path=f"{rp}/nginx/snippets", purpose="Shared NGINX snippets"),
-        Directory(path=f"{rp}/nginx/auth", group="nginx", mode="0750", purpose="htpasswd files (bcrypt)"),
+        Directory(path=f"{rp}/nginx/conf.d", purpose="NGINX vhost configs", owned=True),
+        Directory(path=f"{rp}/nginx/snippets", purpose="Shared NGINX snippets", owned=True),
+        Directory(path=f"{rp}/nginx/auth", group="nginx", mode="0750", purpose="htpasswd files (bcrypt)",
+                  owned=True),
         Directory(path=f"{rp}/letsencrypt", purpose="Let's Encrypt certs + renewal configs"),
         Directory(path=f"{rp}/letsencrypt/renewal-hooks"),
-        Directory(path=f"{rp}/letsencrypt/renewal-hooks/deploy"),
+        Directory(path=f"{rp}/letsencrypt/renewal-hooks/deploy", owned=True),
         Directory(path=f"{rp}/certbot-www", purpose="ACME challenge webroot"),
         Directory(path=f"{rp}/logs", owner="nginx", group="nginx", purpose="NGINX access/error logs"),
         Directory(path=f"{rp}/logs/domains", owner="nginx", group="nginx", purpose="per-domain JSON access logs"),

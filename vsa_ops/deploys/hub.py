@@ -1,4 +1,9 @@
-"""Converge a host to its manifest: read its state once, plan, apply exactly the plan."""
+"""Converge a host to its manifest: read its state once, plan, apply exactly the plan.
+
+Environment knobs, set by `vsa-ops add-domain` / `remove-domain` when they run this deploy:
+VSA_TARGET_DOMAIN limits the run to one domain's files and certificate; VSA_DELETE_CERTIFICATE
+names a certificate to delete; VSA_LOCK_WAIT is how long to wait for another run's lock.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +17,21 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import deploy, operation
 
+from ..config import ROOT
+from ..domains import DOMAINS_FILE, DOMAINS_FILE_KEY, load_registry, served_by
 from ..facts import HostState
 from ..facts.host_state import State
 from ..inventory import host_config
 from ..manifest import Manifest
-from ..operations import docker, fstab, lock, stacks, tree, users
-from ..plan import Plan, PlanError, make_plan, managed_paths
+from ..operations import certificates, docker, fstab, lock, stacks, tree, users
+from ..plan import Plan, PlanError, assume_applied, make_plan, managed_paths, owned_directories, restrict
 from ..project import find_root, load_secrets, load_sources
 from ..render import render_host
 
 RUN_ID = uuid.uuid4().hex[:10]
+CONTROLLER = socket.gethostname()
 # Host data naming the secrets file for this host (the lab's is .lab/secrets.env).
 SECRETS_FILE_KEY = "vsa_secrets_file"
-CONTROLLER = socket.gethostname()
 
 
 def run_owner() -> str:
@@ -45,30 +52,42 @@ def _stale(holder: str) -> str:
     return ""
 
 
-def host_manifest(current_host, state: State | None) -> Manifest:
-    """The manifest of ``current_host``; with ``state``, vhosts await certificates not yet issued."""
+def registry_path(current_host, root: Path) -> Path:
+    configured = current_host.data.get(DOMAINS_FILE_KEY)
+    return Path(configured) if configured else root / DOMAINS_FILE
+
+
+def host_manifest(current_host, certificates: set[str] | None) -> Manifest:
+    """The manifest of ``current_host``. ``certificates`` names the certificates on the host
+    (None: assume all), so domains without one get an HTTP-only vhost."""
     root = find_root()
     secrets_file = current_host.data.get(SECRETS_FILE_KEY)
+    domains = [d for d in load_registry(registry_path(current_host, root)).values()
+               if served_by(d, current_host.name, current_host.groups)]
     return render_host(host_config(current_host), load_sources(root), host=current_host.name,
                        secrets=load_secrets(root, file=Path(secrets_file) if secrets_file else None),
-                       certificates=None if state is None else state.certificates)
+                       domains=domains, certificates=certificates)
 
 
 def read_state(manifest: Manifest) -> State:
     paths, files = managed_paths(manifest)
-    return host.get_fact(HostState, paths=paths, files=files)
+    return host.get_fact(HostState, paths=paths, files=files, owned=owned_directories(manifest))
 
 
-def plan_host(current_host=None) -> tuple[Manifest, Plan]:
-    """Read the host's state in one command and plan against it (the manifest depends on which
-    certificates exist, so the state is read for the manifest without certificates first)."""
+def plan_host(current_host=None) -> tuple[Manifest, State, Plan]:
+    """Read the host's state in one command and plan against it."""
     current_host = current_host or host
-    draft = host_manifest(current_host, None)
-    state = read_state(draft)
-    manifest = host_manifest(current_host, state)
-    if manifest.files != draft.files:
-        state = read_state(manifest)
-    return manifest, make_plan(manifest, state)
+    manifest = host_manifest(current_host, None)
+    state = read_state(manifest)
+    issued = host_manifest(current_host, state.certificates)
+    if issued.files != manifest.files:
+        manifest = issued  # a vhost awaits its certificate; its TLS form comes after issuance
+    return manifest, state, make_plan(manifest, state)
+
+
+def _domain_paths(name: str) -> set[str]:
+    nginx = f"{ROOT}/reverse-proxy/nginx"
+    return {f"{nginx}/conf.d/{name}.conf", f"{nginx}/auth/{name}.htpasswd"}
 
 
 @operation()
@@ -81,14 +100,19 @@ def unchanged():
 @deploy("vsa-ops hub")
 def converge_hub():
     """Converge this host to its manifest. Adds no operation at all when nothing differs."""
-    manifest, plan = plan_host()
-    if plan.empty:
+    manifest, state, plan = plan_host()
+    target = os.environ.get("VSA_TARGET_DOMAIN")
+    delete_certificate = os.environ.get("VSA_DELETE_CERTIFICATE")
+    if target:
+        plan = restrict(plan, _domain_paths(target), {target})
+    if plan.empty and not (delete_certificate and delete_certificate in state.certificates):
         unchanged(name="no changes: the host matches its manifest")
         return
     missing = sorted(set(plan.images) - set(docker.local_images(plan.images)))
     if missing and manifest.pull == "never":
         raise PlanError(f"{host.name}: images on neither the host nor this controller, and vsa.docker.pull is "
                         f"'never': {', '.join(missing)}")
+    certbot = host_config(host).reverse_proxy.certbot
     owner = run_owner()
     paths, files = managed_paths(manifest)
     lock.acquire(name="take the run lock", owner=owner, fingerprint=plan.fingerprint, paths=paths, files=files,
@@ -101,4 +125,17 @@ def converge_hub():
     docker.networks(name=f"shared networks {', '.join(plan.networks) or '(none)'}", names=plan.networks)
     docker.ship_images(name=f"images {', '.join(plan.images) or '(none)'}", images=plan.images)
     stacks.activate(name=f"files and stacks: {plan.summary()}", plan=plan, manifest=manifest)
+    if plan.certificates:
+        names = [d.name for d in plan.certificates]
+        certificates.issue(name=f"certificates for {', '.join(names)}", domains=plan.certificates, certbot=certbot)
+        with_tls = host_manifest(host, state.certificates | set(names))
+        tls_plan = make_plan(with_tls, assume_applied(state, manifest, plan))
+        if target:
+            tls_plan = restrict(tls_plan, _domain_paths(target), set())
+        tls_plan.certificates = []
+        stacks.activate(name=f"TLS vhosts for {', '.join(names)}: {tls_plan.summary()}", plan=tls_plan,
+                        manifest=with_tls)
+    if delete_certificate:
+        certificates.delete(name=f"delete certificate {delete_certificate}", names=[delete_certificate],
+                            certbot=certbot)
     lock.release(name="release the run lock", owner=owner)

@@ -30,6 +30,8 @@ class PathState:
 @dataclass
 class State:
     paths: dict[str, PathState] = field(default_factory=dict)
+    # Files found directly inside the directories vsa-ops owns.
+    owned_files: set[str] = field(default_factory=set)
     fstab: str = ""
     labels: set[str] = field(default_factory=set)
     mounts: dict[str, str] = field(default_factory=dict)
@@ -57,7 +59,7 @@ def fingerprint_command(paths: list[str], files: list[str]) -> str:
             "cat /etc/fstab || true; } 2>/dev/null | sha256sum | cut -d' ' -f1")
 
 
-def state_script(paths: list[str], files: list[str]) -> str:
+def state_script(paths: list[str], files: list[str], owned: list[str] | None = None) -> str:
     """The shell script the fact runs: one section per kind of state, each after a marker line."""
     quoted_paths = " ".join(shlex.quote(p) for p in paths) or "/nonexistent-vsa"
     quoted_files = " ".join(shlex.quote(p) for p in files) or "/nonexistent-vsa"
@@ -66,6 +68,8 @@ def state_script(paths: list[str], files: list[str]) -> str:
     sections = [
         ("stat", f"stat -c '%F|%u|%g|%a|%n' {quoted_paths} 2>/dev/null"),
         ("sha256", f"sha256sum {quoted_files} 2>/dev/null"),
+        ("owned", f"find {' '.join(shlex.quote(p) for p in owned or []) or '/nonexistent-vsa'} -mindepth 1 "
+                  "-maxdepth 1 ! -type d 2>/dev/null"),
         ("fstab", "cat /etc/fstab 2>/dev/null"),
         ("labels", "ls /dev/disk/by-label/ 2>/dev/null"),
         ("mounts", "findmnt -rn -o TARGET,SOURCE 2>/dev/null"),
@@ -104,6 +108,7 @@ def parse_host_state(lines: list[str]) -> State:
             kind, owner, group, mode, path = parts
             state.paths[path] = PathState(kinds.get(kind, "other"), int(owner), int(group), mode.rjust(4, "0"),
                                           hashes.get(path))
+    state.owned_files = {line for line in sections.get("owned", []) if line.startswith("/")}
     state.fstab = "".join(f"{line}\n" for line in sections.get("fstab", []))
     state.labels = {line.strip() for line in sections.get("labels", []) if line.strip()}
     for line in sections.get("mounts", []):
@@ -135,10 +140,11 @@ class HostState(FactBase):
 
     + paths: directories and files whose owner, group and mode are wanted
     + files: the subset of paths whose content hash is wanted
+    + owned: directories whose every file vsa-ops manages (their contents are listed)
     """
 
-    def command(self, paths: list[str], files: list[str]) -> str:
-        return state_script(paths, files)
+    def command(self, paths: list[str], files: list[str], owned: list[str] | None = None) -> str:
+        return state_script(paths, files, owned)
 
     def process(self, output: list[str]) -> State:
         return parse_host_state(output)

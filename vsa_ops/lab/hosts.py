@@ -1,8 +1,9 @@
 """Lab VPS hosts: containers with their own sshd and Docker engine, reached over real SSH on
 127.0.0.1, so that ``pyinfra .lab/inventory.py deploy.py`` works exactly as against a server.
 
-``up`` builds the images (cached), starts ``vsa-lab-1`` .. ``vsa-lab-N``, writes ``.lab/inventory.py``
-and starts the demo upstream ``demo-app`` on flowbiz_ext in each host. ``down`` removes all of it.
+``up`` builds the images (cached), starts ``vsa-lab-1`` .. ``vsa-lab-N``, writes ``.lab/inventory.py``,
+starts the demo upstream ``demo-app`` on flowbiz_ext in each host and the ACME test CA ``vsa-lab-acme``
+(see ``acme``). ``down`` removes all of it.
 """
 
 from __future__ import annotations
@@ -122,6 +123,9 @@ def up(root: Path, count: int = 1, log=print) -> list[LabHost]:
     write_inventory(folder, lab_hosts)
     for lab_host in lab_hosts:
         _wait_ssh(lab_host)
+    from . import acme  # here, not at the top: acme builds on this module
+
+    acme.start(root, [h.name for h in lab_hosts], log=log)  # the ACME test CA, on the network vsa-lab
     return lab_hosts
 
 
@@ -186,12 +190,18 @@ def down(root: Path, log=print) -> int:
         log(f"lab: removing {name}")
         _docker("rm", "-f", "-v", name, check=False)
         _docker("volume", "rm", "-f", f"{name}-docker", check=False)
+    from . import acme
+
+    acme.stop(root)
     (lab_dir(root) / "inventory.py").unlink(missing_ok=True)
     return len(names)
 
 
 def info(root: Path) -> dict:
-    return {"hosts": [asdict(h) for h in hosts(root)], "ca_bundle": None}
+    """Lab hosts, and the ACME test CA: ``ca_bundle`` (its issuing root + listener CA), directory URL."""
+    from . import acme
+
+    return {"hosts": [asdict(h) for h in hosts(root)], **acme.info(root)}
 
 
 def status(root: Path) -> list[tuple[str, str]]:

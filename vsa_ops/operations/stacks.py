@@ -94,6 +94,8 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
         lines.append(f"if [ -e {path} ]; then cp -p {path} {path}.vsa-bak && echo backup {path} >> \"$journal\"; "
                      f"else echo new {path} >> \"$journal\"; fi")
         lines.append(f"mv -f {argv(staged_name(change.file.path))} {path}")
+    for path in plan.removals:
+        lines.append(f"mv -f {argv(path)} {argv(path)}.vsa-bak && echo backup {argv(path)} >> \"$journal\"")
     for change in plan.files:
         if change.needs_upload:
             continue
@@ -148,7 +150,7 @@ def activate(plan: Plan, manifest: Manifest):
 
         stacks.activate(name="files and stacks", plan=plan, manifest=manifest)
     """
-    if not (plan.files or plan.stacks_up or plan.services):
+    if not (plan.files or plan.removals or plan.stacks_up or plan.services):
         host.noop("files and stacks are up to date")
         return
     archive = f"/var/tmp/vsa-ops-files-{plan.fingerprint[:12] or 'new'}.tar"

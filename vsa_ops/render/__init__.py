@@ -12,6 +12,7 @@ import jinja2
 import yaml
 
 from ..config import ROOT, Component, HubConfig
+from ..config.reverse_proxy import RELOAD_FLAG
 from ..manifest import Directory, File, FstabLine, Manifest, Network, Service, Stack, SystemUser
 from ..domains import Domain
 from ..project import Sources
@@ -74,7 +75,7 @@ def render_host(
             raise RenderError(f"{what}: unknown account {name!r} (known: {', '.join(sorted(ids))})")
         return ids[name]
 
-    directories = {d.path: Directory(d.path, uid(d.owner, d.path), uid(d.group, d.path), d.mode)
+    directories = {d.path: Directory(d.path, uid(d.owner, d.path), uid(d.group, d.path), d.mode, d.owned)
                    for d in hub.storage.directories}
     files: list[File] = []
     stacks: list[Stack] = []
@@ -85,7 +86,7 @@ def render_host(
         raise RenderError(f"vsa.stacks: no stacks/{missing[0]}/ folder for stack {missing[0]!r}")
 
     for stack_name in enabled:
-        context = {"hub": hub, "host": host, "domains": domains,
+        context = {"hub": hub, "host": host, "domains": domains, "reload_flag": RELOAD_FLAG,
                    "service": lambda name: json.dumps(compose_service(_component(components, name)))}
         compose_text = None
         for rel, _ in sorted(sources.stack_files(stack_name).items()):
@@ -97,7 +98,8 @@ def render_host(
                 continue
             if not text.strip():
                 continue  # a template that renders empty is switched off for this host
-            files.append(File(f"{ROOT}/{stack_name}/{dest_rel}", text, mode="0644"))
+            mode = "0755" if template_name in sources.executable else "0644"
+            files.append(File(f"{ROOT}/{stack_name}/{dest_rel}", text, mode=mode))
         if compose_text is None:
             raise RenderError(f"stacks/{stack_name}/: no compose file (one of {', '.join(COMPOSE_NAMES)})")
         stacks.append(_stack(hub, components, stack_name, compose_text))
@@ -133,6 +135,7 @@ def render_host(
         users=tuple(SystemUser(name, uid_) for name, uid_ in users),
         volumes={name: v.model_dump() for name, v in hub.storage.volumes.items()},
         pull=hub.docker.pull,
+        domains=tuple(domains) if any(s.name == "reverse-proxy" for s in stacks) else (),
     )
 
 

@@ -22,8 +22,8 @@ def compose_service(component: Component) -> dict[str, Any]:
         service["entrypoint"] = [_escape(part) for part in component.entrypoint]
     if component.command is not None:
         service["command"] = [_escape(part) for part in component.command]
-    if c.environment:
-        service["environment"] = {key: _escape(value) for key, value in c.environment.items()}
+    if component.environment:
+        service["environment"] = {key: _escape(value) for key, value in component.environment.items()}
     if c.mounts:
         service["volumes"] = [_volume(mount) for mount in c.mounts]
     if c.ports:

@@ -7,6 +7,6 @@
 # The listener certificate in /etc/pebble/tls is made on the controller and mounted read-only.
 set -eu
 : "${ACME_DEFAULT_IPV4:?set ACME_DEFAULT_IPV4 to the address test names resolve to}"
-pebble-challtestsrv -management :8055 -dns01 :8053 -http01 "" -https01 "" -tlsalpn01 "" \
+pebble-challtestsrv -management :8055 -dns01 :8053 -http01 "" -https01 "" -tlsalpn01 "" -doh "" \
 	-defaultIPv4 "$ACME_DEFAULT_IPV4" -defaultIPv6 "" &
 exec pebble -config /etc/pebble/config.json -dnsserver 127.0.0.1:8053 "$@"

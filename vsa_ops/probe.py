@@ -1,0 +1,98 @@
+"""Probe a domain as a client would: TLS handshake with SNI, the certificate it serves, the status
+and headers of its answer, and basic auth (401 without or with a wrong password, not with the right one)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import http.client
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+REQUIRED_HEADERS = ("strict-transport-security", "x-frame-options", "x-content-type-options",
+                    "content-security-policy", "referrer-policy")
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+
+
+@dataclass
+class Probe:
+    domain: str
+    problems: list[str] = field(default_factory=list)
+    status: int | None = None
+    issuer: str = ""
+    not_after: dt.datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def request(address: str, port: int, domain: str, *, tls: bool, ca_file: str | None = None, path: str = "/",
+            user: str | None = None, password: str | None = None, timeout: float = 10) -> tuple[Answer, bytes | None]:
+    """One GET to ``address:port`` for ``domain`` (SNI and Host); returns the answer and the peer cert."""
+    headers = {"Host": domain, "User-Agent": "vsa-ops-probe"}
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    if tls:
+        context = ssl.create_default_context(cafile=ca_file)
+        connection = http.client.HTTPSConnection(address, port, timeout=timeout, context=context)
+        connection.sock = context.wrap_socket(socket.create_connection((address, port), timeout=timeout),
+                                              server_hostname=domain)
+        certificate = connection.sock.getpeercert(binary_form=True)
+    else:
+        connection = http.client.HTTPConnection(address, port, timeout=timeout)
+        certificate = None
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        answer = Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read(65536))
+    finally:
+        connection.close()
+    return answer, certificate
+
+
+def probe_domain(address: str, https_port: int, http_port: int, domain, *, ca_file: str | None = None,
+                 password: str | None = None) -> Probe:
+    """Everything add-domain promises about ``domain`` (a Domain), checked from outside."""
+    result = Probe(domain.name)
+    user = next(iter(domain.auth), None)
+    try:
+        if domain.tls:
+            redirect, _ = request(address, http_port, domain.name, tls=False)
+            if redirect.status != 301 or not redirect.headers.get("location", "").startswith(f"https://{domain.name}"):
+                result.problems.append(f"HTTP answers {redirect.status}, not 301 to https://{domain.name}/")
+        answer, certificate = request(address, https_port if domain.tls else http_port, domain.name, tls=domain.tls,
+                                      ca_file=ca_file, user=user, password=password)
+    except (OSError, ssl.SSLError, http.client.HTTPException) as error:
+        result.problems.append(f"{'HTTPS' if domain.tls else 'HTTP'} request failed: {error}")
+        return result
+    result.status = answer.status
+    if certificate:
+        cert = x509.load_der_x509_certificate(certificate)
+        result.issuer = cert.issuer.rfc4514_string()
+        result.not_after = cert.not_valid_after_utc
+    if user is not None and answer.status == 401:
+        result.problems.append(f"the right password for {user} gets 401: the deployed NGINX cannot verify its "
+                               f"bcrypt hash (its libc crypt() lacks bcrypt)")
+    elif answer.status >= 500:
+        result.problems.append(f"the upstream {domain.upstream} answers {answer.status}")
+    if domain.tls:
+        missing = [h for h in REQUIRED_HEADERS if h not in answer.headers]
+        if missing:
+            result.problems.append(f"missing headers: {', '.join(missing)}")
+    if user is not None:
+        anonymous, _ = request(address, https_port if domain.tls else http_port, domain.name, tls=domain.tls,
+                               ca_file=ca_file)
+        if anonymous.status != 401:
+            result.problems.append(f"without a password the answer is {anonymous.status}, not 401")
+    return result

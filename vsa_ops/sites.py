@@ -1,0 +1,227 @@
+"""Domain commands: add, remove and inspect the sites a hub serves. The CLI only parses and prints;
+the logic is here. Adding is all or nothing: a failure at any step restores the registry and the
+hosts as they were, and names the step."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from pydantic import ValidationError
+
+from .config.storage import REVERSE_PROXY
+from .deploys.hub import host_manifest
+from .domains import (DOMAINS_FILE, DOMAINS_FILE_KEY, Domain, RegistryError, check_unique, load_registry,
+                      save_registry, served_by)
+from .htpasswd import hash_password
+from .inventory import load_inventory
+from .probe import probe_domain
+from .remote import run_on_hosts
+from .runner import run_deploy
+
+
+class DomainError(ValueError):
+    pass
+
+
+def registry_path(root: Path, inventory) -> Path:
+    """The registry the inventory's hosts name (the lab's is .lab/domains.yml), else domains.yml."""
+    named = {host.data.get(DOMAINS_FILE_KEY) for host in inventory} - {None}
+    if len(named) > 1:
+        raise DomainError(f"inventory: hosts name different domain registries: {', '.join(sorted(named))}")
+    return Path(named.pop()) if named else root / DOMAINS_FILE
+
+
+def new_domain(name: str, upstream: str, aliases: list[str], tls: bool, hosts: list[str],
+               auth_user: str | None, password: str | None) -> Domain:
+    """A validated Domain from command-line values; errors name the option and the value."""
+    auth = {}
+    if auth_user is not None:
+        auth = {auth_user: hash_password(password or "")}
+    try:
+        return Domain(name=name, upstream=upstream, aliases=aliases, tls=tls, hosts=hosts,
+                      auth={auth_user: auth[auth_user]} if auth_user is not None else {})
+    except ValidationError as error:
+        item = error.errors()[0]
+        field = {"name": "domain", "upstream": "--upstream", "aliases": "--alias", "auth": "--auth-user",
+                 "hosts": "--host"}.get(str(item["loc"][0]) if item["loc"] else "", "domain")
+        value = item["input"] if not isinstance(item["input"], dict) else auth_user
+        raise DomainError(f"{field}: {item['msg'].removeprefix('Value error, ')} (value {value!r})") from None
+
+
+@dataclass
+class Target:
+    """Where a domain is served and how to reach it from here."""
+
+    host: object
+    address: str
+    http_port: int
+    https_port: int
+    ca_file: str | None
+
+
+def _targets(inventory, domain: Domain) -> list[Target]:
+    targets = []
+    for host in inventory:
+        if served_by(domain, host.name, host.groups):
+            data = host.data
+            targets.append(Target(host, data.get("vsa_probe_address") or data.get("ssh_hostname") or host.name,
+                                  int(data.get("vsa_http_port") or 80), int(data.get("vsa_https_port") or 443),
+                                  data.get("vsa_probe_ca_file")))
+    return targets
+
+
+def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: str | None = None, apply: bool = True,
+               echo: Callable[[str], None] = print) -> list:
+    inventory = load_inventory(inventory_file, root)
+    path = registry_path(root, inventory)
+    registry = load_registry(path)
+    if domain.name in registry:
+        raise DomainError(f"domain {domain.name}: already declared in {path.name}")
+    try:
+        check_unique([*registry.values(), domain])
+    except RegistryError as error:
+        raise DomainError(str(error)) from None
+    unknown = [h for h in domain.hosts if not any(h == x.name or h in x.groups for x in inventory)]
+    if unknown:
+        raise DomainError(f"--host: no host or group {unknown[0]!r} in the inventory")
+    targets = _targets(inventory, domain)
+    if not targets:
+        raise DomainError(f"domain {domain.name}: no host of the inventory serves it")
+    before = path.read_text() if path.exists() else None
+    save_registry(path, {**registry, domain.name: domain})
+    try:
+        for target in targets:
+            host_manifest(target.host, None)  # configuration and templates render for every host
+    except Exception:
+        _restore(path, before)
+        raise
+    if not apply:
+        return []
+    return _apply(root, inventory_file, path, before, domain, targets, password, echo, action="add-domain")
+
+
+def _apply(root, inventory_file, path, before, domain, targets, password, echo, action, env=None) -> list:
+    limits = [t.host.name for t in targets]
+    result = run_deploy(root, inventory_file, limits, env={"VSA_TARGET_DOMAIN": domain.name, **(env or {})},
+                        echo=echo)
+    if result.returncode != 0:
+        _rollback(root, inventory_file, path, before, domain, limits, echo)
+        raise DomainError(f"{action} {domain.name} failed at step {result.failed_step!r}; "
+                          f"the registry and the hosts are as they were")
+    if action != "add-domain":
+        return []
+    probes = [probe_domain(t.address, t.https_port, t.http_port, domain, ca_file=t.ca_file, password=password)
+              for t in targets]
+    failed = [p for p in probes if not p.ok]
+    if failed:
+        _rollback(root, inventory_file, path, before, domain, limits, echo)
+        raise DomainError(f"{action} {domain.name} failed at step 'probe': {'; '.join(failed[0].problems)}; "
+                          f"the registry and the hosts are as they were")
+    return probes
+
+
+def _restore(path: Path, before: str | None) -> None:
+    if before is None:
+        path.unlink(missing_ok=True)
+    else:
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(before)
+        temporary.replace(path)
+
+
+def _rollback(root, inventory_file, path, before, domain, limits, echo) -> None:
+    """Registry back, then the same targeted converge puts the hosts back (the vhost goes away,
+    NGINX reloads with what it had)."""
+    _restore(path, before)
+    run_deploy(root, inventory_file, limits, env={"VSA_TARGET_DOMAIN": domain.name}, echo=echo)
+
+
+def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: bool = False, apply: bool = True,
+                  echo: Callable[[str], None] = print) -> None:
+    inventory = load_inventory(inventory_file, root)
+    path = registry_path(root, inventory)
+    registry = load_registry(path)
+    lowered = name.lower().rstrip(".")
+    if lowered not in registry:
+        raise DomainError(f"domain {name}: not declared in {path.name}")
+    domain = registry.pop(lowered)
+    targets = _targets(inventory, domain)
+    before = path.read_text()
+    save_registry(path, registry)
+    if not apply:
+        return
+    env = {} if keep_cert else {"VSA_DELETE_CERTIFICATE": domain.name}
+    _apply(root, inventory_file, path, before, domain, targets, None, echo, action="remove-domain", env=env)
+
+
+def _certificate_script(names: list[str]) -> str:
+    live = f"{REVERSE_PROXY}/letsencrypt/live"
+    conf = f"{REVERSE_PROXY}/nginx/conf.d"
+    parts = []
+    for name in names:
+        parts.append(f"echo '@@vhost {name}'; test -f {conf}/{name}.conf && echo yes; "
+                     f"echo '@@cert {name}'; cat {live}/{name}/cert.pem 2>/dev/null")
+    return "; ".join(parts) + "; true" if parts else "true"
+
+
+def _parse_sections(text: str) -> dict[tuple[str, str], str]:
+    sections, current, buffer = {}, None, []
+    for line in text.splitlines():
+        if line.startswith("@@"):
+            if current:
+                sections[current] = "\n".join(buffer)
+            kind, _, name = line[2:].partition(" ")
+            current, buffer = (kind, name), []
+        else:
+            buffer.append(line)
+    if current:
+        sections[current] = "\n".join(buffer)
+    return sections
+
+
+def _certificate_facts(pem: str) -> dict:
+    if "BEGIN CERTIFICATE" not in pem:
+        return {"issuer": None, "expires": None, "days_left": None}
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    expires = cert.not_valid_after_utc
+    return {"issuer": cert.issuer.rfc4514_string(), "expires": expires.date().isoformat(),
+            "days_left": (expires - dt.datetime.now(dt.timezone.utc)).days}
+
+
+def domain_status(root: Path, inventory_file: Path) -> list[dict]:
+    """Each declared domain on each host serving it: vhost present, certificate, auth."""
+    inventory = load_inventory(inventory_file, root)
+    registry = load_registry(registry_path(root, inventory))
+
+    def command(host):
+        names = [d.name for d in registry.values() if served_by(d, host.name, host.groups)]
+        return _certificate_script(names) if names else None
+
+    outputs = run_on_hosts(inventory_file, root, command)
+    rows = []
+    for domain in registry.values():
+        for host_name, (ok, text) in outputs.items():
+            sections = _parse_sections(text)
+            if ("vhost", domain.name) not in sections:
+                continue
+            rows.append({"domain": domain.name, "host": host_name, "upstream": domain.upstream, "tls": domain.tls,
+                         "auth": bool(domain.auth), "vhost": sections[("vhost", domain.name)].strip() == "yes",
+                         **_certificate_facts(sections.get(("cert", domain.name), ""))})
+    return rows
+
+
+def certificate_inventory(root: Path, inventory_file: Path) -> list[dict]:
+    """Every certificate on every host, the soonest to expire first."""
+    live = f"{REVERSE_PROXY}/letsencrypt/live"
+    script = (f"for d in {live}/*/; do [ -f \"$d/cert.pem\" ] || continue; n=$(basename \"$d\"); "
+              f"echo \"@@cert $n\"; cat \"$d/cert.pem\"; done; true")
+    outputs = run_on_hosts(inventory_file, root, lambda host: script)
+    rows = []
+    for host_name, (ok, text) in outputs.items():
+        for (kind, name), pem in _parse_sections(text).items():
+            rows.append({"host": host_name, "name": name, **_certificate_facts(pem)})
+    return sorted(rows, key=lambda r: (r["days_left"] is None, r["days_left"] or 0, r["host"], r["name"]))
