@@ -95,7 +95,7 @@ def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: st
     save_registry(path, {**registry, domain.name: domain})
     try:
         for target in targets:
-            host_manifest(target.host, None)  # configuration and templates render for every host
+            host_manifest(target.host, None, with_secrets=apply)  # every host renders with the new domain
     except Exception:
         _restore(path, before)
         raise

@@ -57,15 +57,17 @@ def registry_path(current_host, root: Path) -> Path:
     return Path(configured) if configured else root / DOMAINS_FILE
 
 
-def host_manifest(current_host, certificates: set[str] | None) -> Manifest:
+def host_manifest(current_host, certificates: set[str] | None, with_secrets: bool = True) -> Manifest:
     """The manifest of ``current_host``. ``certificates`` names the certificates on the host
-    (None: assume all), so domains without one get an HTTP-only vhost."""
+    (None: assume all), so domains without one get an HTTP-only vhost. Without secrets, their
+    files hold placeholders (for checks that need no values)."""
     root = find_root()
     secrets_file = current_host.data.get(SECRETS_FILE_KEY)
     domains = [d for d in load_registry(registry_path(current_host, root)).values()
                if served_by(d, current_host.name, current_host.groups)]
     return render_host(host_config(current_host), load_sources(root), host=current_host.name,
-                       secrets=load_secrets(root, file=Path(secrets_file) if secrets_file else None),
+                       secrets=load_secrets(root, file=Path(secrets_file) if secrets_file else None)
+                       if with_secrets else None,
                        domains=domains, certificates=certificates)
 
 

@@ -1,0 +1,112 @@
+"""`vsa-ops add-domain --no-apply` and `remove-domain --no-apply`: validation and the registry, no host.
+Bad input exits 1 with one line naming the field and the value, and changes no file."""
+
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import run_cli
+
+
+def add(project, *args, password=None):
+    environment = {k: v for k, v in __import__("os").environ.items() if not k.startswith("VSA_")}
+    return subprocess.run(["vsa-ops", "add-domain", *args, "--no-apply"], cwd=project, env=environment,
+                          input=password, capture_output=True, text=True)
+
+
+def registry(project):
+    path = project / "domains.yml"
+    return yaml.safe_load(path.read_text()) if path.exists() else None
+
+
+def test_a_domain_is_validated_and_written_to_the_registry(project):
+    result = add(project, "Shop.Example.COM", "--upstream", "demo-app:8080", "--alias", "www.shop.example.com")
+    assert result.returncode == 0, result.stderr
+    assert registry(project) == {"shop.example.com": {"aliases": ["www.shop.example.com"],
+                                                      "upstream": "http://demo-app:8080"}}
+
+
+def test_idn_names_become_punycode(project):
+    assert add(project, "bücher.example", "--upstream", "demo-app:8080").returncode == 0
+    assert "xn--bcher-kva.example" in registry(project)
+
+
+def test_basic_auth_stores_a_bcrypt_hash_and_never_the_password(project):
+    result = add(project, "private.example.com", "--upstream", "demo-app:8080", "--auth-user", "alice",
+                 password="correct horse\n")
+    assert result.returncode == 0, result.stderr
+    digest = registry(project)["private.example.com"]["auth"]["alice"]
+    assert digest.startswith("$2y$10$")
+    text = (project / "domains.yml").read_text()
+    assert "correct horse" not in text and "correct horse" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args, password, message", [
+    (["exa mple.com"], None, "domain: must not contain spaces"),
+    (["example.com;"], None, "domain: label 'com;' must be letters, digits and inner hyphens only"),
+    (["ex{a}mple.com"], None, "domain: label 'ex{a}mple' must be"),
+    (['ex"ample.com'], None, "domain: label"),
+    (["example..com"], None, "domain: must not have empty labels"),
+    (["--", "-example.com"], None, None),
+    (["xn--.example.com"], None, "domain: label"),
+    (["example-.com"], None, "domain: label 'example-'"),
+    (["a" * 64 + ".com"], None, "domain: label"),
+    (["192.168.1.10"], None, "domain: must be a host name, not an IP address"),
+    (["https://example.com"], None, "domain: must be a bare host name"),
+    (["example.com:8443"], None, "domain: must be a bare host name"),
+    (["example.com/admin"], None, "domain: must be a bare host name"),
+    (["example.com", "--upstream-x"], None, None),
+    (["example.com", "--upstream", "demo-app:99999"], None, "--upstream: has a port"),
+    (["example.com", "--upstream", "unix:/run/app.sock"], None, "--upstream:"),
+    (["example.com", "--upstream", "demo-app:8080;evil"], None, "--upstream:"),
+    (["example.com", "--alias", "bad alias"], None, "--alias:"),
+    (["example.com", "--auth-user", "alice"], "\n", "password: must not be empty"),
+    (["example.com", "--auth-user", "alice"], "x" * 73 + "\n", "password: is longer than 72 bytes"),
+    (["example.com", "--auth-user", "al ice"], "pw\n", "--auth-user:"),
+])
+def test_bad_input_is_one_line_naming_the_field_and_changes_nothing(project, args, password, message):
+    if "--upstream" not in " ".join(args):
+        args = [*args, "--upstream", "demo-app:8080"]
+    result = add(project, *args, password=password)
+    assert result.returncode != 0
+    assert registry(project) is None
+    if message:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("vsa-ops: " + message), result.stderr
+
+
+def test_a_duplicate_domain_or_a_taken_alias_is_refused(project):
+    assert add(project, "a.example.com", "--upstream", "demo-app:8080", "--alias", "www.example.com").returncode == 0
+    before = (project / "domains.yml").read_text()
+    again = add(project, "A.example.com", "--upstream", "demo-app:8080")
+    assert again.returncode == 1 and "domain a.example.com: already declared" in again.stderr
+    taken = add(project, "b.example.com", "--upstream", "demo-app:8080", "--alias", "www.example.com")
+    assert taken.returncode == 1 and "domain www.example.com: already served by a.example.com" in taken.stderr
+    name_taken = add(project, "www.example.com", "--upstream", "demo-app:8080")
+    assert name_taken.returncode == 1
+    assert (project / "domains.yml").read_text() == before
+
+
+def test_an_unknown_host_is_refused(project):
+    result = add(project, "c.example.com", "--upstream", "demo-app:8080", "--host", "nope")
+    assert result.returncode == 1 and "--host: no host or group 'nope'" in result.stderr
+    assert registry(project) is None
+
+
+def test_remove_domain_updates_the_registry(project):
+    assert add(project, "a.example.com", "--upstream", "demo-app:8080").returncode == 0
+    assert add(project, "b.example.com", "--upstream", "demo-app:8080").returncode == 0
+    result = run_cli("remove-domain", "A.example.com", "--no-apply", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert list(registry(project)) == ["b.example.com"]
+    missing = run_cli("remove-domain", "zzz.example.com", "--no-apply", cwd=project)
+    assert missing.returncode == 1 and "domain zzz.example.com: not declared" in missing.stderr
+
+
+def test_a_broken_registry_names_the_entry(project):
+    (project / "domains.yml").write_text("a.example.com:\n  upstream: 'x;y'\n")
+    result = run_cli("lint", cwd=project)
+    result = add(project, "b.example.com", "--upstream", "demo-app:8080")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("vsa-ops: domains.yml: a.example.com.upstream:")
