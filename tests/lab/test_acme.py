@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 
@@ -20,7 +19,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from vsa_ops.lab import acme
 
-from conftest import ROOT, vsa
+from conftest import ROOT, _require_docker, vsa
 
 pytestmark = pytest.mark.lab
 
@@ -28,13 +27,6 @@ HOST = "vsa-lab-1"
 LETSENCRYPT = "/srv/flowbiz/reverse-proxy/letsencrypt"  # /etc/letsencrypt in the certbot container
 BUNDLE = "vsa-lab-ca.pem"
 NAME = "test1.vsa.test"
-
-
-def _require_docker() -> None:
-    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
-        if os.environ.get("CI"):
-            pytest.fail("a running Docker engine is required in CI (started by .ci/setup)")
-        pytest.skip("no running Docker engine")
 
 
 def _in_host(*argv: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:

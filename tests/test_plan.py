@@ -1,0 +1,167 @@
+"""The plan: what a converge would change, from a manifest and a host state, without I/O."""
+
+import pytest
+
+from vsa_ops.domains import Domain
+from vsa_ops.facts.host_state import PathState, State, parse_host_state, state_script
+from vsa_ops.htpasswd import PasswordError, hash_password, verify_password
+from vsa_ops.plan import PlanError, assume_applied, make_plan, plan_fstab, restrict, sha256
+
+
+def converged(manifest) -> State:
+    """The state of a host that already matches ``manifest``, with every stack running."""
+    state = State(docker_version="26.1", compose_version="2.26.1", networks={"flowbiz_ext"},
+                  fstab="".join(f"{line.line}\n" for line in manifest.fstab))
+    for d in manifest.directories:
+        state.paths[d.path] = PathState("directory", d.owner, d.group, d.mode)
+    for f in manifest.files:
+        state.paths[f.path] = PathState("file", f.owner, f.group, f.mode, sha256(f.content))
+    state.owned_files = {f.path for f in manifest.files}
+    for stack in manifest.stacks:
+        for name, spec in stack.compose["services"].items():
+            state.images.add(spec["image"])
+            state.containers[(stack.name, name)] = "running"
+    state.users = {u.name: u.uid for u in manifest.users}
+    state.uids = set(state.users.values())
+    return state
+
+
+def test_a_converged_host_has_an_empty_plan(render):
+    manifest = render()
+    plan = make_plan(manifest, converged(manifest))
+    assert plan.empty and plan.summary() == "no changes"
+
+
+def test_a_fresh_host_gets_everything(render):
+    manifest = render()
+    plan = make_plan(manifest, State())
+    assert plan.install_docker and plan.fstab and len(plan.files) == len(manifest.files) - 1
+    assert plan.daemon_json is not None and not plan.restart_docker
+    assert {s.name for s in plan.stacks_up} == {"dashboard", "observability", "reverse-proxy"}
+    assert not plan.services  # nothing ran before: nothing to restart
+
+
+def test_a_changed_config_restarts_its_service_and_a_changed_vhost_reloads_nginx(render):
+    manifest = render()
+    state = converged(manifest)
+    state.paths["/srv/flowbiz/observability/loki/loki-config.yml"] = PathState("file", 0, 0, "0644", "old")
+    state.paths["/srv/flowbiz/reverse-proxy/nginx/snippets/proxy.conf"] = PathState("file", 0, 0, "0644", "old")
+    plan = make_plan(manifest, state)
+    assert [(a.service.name, a.action) for a in plan.services] == [("loki", "restart"), ("nginx", "reload")]
+    assert not plan.stacks_up
+
+
+def test_a_mode_change_needs_no_upload(render):
+    manifest = render()
+    state = converged(manifest)
+    path = "/srv/flowbiz/dashboard/secrets/postgres_password"
+    state.paths[path] = PathState("file", 0, 999, "0644", sha256("pg-Secret-123"))
+    plan = make_plan(manifest, state)
+    assert [(c.file.path, c.reason, c.needs_upload) for c in plan.files] == [(path, "mode", False)]
+
+
+def test_a_stray_file_in_an_owned_folder_is_removed_and_reloads_nginx(render):
+    manifest = render()
+    state = converged(manifest)
+    state.owned_files.add("/srv/flowbiz/reverse-proxy/nginx/conf.d/gone.example.com.conf")
+    state.owned_files.add("/srv/flowbiz/reverse-proxy/letsencrypt/renewal/kept.conf")  # not an owned folder
+    plan = make_plan(manifest, state)
+    assert plan.removals == ["/srv/flowbiz/reverse-proxy/nginx/conf.d/gone.example.com.conf"]
+    assert [a.service.name for a in plan.services] == ["nginx"]
+
+
+def test_a_stopped_service_brings_its_stack_up(render):
+    manifest = render()
+    state = converged(manifest)
+    state.containers[("observability", "grafana")] = "exited"
+    assert [s.name for s in make_plan(manifest, state).stacks_up] == ["observability"]
+
+
+def test_missing_images_are_listed(render):
+    manifest = render()
+    state = converged(manifest)
+    state.images.discard("nginx:1.25-alpine")
+    assert make_plan(manifest, state).images == ["nginx:1.25-alpine"]
+
+
+def test_a_new_domain_is_planned_http_first_then_certificate(render):
+    domain = Domain(name="shop.example.com", upstream="demo-app:8080")
+    base = render()
+    state = converged(base)
+    manifest = render(domains=[domain], certificates=state.certificates)
+    plan = make_plan(manifest, state)
+    assert [c.file.path for c in plan.files] == ["/srv/flowbiz/reverse-proxy/nginx/conf.d/shop.example.com.conf"]
+    assert "listen 443" not in plan.files[0].file.content
+    assert [d.name for d in plan.certificates] == ["shop.example.com"]
+    after = assume_applied(state, manifest, plan)
+    tls = render(domains=[domain], certificates=after.certificates)
+    second = make_plan(tls, after)
+    assert [c.file.path for c in second.files] == ["/srv/flowbiz/reverse-proxy/nginx/conf.d/shop.example.com.conf"]
+    assert "listen 443 ssl" in second.files[0].file.content
+    assert not second.certificates and [a.action for a in second.services] == ["reload"]
+
+
+def test_restrict_keeps_only_one_domain(render):
+    domain = Domain(name="shop.example.com", upstream="demo-app:8080", tls=False)
+    manifest = render(domains=[domain])
+    state = converged(render())
+    state.paths["/srv/flowbiz/observability/loki/loki-config.yml"] = PathState("file", 0, 0, "0644", "old")
+    plan = restrict(make_plan(manifest, state), {"/srv/flowbiz/reverse-proxy/nginx/conf.d/shop.example.com.conf"},
+                    {"shop.example.com"})
+    assert [c.file.path for c in plan.files] == ["/srv/flowbiz/reverse-proxy/nginx/conf.d/shop.example.com.conf"]
+    assert [a.service.name for a in plan.services] == ["nginx"]
+
+
+FSTAB = "# comment\nUUID=abc / ext4 defaults 0 1\nLABEL=docker /var/lib/docker ext4 noatime 0 2\n" \
+        "LABEL=docker /var/lib/docker ext4 defaults 0 2\n/dev/sdc1 /data xfs defaults 0 2\n"
+
+
+def test_fstab_replaces_by_mount_point_keeps_other_lines_and_never_duplicates(render):
+    wanted = render().fstab
+    change = plan_fstab(FSTAB, wanted, State())
+    lines = change.content.splitlines()
+    assert "# comment" in lines and "/dev/sdc1 /data xfs defaults 0 2" in lines
+    assert sum(line.split()[1:2] == ["/var/lib/docker"] for line in lines if line.strip()) == 1
+    assert "LABEL=docker /var/lib/docker ext4 defaults 0 2" in lines
+    assert "LABEL=cloudimg-rootfs / ext4 discard,commit=30,errors=remount-ro 0 1" in lines
+    assert "UUID=abc / ext4 defaults 0 1" not in lines  # replaced by the design's root entry
+    assert plan_fstab(change.content, wanted, State()) is None  # a second run changes nothing
+
+
+def test_fstab_refuses_another_device_on_a_mounted_point_unless_forced(render):
+    wanted = render().fstab
+    state = State(mounts={"/": "/dev/vda1"})
+    with pytest.raises(PlanError, match="refusing to put LABEL=cloudimg-rootfs there"):
+        plan_fstab(FSTAB, wanted, state)
+    assert plan_fstab(FSTAB, wanted, state, force=True) is not None
+
+
+def test_fstab_mounts_only_entries_whose_device_exists(render):
+    change = plan_fstab("", render().fstab, State(labels={"docker"}))
+    assert change.mount == ("/var/lib/docker",)
+
+
+def test_the_state_script_output_parses():
+    output = ["@@vsa:stat", "directory|0|101|750|/srv/a", "regular file|0|0|640|/srv/a/f",
+              "@@vsa:sha256", "abc123  /srv/a/f", "@@vsa:owned", "/srv/a/f", "/srv/a/stray",
+              "@@vsa:passwd", "root:0", "nginx:101", "@@vsa:containers", "reverse-proxy|nginx|running",
+              "@@vsa:certificates", "README", "example.com", "@@vsa:fingerprint", "f00"]
+    state = parse_host_state(output)
+    assert state.paths["/srv/a"] == PathState("directory", 0, 101, "0750")
+    assert state.paths["/srv/a/f"].sha256 == "abc123"
+    assert state.owned_files == {"/srv/a/f", "/srv/a/stray"}
+    assert state.users == {"root": 0, "nginx": 101}
+    assert state.containers == {("reverse-proxy", "nginx"): "running"}
+    assert state.certificates == {"example.com"}
+    assert state.fingerprint == "f00"
+    assert "'/srv/a b'" in state_script(["/srv/a b"], [])  # paths are quoted
+
+
+def test_htpasswd_hashes_are_bcrypt_cost_10_and_verify():
+    digest = hash_password("s3cret pass")
+    assert digest.startswith("$2y$10$") and verify_password("s3cret pass", digest)
+    assert not verify_password("wrong", digest)
+    with pytest.raises(PasswordError, match="longer than 72 bytes"):
+        hash_password("é" * 37)  # 74 bytes, 37 characters
+    with pytest.raises(PasswordError, match="must not be empty"):
+        hash_password("")
