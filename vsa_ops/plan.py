@@ -208,7 +208,8 @@ def make_plan(manifest: Manifest, state: State, *, force_fstab: bool = False) ->
             plan.stacks_up.append(stack)
     plan.certificates = [d for d in manifest.domains if d.tls and d.name not in state.certificates]
     seen: set[tuple[str, str]] = set()
-    for path in sorted(changed):
+    compose_files = {stack.compose_path for stack in manifest.stacks}
+    for path in sorted(changed - compose_files):  # compose itself recreates what its file changes
         for stack, service in manifest.services_mounting(path):
             key = (stack.name, service.name)
             # A service that is not running starts with the new files: nothing to restart.

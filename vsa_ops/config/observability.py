@@ -118,8 +118,9 @@ class LogShipper(Component):
             f"{OBSERVABILITY}/log-shipper:/etc/log-shipper:ro",
             "obs-promtail-data:/var/lib/promtail",
             "/var/log/journal:/var/log/journal:ro",
-            f"{ROOT}:{ROOT}:ro",
-            "/var/log/vsa:/var/log/vsa:ro",
+            # Logs, read as they grow: a change under these needs no restart.
+            {"source": ROOT, "target": ROOT, "read_only": True, "live": True},
+            {"source": "/var/log/vsa", "target": "/var/log/vsa", "read_only": True, "live": True},
             "/var/run/docker.sock:/var/run/docker.sock:ro",
         ],
         networks=INTERNAL,
@@ -201,7 +202,7 @@ class NodeExporter(Component):
         container_name="node-exporter",
         runs_as=RunAs(name="nobody", uid=65534),
         command=["--path.rootfs=/host"],
-        mounts=[{"source": "/", "target": "/host", "read_only": True, "propagation": "rslave"}],
+        mounts=[{"source": "/", "target": "/host", "read_only": True, "propagation": "rslave", "live": True}],
         networks=INTERNAL,
     )
 
@@ -212,8 +213,9 @@ class Cadvisor(Component):
         container_name="cadvisor",
         runs_as=RunAs(name="root", uid=0),
         privileged=True,
-        mounts=["/:/rootfs:ro", "/var/run:/var/run:ro", "/sys:/sys:ro", "/var/lib/docker:/var/lib/docker:ro",
-                "/dev/disk:/dev/disk:ro"],
+        mounts=[{"source": source, "target": target, "read_only": True, "live": True} for source, target in (
+            ("/", "/rootfs"), ("/var/run", "/var/run"), ("/sys", "/sys"), ("/var/lib/docker", "/var/lib/docker"),
+            ("/dev/disk", "/dev/disk"))],
         networks=INTERNAL,
     )
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..config import deep_merge
 from .images import ensure_images
 
 PREFIX = "vsa-lab-"
@@ -31,7 +32,8 @@ LAB_OVERRIDES = {
     "docker": {"userland_proxy": True, "pull": "never"},
     "observability": {
         "cadvisor": {"container": {"privileged": False}},
-        "node_exporter": {"container": {"mounts": [{"source": "/", "target": "/host", "read_only": True}]}},
+        "node_exporter": {"container": {"mounts": [{"source": "/", "target": "/host", "read_only": True,
+                                                    "live": True}]}},
     },
 }
 
@@ -120,12 +122,13 @@ def up(root: Path, count: int = 1, log=print) -> list[LabHost]:
         _wait(name, ["docker", "info"], "its Docker engine")
         _start_demo_app(name, tags[DEMO_IMAGE])
     lab_hosts = hosts(root)
-    write_inventory(folder, lab_hosts)
     for lab_host in lab_hosts:
         _wait_ssh(lab_host)
     from . import acme  # here, not at the top: acme builds on this module
 
     acme.start(root, [h.name for h in lab_hosts], log=log)  # the ACME test CA, on the network vsa-lab
+    write_inventory(folder, lab_hosts, acme.directory_url(), acme.listener_ca(root).read_text(),
+                    acme.issuer_roots(root))
     return lab_hosts
 
 
@@ -166,14 +169,23 @@ def _secrets(folder: Path) -> Path:
     return path
 
 
-def write_inventory(folder: Path, lab_hosts: list[LabHost]) -> Path:
-    """``.lab/inventory.py``: the lab hosts as a pyinfra inventory, in the groups ``lab`` and ``hubs``."""
+def write_inventory(folder: Path, lab_hosts: list[LabHost], acme_directory: str, acme_listener_ca: str,
+                    acme_roots: Path) -> Path:
+    """``.lab/inventory.py``: the lab hosts as a pyinfra inventory, in the groups ``lab`` and ``hubs``.
+
+    Their data points certbot at the lab's ACME CA and trusts its HTTPS, keeps the lab's domain
+    registry and secrets in .lab/, and tells probes where each host's ports 80 and 443 are
+    published and which root signs the certificates they serve.
+    """
+    overrides = deep_merge(LAB_OVERRIDES, {"reverse_proxy": {"certbot": {
+        "acme_server": acme_directory, "acme_ca_bundle": acme_listener_ca}}})
     entries = []
     for h in lab_hosts:
         data = {"ssh_hostname": "127.0.0.1", "ssh_port": h.ssh_port, "ssh_user": h.ssh_user, "ssh_key": h.ssh_key,
                 "ssh_strict_host_key_checking": "off", "ssh_known_hosts_file": "/dev/null",
-                "lab_http_port": h.http_port, "lab_https_port": h.https_port, "vsa": LAB_OVERRIDES,
-                "vsa_secrets_file": str(_secrets(folder))}
+                "vsa_http_port": h.http_port, "vsa_https_port": h.https_port, "vsa_probe_address": "127.0.0.1",
+                "vsa_probe_ca_file": str(acme_roots), "vsa_secrets_file": str(_secrets(folder)),
+                "vsa_domains_file": str(folder / "domains.yml"), "vsa": overrides}
         entries.append(f"    ({h.name!r}, {data!r}),")
     text = ("\"\"\"Lab hosts, written by `vsa-ops lab up`. Not committed; rewritten on every `lab up`.\"\"\"\n\n"
             "lab = [\n" + "\n".join(entries) + "\n]\n\nhubs = [name for name, _ in lab]\n")
@@ -193,7 +205,8 @@ def down(root: Path, log=print) -> int:
     from . import acme
 
     acme.stop(root)
-    (lab_dir(root) / "inventory.py").unlink(missing_ok=True)
+    for name in ("inventory.py", "domains.yml"):
+        (lab_dir(root) / name).unlink(missing_ok=True)
     return len(names)
 
 
