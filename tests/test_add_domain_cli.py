@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import run_cli
+from tests.conftest import run_cli
 
 
 def add(project, *args, password=None):

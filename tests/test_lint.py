@@ -8,7 +8,7 @@ from vsa_ops.config import hub_config
 from vsa_ops.lint import lint
 from vsa_ops.manifest import File
 
-from conftest import run_cli
+from tests.conftest import run_cli
 
 
 def errors(manifest, overrides=()):

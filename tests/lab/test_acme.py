@@ -19,7 +19,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from vsa_ops.lab import acme
 
-from conftest import ROOT, _require_docker, vsa
+from tests.lab.conftest import ROOT, _require_docker, vsa
 
 pytestmark = pytest.mark.lab
 

@@ -14,7 +14,7 @@ import pytest
 
 from vsa_ops.config import hub_config
 
-from conftest import ROOT, commands_run, vsa
+from tests.lab.conftest import ROOT, commands_run, vsa
 
 pytestmark = pytest.mark.lab
 

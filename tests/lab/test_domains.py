@@ -14,7 +14,7 @@ import pytest
 
 from vsa_ops.probe import REQUIRED_HEADERS, request
 
-from conftest import ROOT, vsa
+from tests.lab.conftest import ROOT, vsa
 
 pytestmark = pytest.mark.lab
 
