@@ -15,7 +15,7 @@ from .project import find_root, load_secrets, load_sources
 from .render import RenderError, render_host
 from .deploys.hub import host_manifest
 from .lab import hosts as lab_hosts
-from . import sites
+from . import planview, review, sites
 from .domains import RegistryError
 from .htpasswd import PasswordError
 from .runner import run_deploy
@@ -220,3 +220,20 @@ def certs(inventory, as_json):
         return
     for r in rows:
         click.echo(f"{r['host']} {r['name']}: {r['days_left']} days left (until {r['expires']}), {r['issuer']}")
+
+
+@main.command()
+@inventory_option
+@click.option("--limit", "limit", default=None, metavar="HOST", help="Only this host (or group).")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+def plan(inventory, limit, fmt):
+    """Every change a deploy would make, per host. Exit 0: none; 2: changes pending; 1: error."""
+    root = find_root()
+    plans = review.plan_hosts(root, inventory_path(inventory).resolve(), limit)
+    if not plans:
+        raise InventoryError(f"--limit: no host {limit!r} in the inventory")
+    click.echo({"text": planview.render_text, "markdown": planview.render_markdown,
+                "json": planview.render_json}[fmt](plans), nl=False)
+    if any(hp.error for hp in plans):
+        sys.exit(1)
+    sys.exit(2 if any(not hp.plan.empty for hp in plans) else 0)

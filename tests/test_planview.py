@@ -1,0 +1,63 @@
+"""Plans as people read them: unified diffs with headers, masked secrets, every kind of change."""
+
+from vsa_ops.domains import Domain
+from vsa_ops.facts.host_state import PathState
+from vsa_ops.htpasswd import hash_password
+from vsa_ops.plan import make_plan
+from vsa_ops.planview import MASKED, HostPlan, contents_script, file_diffs, parse_contents, render_json, render_markdown
+
+from tests.test_plan import converged
+
+PROMETHEUS = "/srv/flowbiz/observability/prometheus/prometheus.yml"
+
+
+def test_a_changed_file_is_a_unified_diff_with_headers(render):
+    manifest = render()
+    state = converged(manifest)
+    old = manifest.file(PROMETHEUS).content.replace("15s", "30s")
+    state.paths[PROMETHEUS] = PathState("file", 0, 0, "0644", "old")
+    plan = make_plan(manifest, state)
+    (path, diff), = file_diffs(plan, {PROMETHEUS: old})
+    assert diff.startswith(f"--- a{PROMETHEUS}\n+++ b{PROMETHEUS}\n@@ ")
+    assert "-  scrape_interval: 30s\n" in diff and "+  scrape_interval: 15s\n" in diff
+
+
+def test_secrets_and_hashes_never_show(render):
+    digest = hash_password("hunter2-long")
+    domain = Domain(name="private.example.com", upstream="demo-app:8080", auth={"alice": digest})
+    manifest = render(domains=[domain])
+    state = converged(render())
+    plan = make_plan(manifest, state)
+    state.paths["/srv/flowbiz/dashboard/secrets/postgres_password"] = PathState("file", 0, 999, "0640", "old")
+    plan = make_plan(manifest, state)
+    diffs = dict(file_diffs(plan, {}))
+    text = render_markdown([HostPlan("hub", plan, list(diffs.items()))]) + render_json(
+        [HostPlan("hub", plan, list(diffs.items()))])
+    assert digest not in text and "pg-Secret-123" not in text and "$2y$" not in text
+    assert MASKED in diffs["/srv/flowbiz/reverse-proxy/nginx/auth/private.example.com.htpasswd"]
+    assert MASKED in diffs["/srv/flowbiz/dashboard/secrets/postgres_password"]
+
+
+def test_markdown_has_one_diff_block_per_file_and_lists_every_change(render):
+    domain = Domain(name="shop.example.com", upstream="demo-app:8080")
+    manifest = render(domains=[domain], certificates=[])
+    state = converged(render())
+    state.containers[("observability", "grafana")] = "exited"
+    state.owned_files.add("/srv/flowbiz/reverse-proxy/nginx/conf.d/old.example.com.conf")
+    plan = make_plan(manifest, state)
+    diffs = file_diffs(plan, {"/srv/flowbiz/reverse-proxy/nginx/conf.d/old.example.com.conf": "server {}\n"})
+    md = render_markdown([HostPlan("hub", plan, diffs), HostPlan("node", make_plan(render(), converged(render())))])
+    assert md.startswith("### vsa-ops plan: 1 of 2 hosts with changes")
+    assert md.count("```diff") == 2
+    assert "+++ b/srv/flowbiz/reverse-proxy/nginx/conf.d/shop.example.com.conf" in md
+    assert "+++ /dev/null" in md  # the removed vhost
+    assert "- docker compose up stack observability" in md
+    assert "- issue certificate for shop.example.com" in md
+    assert "#### node: no changes" in md
+
+
+def test_remote_file_contents_round_trip():
+    # what the script prints for /a = "line 1\nline 2\n", /b = "" and /c = "x" (no final newline)
+    text = "@@vsa-file /a\nline 1\nline 2\n\n@@vsa-file /b\n\n@@vsa-file /c\nx\n"
+    assert parse_contents(text) == {"/a": "line 1\nline 2\n", "/b": "", "/c": "x"}
+    assert "'/has space'" in contents_script(["/has space"])

@@ -1,0 +1,31 @@
+"""Plans and drift for review: the same state read and the same plan as a deploy, shown instead of
+applied. Two remote commands per host: the state, then the current text of the files that change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra.api import StringCommand
+
+from .deploys.hub import plan_host
+from .planview import HostPlan, contents_script, file_diffs, parse_contents
+from .remote import on_hosts
+
+
+def plan_hosts(root: Path, inventory_file: Path, limit: str | None = None) -> list[HostPlan]:
+    def review(host) -> HostPlan:
+        try:
+            manifest, state, plan = plan_host(host)
+        except Exception as error:  # one host's problem is reported, the others are still planned
+            return HostPlan(host.name, None, error=str(error).splitlines()[0])
+        wanted = [c.file.path for c in plan.files if c.reason == "content" and not c.file.sensitive]
+        wanted += plan.removals + (["/etc/fstab"] if plan.fstab else [])
+        current = {}
+        if wanted:
+            ok, output = host.run_shell_command(StringCommand(contents_script(wanted)), print_output=False)
+            current = parse_contents(output.stdout) if ok else {}
+        return HostPlan(host.name, plan, file_diffs(plan, current))
+
+    results = on_hosts(inventory_file, root, review, limit)
+    return [value if isinstance(value, HostPlan) else HostPlan(name, None, error=str(value))
+            for name, value in results.items()]
