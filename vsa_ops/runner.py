@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +28,9 @@ def run_deploy(root: Path, inventory: Path, limits: list[str] | None = None, env
     command = [sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"]
     for limit in limits or []:
         command += ["--limit", limit]
-    process = subprocess.Popen(command, cwd=root, env=os.environ | (env or {}), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    run_id = uuid.uuid4().hex[:10]
+    process = subprocess.Popen(command, cwd=root, env=os.environ | (env or {}) | {"VSA_RUN_ID": run_id},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines, step, failed = [], None, None
     for line in process.stdout:
         lines.append(line)
@@ -39,6 +42,21 @@ def run_deploy(root: Path, inventory: Path, limits: list[str] | None = None, env
         elif _ERROR.search(line) and failed is None:
             failed = step
     returncode = process.wait()
-    if returncode and failed is None:
-        failed = step or "preparing the deploy"
+    if returncode:
+        failed = failed or step or "preparing the deploy"
+        release_lock(root, inventory, run_id, limits)
     return DeployResult(returncode, "".join(lines), failed)
+
+
+def release_lock(root: Path, inventory: Path, run_id: str, limits: list[str] | None) -> None:
+    """A run that failed stops before its last operation: give back the lock it may still hold."""
+    from .facts.host_state import LOCK_DIR
+    from .remote import run_on_hosts
+
+    command = (f"[ \"$(cut -d' ' -f1 {LOCK_DIR}/owner 2>/dev/null)\" = {shlex.quote(run_id)} ] "
+               f"&& rm -rf {LOCK_DIR}; true")
+    for limit in limits or [None]:
+        try:
+            run_on_hosts(inventory, root, lambda host: command, limit)
+        except Exception:  # unreachable hosts keep the lock until it goes stale
+            pass

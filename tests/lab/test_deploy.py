@@ -101,7 +101,8 @@ def test_second_deploy_changes_nothing(deployed):
     before = lab.started()
     result = lab.deploy()
     assert "no changes: the host matches its manifest" in result.stdout
-    assert "Success" not in result.stdout.split("--> Results:")[1]
+    total = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("Grand total")][0]
+    assert total[2:] == ["1", "-", "-", "1"]  # hosts, success, error, no change
     assert lab.started() == before
 
 
@@ -126,8 +127,9 @@ def test_no_op_converge_runs_one_remote_command_whatever_the_number_of_files(dep
     env = dict(os.environ, VSA_PROJECT=str(project))
     assert subprocess.run(command[:4] + command[5:], cwd=project, env=env, capture_output=True).returncode == 0
     large = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
-    assert "no changes" in large.stdout
-    assert commands_run(small.stdout) == commands_run(large.stdout) == 1, (small.stdout[-2000:], large.stdout[-2000:])
+    small_log, large_log = small.stdout + small.stderr, large.stdout + large.stderr  # pyinfra logs to stderr
+    assert "no changes" in large_log
+    assert commands_run(small_log) == commands_run(large_log) == 1, (small_log[-2000:], large_log[-2000:])
     lab.sh("cd /srv/flowbiz/extra && docker compose -p extra down >/dev/null 2>&1; rm -rf /srv/flowbiz/extra")
 
 
@@ -150,14 +152,16 @@ def test_a_config_that_fails_validation_is_rolled_back(deployed, tmp_path):
     lab, _ = deployed
     before = lab.sh("sha256sum /srv/flowbiz/observability/prometheus/prometheus.yml")
     started = lab.started()
-    # A scrape target promtool refuses: the change must not reach a running Prometheus.
-    bad = {"observability": {"prometheus": {"scrape_jobs": [{"job_name": "x", "targets": ["bad target:1"]}]}}}
+    # Two jobs of one name: promtool refuses it, so the change must not reach a running Prometheus.
+    bad = {"observability": {"prometheus": {"scrape_jobs": [{"job_name": "x", "targets": ["a:1"]},
+                                                            {"job_name": "x", "targets": ["b:1"]}]}}}
     result = lab.deploy(inventory=lab.inventory_with(tmp_path, bad), check=False)
     assert result.returncode != 0
     assert "promtool check config /etc/prometheus/prometheus.yml failed" in result.stdout
     assert "rolling back" in result.stdout
     assert lab.sh("sha256sum /srv/flowbiz/observability/prometheus/prometheus.yml") == before
     assert lab.started() == started
+    lab.sh("test ! -e /var/lib/vsa-ops.lock")  # the failed run gave its lock back
     assert "no changes" in lab.deploy().stdout
 
 

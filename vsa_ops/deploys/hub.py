@@ -28,7 +28,8 @@ from ..plan import Plan, PlanError, assume_applied, make_plan, managed_paths, ow
 from ..project import find_root, load_secrets, load_sources
 from ..render import render_host
 
-RUN_ID = uuid.uuid4().hex[:10]
+# Set by `vsa-ops` when it runs this deploy, so that it can release this run's lock after a failure.
+RUN_ID = os.environ.get("VSA_RUN_ID") or uuid.uuid4().hex[:10]
 CONTROLLER = socket.gethostname()
 # Host data naming the secrets file for this host (the lab's is .lab/secrets.env).
 SECRETS_FILE_KEY = "vsa_secrets_file"

@@ -347,6 +347,7 @@ RECIPES: dict[str, Recipe] = {
             "procps",
             "curl",
             "ca-certificates",
+            "sqlite3",  # the audit trail's SQLite mirror (vsa_ops.audit)
         ),
         remove=("etc/ssh/ssh_host_*",),  # made per container by the entrypoint
         files=(

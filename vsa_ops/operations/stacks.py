@@ -54,10 +54,12 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
         "  set +e",
         "  echo 'vsa-ops: rolling back' >&2",
     ]
-    # Stacks this run created go down while their compose file is still there; then the files come
-    # back, and what ran before runs again with them.
-    for stack in new_stacks:
-        lines.append(f"  {_compose(stack, 'down', '--remove-orphans')} >/dev/null 2>&1")
+    # Only what this run started is undone (each step sets its flag before it runs): stacks it
+    # created go down while their compose file is still there; then the files come back, and what
+    # it restarted or reloaded runs again with them.
+    for index, stack in enumerate(plan.stacks_up):
+        if stack in new_stacks:
+            lines.append(f"  [ -z \"$up_{index}\" ] || {_compose(stack, 'down', '--remove-orphans')} >/dev/null 2>&1")
     lines += [
         "  while read -r kind path meta; do",
         "    case $kind in",
@@ -68,14 +70,16 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
         "  done < \"$journal\"",
         "  rm -f \"$journal\"",
     ]
-    for stack in plan.stacks_up:
+    for index, stack in enumerate(plan.stacks_up):
         if stack not in new_stacks:
-            lines.append(f"  {_compose(stack, 'up', '-d', '--remove-orphans')} >/dev/null 2>&1")
-    for action in plan.services:
-        lines.append(f"  {_service_command(action)} >/dev/null 2>&1")
+            lines.append(f"  [ -z \"$up_{index}\" ] || {_compose(stack, 'up', '-d', '--remove-orphans')} >/dev/null 2>&1")
+    for index, action in enumerate(plan.services):
+        lines.append(f"  [ -z \"$did_{index}\" ] || {_service_command(action)} >/dev/null 2>&1")
     lines += [
         "}",
         "fail() { echo \"vsa-ops: $*\" >&2; restore; exit 1; }",
+        "; ".join([f"up_{i}=" for i in range(len(plan.stacks_up))] + [f"did_{i}=" for i in range(len(plan.services))]
+                  + [":"]),
         f"journal=$(mktemp /var/tmp/vsa-ops-journal.XXXXXX)",
     ]
     if changed:
@@ -113,11 +117,12 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
             check = " ".join(service.validate_command)
             lines.append(f"docker exec {argv(service.container_name)} {argv(*service.validate_command)} "
                          f"|| fail {argv(f'{service.container_name}: {check} failed')}")
-    for stack in plan.stacks_up:
-        lines.append(f"{_compose(stack, 'up', '-d', '--remove-orphans', '--quiet-pull', '--pull', manifest.pull)} "
+    for index, stack in enumerate(plan.stacks_up):
+        lines.append(f"up_{index}=1; {_compose(stack, 'up', '-d', '--remove-orphans', '--quiet-pull', '--pull', manifest.pull)} "
                      f"|| fail {argv(f'docker compose up failed for stack {stack.name}')}")
-    for action in plan.services:
-        lines.append(f"{_service_command(action)} || fail {argv(f'{action.action} of {action.service.container_name} failed')}")
+    for index, action in enumerate(plan.services):
+        lines.append(f"did_{index}=1; {_service_command(action)} "
+                     f"|| fail {argv(f'{action.action} of {action.service.container_name} failed')}")
     probed = sorted({s.container_name for stack in plan.stacks_up for s in stack.services}
                     | {a.service.container_name for a in plan.services})
     if probed:

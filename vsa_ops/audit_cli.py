@@ -1,0 +1,108 @@
+"""``vsa-ops audit``: list the audit records on the hosts, and ``vsa-ops audit verify`` their chain.
+Register with ``main.add_command(audit)``; the group also runs on its own (tests, ``python -c``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import audit as trail
+from .config import ConfigError
+from .inventory import InventoryError, inventory_path
+from .project import find_root
+
+USER_ERRORS = (ConfigError, InventoryError, FileNotFoundError, ValueError)
+
+
+class AuditGroup(click.Group):
+    """Known mistakes end as one line on stderr and exit 1, as in the main command."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as error:
+            for line in str(error).splitlines():
+                click.echo(f"vsa-ops: {line}", err=True)
+            sys.exit(1)
+
+
+inventory_option = click.option("-i", "--inventory", "inventory", default=None, metavar="INVENTORY",
+                                help="pyinfra inventory file (default: $VSA_INVENTORY or inventory.py).")
+host_option = click.option("--host", "host_name", default=None, metavar="NAME", help="Only this host.")
+
+
+def _where(ctx: click.Context, inventory: str | None):
+    """The project root and the inventory: this command's -i, else the group's, else the default."""
+    inventory = inventory or (ctx.obj or {}).get("inventory")
+    return find_root(), inventory_path(inventory).resolve()
+
+
+def _line(record: dict) -> str:
+    changes = record.get("changes")
+    changes = ", ".join(map(str, changes)) if isinstance(changes, list) else (changes or "")
+    text = (f"{record.get('ts', '?')} {record.get('vps_id', '?')} #{record.get('seq', '?')} "
+            f"{record.get('action', '?')} {record.get('target', '?')}: {record.get('result', '?')} "
+            f"in {record.get('duration', '?')} s by {record.get('actor', '?')}")
+    if changes:
+        text += f"; changes: {changes}"
+    if record.get("error"):
+        text += f"; error: {record['error']}"
+    return text
+
+
+@click.group(cls=AuditGroup, invoke_without_command=True)
+@inventory_option
+@host_option
+@click.option("--since", "since", default=None, metavar="WHEN",
+              help="Only records since WHEN: an ISO date/time (UTC unless given) or a duration like 2h, 7d.")
+@click.option("--action", "action", default=None, metavar="ACTION", help="Only this action (deploy, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: a JSON list of records.")
+@click.pass_context
+def audit(ctx, inventory, host_name, since, action, as_json):
+    """The audit trail on each host: what vsa-ops did, by whom, with what result (oldest first)."""
+    ctx.obj = {"inventory": inventory}
+    if ctx.invoked_subcommand is not None:
+        return
+    since_time = trail.parse_since(since) if since else None
+    root, path = _where(ctx, inventory)
+    found = trail.read(path, root, host_name)
+    records, unreadable = [], []
+    for host, rows in found.items():
+        if isinstance(rows, str):
+            unreadable.append(host)
+            click.echo(f"vsa-ops: {host}: {rows}", err=True)
+        else:
+            records += rows
+    chosen = trail.select(records, since_time, action)
+    if as_json:
+        click.echo(json.dumps(chosen, indent=2, ensure_ascii=False))
+    else:
+        for record in chosen:
+            click.echo(_line(record))
+        if not chosen:
+            click.echo("no audit records" + (" match" if records else ""), err=True)
+    sys.exit(1 if unreadable else 0)
+
+
+@audit.command("verify")
+@inventory_option
+@host_option
+@click.pass_context
+def verify(ctx, inventory, host_name):
+    """Check each host's hash chain and its SQLite mirror; exit 1 naming the first broken record."""
+    root, path = _where(ctx, inventory)
+    broken = 0
+    for host, result in trail.inspect(path, root, host_name).items():
+        if not result.problems:
+            rows = f", SQLite {len(result.sqlite_rows)} rows" if result.sqlite_rows is not None else ""
+            note = f" ({result.sqlite_note})" if result.sqlite_note else ""
+            click.echo(f"{host}: intact, {len(result.records)} records{rows}{note}")
+            continue
+        broken += 1
+        first, *others = result.problems
+        click.echo(f"{host}: BROKEN at {first}")
+        for problem in others:
+            click.echo(f"{host}: also {problem}")
+    sys.exit(1 if broken else 0)
