@@ -1,0 +1,82 @@
+"""The deploy at plan level, on pyinfra's @fake connector (no host): which commands a converge sends
+for a host in a given state. A converged host gets exactly one command, the state read."""
+
+from __future__ import annotations
+
+import pytest
+from gevent import monkey
+
+monkey.patch_all()
+
+from pyinfra.api import Config, Inventory, State  # noqa: E402
+from pyinfra.api.connect import connect_all  # noqa: E402
+from pyinfra.api.deploy import add_deploy  # noqa: E402
+from pyinfra.api.operations import run_ops  # noqa: E402
+
+from vsa_ops.config import hub_config  # noqa: E402
+from vsa_ops.deploys.hub import converge_hub  # noqa: E402
+from vsa_ops.project import load_sources  # noqa: E402
+from vsa_ops.render import render_host  # noqa: E402
+from vsa_ops.facts.host_state import MARK  # noqa: E402
+
+from tests.conftest import ROOT, SECRETS  # noqa: E402
+from tests.test_plan import converged  # noqa: E402
+
+
+def state_output(state) -> str:
+    """What the HostState command prints for ``state``."""
+    kinds = {"file": "regular file", "directory": "directory"}
+    lines = [f"{MARK}stat"]
+    lines += [f"{kinds[p.kind]}|{p.owner}|{p.group}|{int(p.mode, 8):o}|{path}" for path, p in state.paths.items()]
+    lines += [f"{MARK}sha256"] + [f"{p.sha256}  {path}" for path, p in state.paths.items() if p.sha256]
+    lines += [f"{MARK}owned", *sorted(state.owned_files), f"{MARK}fstab", state.fstab.rstrip("\n")]
+    lines += [f"{MARK}passwd"] + [f"{name}:{uid}" for name, uid in state.users.items()]
+    lines += [f"{MARK}docker", state.docker_version, f"{MARK}compose", state.compose_version]
+    lines += [f"{MARK}networks", *state.networks, f"{MARK}images", *state.images, f"{MARK}containers"]
+    lines += [f"{project}|{service}|{status}" for (project, service), status in state.containers.items()]
+    lines += [f"{MARK}fingerprint", "f" * 64]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def fake_run(monkeypatch):
+    monkeypatch.setenv("VSA_PROJECT", str(ROOT))
+    for key, value in SECRETS.items():
+        monkeypatch.setenv(key, value)
+
+    def run(state):
+        inventory = Inventory((["@fake/hub"], {"fake_responses": {"@@vsa:stat": state_output(state)}}))
+        pyinfra_state = State(inventory=inventory, config=Config())
+        connect_all(pyinfra_state)
+        add_deploy(pyinfra_state, converge_hub)
+        run_ops(pyinfra_state)
+        host = next(iter(inventory))
+        assert not pyinfra_state.failed_hosts
+        return [str(c) for c in host.connector.executed_commands]
+
+    return run
+
+
+def fake_manifest():
+    return render_host(hub_config(), load_sources(ROOT), host="@fake/hub", secrets=SECRETS)
+
+
+def test_a_converged_host_costs_one_command(fake_run):
+    manifest = fake_manifest()
+    commands = fake_run(converged(manifest))
+    assert len(commands) == 1 and "@@vsa:stat" in commands[0]
+
+
+def test_a_changed_prometheus_setting_sends_the_lock_the_files_and_a_restart(fake_run):
+    manifest = fake_manifest()
+    state = converged(manifest)
+    old = state.paths["/srv/flowbiz/observability/prometheus/prometheus.yml"]
+    state.paths["/srv/flowbiz/observability/prometheus/prometheus.yml"] = type(old)(
+        old.kind, old.owner, old.group, old.mode, "0" * 64)
+    commands = fake_run(state)
+    text = "\n".join(commands)
+    assert "vsa-ops.lock" in commands[1]  # the run lock comes first
+    assert "promtool check config" in text
+    assert "restart prometheus" in text
+    assert "restart loki" not in text and "up -d" not in text and "nginx -s reload" not in text
+    assert "pg-Secret-123" not in text  # secrets travel only inside the uploaded archive
