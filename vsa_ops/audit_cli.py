@@ -9,29 +9,9 @@ import sys
 import click
 
 from . import audit as trail
-from .config import ConfigError
-from .inventory import InventoryError, inventory_path
+from .cli_support import Command, host_option, inventory_option
+from .inventory import inventory_path
 from .project import find_root
-
-USER_ERRORS = (ConfigError, InventoryError, FileNotFoundError, ValueError)
-
-
-class AuditGroup(click.Group):
-    """Known mistakes end as one line on stderr and exit 1, as in the main command."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except USER_ERRORS as error:
-            for line in str(error).splitlines():
-                click.echo(f"vsa-ops: {line}", err=True)
-            sys.exit(1)
-
-
-inventory_option = click.option("-i", "--inventory", "inventory", default=None, metavar="INVENTORY",
-                                help="pyinfra inventory file (default: $VSA_INVENTORY or inventory.py).")
-host_option = click.option("--host", "host_name", default=None, metavar="NAME", help="Only this host.")
-
 
 def _where(ctx: click.Context, inventory: str | None):
     """The project root and the inventory: this command's -i, else the group's, else the default."""
@@ -52,7 +32,7 @@ def _line(record: dict) -> str:
     return text
 
 
-@click.group(cls=AuditGroup, invoke_without_command=True)
+@click.group(cls=Command, invoke_without_command=True)
 @inventory_option
 @host_option
 @click.option("--since", "since", default=None, metavar="WHEN",

@@ -8,39 +8,18 @@ from pathlib import Path
 
 import click
 
-from .config import ConfigError
+from .audit_cli import audit
+from .cli_support import Command, host_option, inventory_option
 from .inventory import InventoryError, host_config, inventory_path, load_inventory, select_hosts
 from .lint import lint as lint_manifest
 from .project import find_root, load_secrets, load_sources
-from .render import RenderError, render_host
+from .render import render_host
 from .deploys.hub import host_manifest
 from .lab import hosts as lab_hosts
 from . import planview, review, sites
-from .domains import RegistryError
-from .htpasswd import PasswordError
-from .runner import run_deploy
+from .audit import Entry
+from .runner import audit, run_deploy
 from .writer import write_manifest
-
-USER_ERRORS = (ConfigError, InventoryError, RenderError, FileNotFoundError, ValueError, lab_hosts.LabError,
-               sites.DomainError, RegistryError, PasswordError)
-
-
-class Command(click.Group):
-    """Known mistakes end as short messages on stderr and exit 1, never as tracebacks."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except USER_ERRORS as error:
-            for line in str(error).splitlines():
-                click.echo(f"vsa-ops: {line}", err=True)
-            sys.exit(1)
-
-
-inventory_option = click.option("-i", "--inventory", "inventory", default=None, metavar="INVENTORY",
-                                 help="pyinfra inventory file (default: $VSA_INVENTORY or inventory.py).")
-host_option = click.option("--host", "host_name", default=None, metavar="NAME", help="Only this host.")
-
 
 @click.group(cls=Command)
 def main():
@@ -98,10 +77,21 @@ def deploy(inventory: str | None, limit: str | None):
     root = find_root()
     path = inventory_path(inventory).resolve()
     # Configuration, secrets and templates are checked for every host before any host is touched.
+    hosts = [h.name for h in load_inventory(path, root) if limit in (None, h.name) or limit in h.groups]
     for host in load_inventory(path, root):
-        if limit in (None, host.name) or limit in host.groups:
+        if host.name in hosts:
             host_manifest(host, None)
-    sys.exit(run_deploy(root, path, [limit] if limit else [], echo=click.echo).returncode)
+    result = run_deploy(root, path, [limit] if limit else [], echo=click.echo)
+    entries = []
+    for name in hosts:
+        failed = name in result.failed_hosts or (result.returncode != 0 and not result.failed_hosts)
+        summary = result.summaries.get(name, "")
+        if failed or (summary and summary != "no changes"):
+            entries.append(Entry(name, "deploy", "hub", "failed" if failed else "ok", result.duration, summary,
+                                 f"failed at {result.failed_step}" if failed else None))
+    if entries:
+        audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
+    sys.exit(result.returncode)
 
 
 @main.group(cls=Command)
@@ -237,3 +227,6 @@ def plan(inventory, limit, fmt):
     if any(hp.error for hp in plans):
         sys.exit(1)
     sys.exit(2 if any(not hp.plan.empty for hp in plans) else 0)
+
+
+main.add_command(audit)

@@ -20,7 +20,8 @@ from .htpasswd import hash_password
 from .inventory import load_inventory
 from .probe import probe_domain
 from .remote import run_on_hosts
-from .runner import run_deploy
+from .audit import Entry
+from .runner import audit, run_deploy
 
 
 class DomainError(ValueError):
@@ -108,19 +109,21 @@ def _apply(root, inventory_file, path, before, domain, targets, password, echo, 
     limits = [t.host.name for t in targets]
     result = run_deploy(root, inventory_file, limits, env={"VSA_TARGET_DOMAIN": domain.name, **(env or {})},
                         echo=echo)
+    failure, probes = None, []
     if result.returncode != 0:
+        failure = f"failed at step {result.failed_step!r}"
+    elif action == "add-domain":
+        probes = [probe_domain(t.address, t.https_port, t.http_port, domain, ca_file=t.ca_file, password=password)
+                  for t in targets]
+        failed = [p for p in probes if not p.ok]
+        if failed:
+            failure = f"failed at step 'probe': {'; '.join(failed[0].problems)}"
+    if failure:
         _rollback(root, inventory_file, path, before, domain, limits, echo)
-        raise DomainError(f"{action} {domain.name} failed at step {result.failed_step!r}; "
-                          f"the registry and the hosts are as they were")
-    if action != "add-domain":
-        return []
-    probes = [probe_domain(t.address, t.https_port, t.http_port, domain, ca_file=t.ca_file, password=password)
-              for t in targets]
-    failed = [p for p in probes if not p.ok]
-    if failed:
-        _rollback(root, inventory_file, path, before, domain, limits, echo)
-        raise DomainError(f"{action} {domain.name} failed at step 'probe': {'; '.join(failed[0].problems)}; "
-                          f"the registry and the hosts are as they were")
+    audit(root, inventory_file, [Entry(name, action, domain.name, "rolled_back" if failure else "ok", result.duration,
+                                       result.summaries.get(name, ""), failure) for name in limits], echo=echo)
+    if failure:
+        raise DomainError(f"{action} {domain.name} {failure}; the registry and the hosts are as they were")
     return probes
 
 

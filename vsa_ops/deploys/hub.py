@@ -27,6 +27,7 @@ from ..operations import certificates, docker, fstab, lock, stacks, tree, users
 from ..plan import Plan, PlanError, assume_applied, make_plan, managed_paths, owned_directories, restrict
 from ..project import find_root, load_secrets, load_sources
 from ..render import render_host
+from ..runner import write_report
 
 # Set by `vsa-ops` when it runs this deploy, so that it can release this run's lock after a failure.
 RUN_ID = os.environ.get("VSA_RUN_ID") or uuid.uuid4().hex[:10]
@@ -108,6 +109,7 @@ def converge_hub():
     delete_certificate = os.environ.get("VSA_DELETE_CERTIFICATE")
     if target:
         plan = restrict(plan, _domain_paths(target), {target})
+    write_report(host.name, plan.summary())
     if plan.empty and not (delete_certificate and delete_certificate in state.certificates):
         unchanged(name="no changes: the host matches its manifest")
         return
