@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .audit_cli import audit
+from .audit_cli import audit as audit_commands
 from .cli_support import Command, host_option, inventory_option
 from .inventory import InventoryError, host_config, inventory_path, load_inventory, select_hosts
 from .lint import lint as lint_manifest
@@ -229,4 +229,4 @@ def plan(inventory, limit, fmt):
     sys.exit(2 if any(not hp.plan.empty for hp in plans) else 0)
 
 
-main.add_command(audit)
+main.add_command(audit_commands)
