@@ -41,9 +41,12 @@ PROXY_USER, PROXY_GROUP = "nobody", "nogroup"
 
 
 # --------------------------------------------------------------------------------------------- proxy
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float,
-                ready: asyncio.Event | None = None) -> None:
-    """Forward reader -> writer, each chunk ``delay`` seconds after it was read (order kept)."""
+async def _pipe(reader: asyncio.StreamReader, get_writer, delay: float, ready: asyncio.Event) -> None:
+    """Forward reader -> writer, each chunk ``delay`` seconds after it was read, in order.
+
+    Reading never waits for the delay (one queue per direction holds the chunks in flight), so the
+    proxy adds latency, not a bandwidth limit. ``get_writer()`` is called once ``ready`` is set.
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -57,9 +60,10 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
         except (ConnectionError, OSError):
             queue.put_nowait((loop.time(), b""))
 
-    async def send() -> None:
-        if ready is not None:
-            await ready.wait()
+    receiver = asyncio.create_task(receive())
+    try:
+        await ready.wait()
+        writer = get_writer()
         while True:
             due, data = await queue.get()
             wait = due - loop.time()
@@ -71,63 +75,36 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
                 return
             writer.write(data)
             await writer.drain()
-
-    receiver = asyncio.create_task(receive())
-    try:
-        await send()
     finally:
         receiver.cancel()
 
 
-async def _serve_one(client_r, client_w, target: int, delay: float) -> None:
-    loop = asyncio.get_running_loop()
-    upstream: dict = {}
-    connected = asyncio.Event()
-
-    async def connect() -> None:
-        # A real TCP connect costs one round trip before the client's first byte can leave, and the
-        # server sees the connection half a round trip later: hold the upstream connect 3 x one-way.
+async def _serve_one(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, target: int,
+                     delay: float) -> None:
+    upstream: dict[str, object] = {}
+    connected, always = asyncio.Event(), asyncio.Event()
+    always.set()
+    # Client -> server starts at once (chunks are stamped when read) and sends once connected.
+    up = asyncio.create_task(_pipe(client_r, lambda: upstream["w"], delay, connected))
+    down = None
+    try:
+        # A real TCP connect costs a round trip before the client's first byte leaves, and the server
+        # accepts half a round trip later: hold the upstream connect for 3 x one-way.
         await asyncio.sleep(3 * delay)
         upstream["r"], upstream["w"] = await asyncio.open_connection("127.0.0.1", target)
         connected.set()
-
-    # Client -> server starts reading at once (chunks are stamped when read), and sends once connected.
-    connecting = asyncio.create_task(connect())
-    holder = _LateWriter(upstream, connected)
-    up = asyncio.create_task(_pipe(client_r, holder, delay, ready=connected))
-    try:
-        await connecting
-        down = asyncio.create_task(_pipe(upstream["r"], client_w, delay))
+        down = asyncio.create_task(_pipe(upstream["r"], lambda: client_w, delay, always))
         await asyncio.gather(up, down, return_exceptions=True)
-    except (ConnectionError, OSError):
-        up.cancel()
     finally:
-        for w in (client_w, upstream.get("w")):
-            if w is not None:
+        for task in (up, down):
+            if task is not None:
+                task.cancel()
+        for writer in (client_w, upstream.get("w")):
+            if writer is not None:
                 try:
-                    w.close()
+                    writer.close()
                 except Exception:
                     pass
-    del loop
-
-
-class _LateWriter:
-    """The upstream writer, which exists only once the delayed connect is done."""
-
-    def __init__(self, upstream: dict, connected: asyncio.Event):
-        self._upstream, self._connected = upstream, connected
-
-    def can_write_eof(self) -> bool:
-        return self._upstream["w"].can_write_eof()
-
-    def write_eof(self) -> None:
-        self._upstream["w"].write_eof()
-
-    def write(self, data: bytes) -> None:
-        self._upstream["w"].write(data)
-
-    async def drain(self) -> None:
-        await self._upstream["w"].drain()
 
 
 async def _main(targets: list[int], delay: float) -> None:
@@ -148,7 +125,11 @@ async def _main(targets: list[int], delay: float) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # Our parent keeps our standard input open; EOF means it is gone.
-    loop.add_reader(sys.stdin.fileno(), lambda: (os.read(sys.stdin.fileno(), 4096) or stop.set()) and None)
+    def lifeline() -> None:
+        if not os.read(sys.stdin.fileno(), 4096):
+            stop.set()
+
+    loop.add_reader(sys.stdin.fileno(), lifeline)
     await stop.wait()
     for server in servers:
         server.close()
@@ -241,11 +222,13 @@ class Wan:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._stale_proxy()
         self._start_watchdog()
-        # The proxy's source goes in on a pipe? No: stdin is its lifeline; pass the code with -c, so
-        # that user nobody needs no read access to this checkout.
+        # The code goes on the command line (-c): user nobody needs no access to this checkout, and
+        # standard input stays free to be the proxy's lifeline. Debian's python3: nobody may not
+        # reach an interpreter under /root (pyenv).
         code = Path(__file__).read_text()
+        python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
         argv = ["setpriv", f"--reuid={PROXY_USER}", f"--regid={PROXY_GROUP}", "--clear-groups",
-                "--pdeathsig", "SIGTERM", sys.executable, "-c", code, "vsa-ops-bench-delay-proxy",
+                "--pdeathsig", "SIGTERM", python, "-c", code, "vsa-ops-bench-delay-proxy",
                 "--delay-ms", str(self.delay_ms)]
         for port in ports:
             argv += ["--target", str(port)]

@@ -18,7 +18,7 @@ from .deploys.hub import host_manifest
 from .lab import hosts as lab_hosts
 from . import planview, review, sites
 from .audit import Entry
-from .runner import audit, run_deploy
+from .runner import audit as record_audit, run_deploy
 from .writer import write_manifest
 
 @click.group(cls=Command)
@@ -90,7 +90,7 @@ def deploy(inventory: str | None, limit: str | None):
             entries.append(Entry(name, "deploy", "hub", "failed" if failed else "ok", result.duration, summary,
                                  f"failed at {result.failed_step}" if failed else None))
     if entries:
-        audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
+        record_audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
     sys.exit(result.returncode)
 
 
@@ -212,21 +212,46 @@ def certs(inventory, as_json):
         click.echo(f"{r['host']} {r['name']}: {r['days_left']} days left (until {r['expires']}), {r['issuer']}")
 
 
-@main.command()
-@inventory_option
-@click.option("--limit", "limit", default=None, metavar="HOST", help="Only this host (or group).")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
-def plan(inventory, limit, fmt):
-    """Every change a deploy would make, per host. Exit 0: none; 2: changes pending; 1: error."""
-    root = find_root()
-    plans = review.plan_hosts(root, inventory_path(inventory).resolve(), limit)
+limit_option = click.option("--limit", "limit", default=None, metavar="HOST", help="Only this host (or group).")
+format_option = click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
+                             show_default=True)
+RENDERERS = {"text": planview.render_text, "markdown": planview.render_markdown, "json": planview.render_json}
+
+
+def _review(root: Path, path: Path, limit: str | None, fmt: str) -> list:
+    plans = review.plan_hosts(root, path, limit)
     if not plans:
         raise InventoryError(f"--limit: no host {limit!r} in the inventory")
-    click.echo({"text": planview.render_text, "markdown": planview.render_markdown,
-                "json": planview.render_json}[fmt](plans), nl=False)
+    click.echo(RENDERERS[fmt](plans), nl=False)
+    return plans
+
+
+def _review_exit(plans: list) -> None:
+    """Terraform's -detailed-exitcode: 0 nothing to change, 2 changes pending, 1 error."""
     if any(hp.error for hp in plans):
         sys.exit(1)
     sys.exit(2 if any(not hp.plan.empty for hp in plans) else 0)
 
 
-main.add_command(audit_commands)
+@main.command()
+@inventory_option
+@limit_option
+@format_option
+def plan(inventory, limit, fmt):
+    """Every change a deploy would make, per host. Exit 0: none; 2: changes pending; 1: error."""
+    _review_exit(_review(find_root(), inventory_path(inventory).resolve(), limit, fmt))
+
+
+@main.command()
+@inventory_option
+@limit_option
+@format_option
+def drift(inventory, limit, fmt):
+    """Compare hosts with the code: hand edits show as drift (the plan's diff), each host's finding
+    goes to its audit trail; exit 2 when any host drifted. `vsa-ops deploy` repairs it."""
+    root, path = find_root(), inventory_path(inventory).resolve()
+    plans = _review(root, path, limit, fmt)
+    entries = [Entry(hp.host, "drift-check", "hub", "failed" if hp.error else "ok", 0.0,
+                     hp.changes or ["no drift"], hp.error) for hp in plans]
+    record_audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
+    _review_exit(plans)
