@@ -34,7 +34,7 @@ def state_output(state) -> str:
     lines += [f"{MARK}docker", state.docker_version, f"{MARK}compose", state.compose_version]
     lines += [f"{MARK}networks", *state.networks, f"{MARK}images", *state.images, f"{MARK}containers"]
     lines += [f"{project}|{service}|{status}" for (project, service), status in state.containers.items()]
-    lines += [f"{MARK}fingerprint", "f" * 64]
+    lines += [f"{MARK}commands", *sorted(state.commands), f"{MARK}fingerprint", "f" * 64]
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ from vsa_ops.plan import PlanError, assume_applied, make_plan, plan_fstab, restr
 def converged(manifest) -> State:
     """The state of a host that already matches ``manifest``, with every stack running."""
     state = State(docker_version="26.1", compose_version="2.26.1", networks={"flowbiz_ext"},
+                  commands={"sqlite3", "logrotate", "findmnt", "flock"},
                   fstab="".join(f"{line.line}\n" for line in manifest.fstab))
     for d in manifest.directories:
         state.paths[d.path] = PathState("directory", d.owner, d.group, d.mode)
@@ -165,3 +166,11 @@ def test_htpasswd_hashes_are_bcrypt_cost_10_and_verify():
         hash_password("é" * 37)  # 74 bytes, 37 characters
     with pytest.raises(PasswordError, match="must not be empty"):
         hash_password("")
+
+
+def test_missing_host_tools_are_installed_by_package(render):
+    manifest = render()
+    state = converged(manifest)
+    state.commands -= {"sqlite3", "findmnt"}
+    plan = make_plan(manifest, state)
+    assert plan.packages == ["sqlite3", "util-linux"] and "install sqlite3, util-linux" in plan.summary()

@@ -184,3 +184,10 @@ def test_nginx_http_context_follows_the_reliability_standards(render):
     assert 'add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;' in headers
     assert 'add_header X-Frame-Options "DENY" always;' in headers
     assert 'add_header X-Content-Type-Options "nosniff" always;' in headers
+
+
+def test_logrotate_rotates_the_nginx_logs_as_nginx_and_reopens_them(render):
+    text = render().file("/etc/logrotate.d/vsa-ops").content
+    assert "/srv/flowbiz/reverse-proxy/logs/domains/*.access.json" in text
+    assert "su 101 101" in text and "docker kill --signal=USR1 reverse-proxy-nginx" in text
+    assert "audit.jsonl {" not in text  # the chained audit trail is never rotated

@@ -8,7 +8,7 @@ import hashlib
 import posixpath
 from dataclasses import dataclass, field
 
-from .facts.host_state import PathState, State
+from .facts.host_state import HOST_COMMANDS, PathState, State
 from .manifest import Directory, File, FstabLine, Manifest, Service, Stack
 
 
@@ -61,6 +61,7 @@ class Plan:
     certificates: list = field(default_factory=list)
     restart_docker: bool = False
     install_docker: bool = False
+    packages: list[str] = field(default_factory=list)  # Debian packages for tools the host lacks
     fingerprint: str = ""
     lock_holder: str = ""
 
@@ -68,7 +69,7 @@ class Plan:
     def empty(self) -> bool:
         return not (self.fstab or self.users or self.directories or self.files or self.removals or self.networks
                     or self.images
-                    or self.stacks_up or self.services or self.daemon_json or self.install_docker
+                    or self.stacks_up or self.services or self.daemon_json or self.install_docker or self.packages
                     or self.certificates)
 
     def summary(self) -> str:
@@ -86,6 +87,8 @@ class Plan:
             names = [s.service.container_name for s in self.services if s.action == action]
             if names:
                 parts.append(f"{action} {', '.join(names)}")
+        if self.packages:
+            parts.append(f"install {', '.join(self.packages)}")
         if self.certificates:
             parts.append(f"certificates for {', '.join(d.name for d in self.certificates)}")
         if self.daemon_json:
@@ -160,6 +163,7 @@ def plan_fstab(current: str, wanted: tuple[FstabLine, ...], state: State, force:
 def make_plan(manifest: Manifest, state: State, *, force_fstab: bool = False) -> Plan:
     plan = Plan(manifest.host, fingerprint=state.fingerprint, lock_holder=state.lock)
     plan.install_docker = not state.docker_version or not state.compose_version.startswith("2")
+    plan.packages = sorted({package for command, package in HOST_COMMANDS.items() if command not in state.commands})
     plan.fstab = plan_fstab(state.fstab, manifest.fstab, state, force_fstab)
 
     plan.users = [(u.name, u.uid) for u in manifest.users if u.name not in state.users and u.uid not in state.uids]

@@ -122,8 +122,8 @@ def converge_hub():
     paths, files = managed_paths(manifest)
     lock.acquire(name="take the run lock", owner=owner, fingerprint=plan.fingerprint, paths=paths, files=files,
                  stale_owner=_stale(plan.lock_holder), wait=int(os.environ.get("VSA_LOCK_WAIT", "60")))
-    docker.engine(name="docker engine, compose v2 and daemon.json", install=plan.install_docker,
-                  daemon_json=plan.daemon_json, restart=plan.restart_docker)
+    docker.engine(name="docker engine, compose v2, daemon.json and host tools", install=plan.install_docker,
+                  daemon_json=plan.daemon_json, restart=plan.restart_docker, packages=plan.packages)
     fstab.entries(name="fstab entries by LABEL", change=plan.fstab)
     users.system_users(name=f"container users {', '.join(n for n, _ in plan.users) or '(none)'}", users=plan.users)
     tree.directories(name=f"directory tree ({len(plan.directories)} to fix)", changes=plan.directories)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pyinfra.api import FactBase
 
 MARK = "@@vsa:"
+# Tools vsa-ops relies on at the host, by the Debian package that brings each.
+HOST_COMMANDS = {"sqlite3": "sqlite3", "logrotate": "logrotate", "findmnt": "util-linux", "flock": "util-linux"}
 LOCK_DIR = "/var/lib/vsa-ops.lock"
 CERT_LIVE = "/srv/flowbiz/reverse-proxy/letsencrypt/live"
 
@@ -46,6 +48,7 @@ class State:
     certificates: set[str] = field(default_factory=set)
     lock: str = ""
     has_systemd: bool = False
+    commands: set[str] = field(default_factory=set)
     fingerprint: str = ""
 
 
@@ -82,6 +85,7 @@ def state_script(paths: list[str], files: list[str], owned: list[str] | None = N
         ("certificates", f"ls {CERT_LIVE} 2>/dev/null"),
         ("lock", f"cat {LOCK_DIR}/owner 2>/dev/null"),
         ("systemd", "[ -d /run/systemd/system ] && echo yes"),
+        ("commands", "for c in " + " ".join(HOST_COMMANDS) + "; do command -v $c >/dev/null && echo $c; done"),
         ("fingerprint", fingerprint_command(paths, files)),
     ]
     return "; ".join(f"echo '{MARK}{name}'; {command}" for name, command in sections) + "; true"
@@ -131,6 +135,7 @@ def parse_host_state(lines: list[str]) -> State:
                           if line.strip() and line.strip() != "README"}
     state.lock = "\n".join(sections.get("lock", [])).strip()
     state.has_systemd = "yes" in sections.get("systemd", [])
+    state.commands = {line.strip() for line in sections.get("commands", []) if line.strip()}
     state.fingerprint = "".join(sections.get("fingerprint", [])).strip()
     return state
 

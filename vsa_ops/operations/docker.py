@@ -40,7 +40,8 @@ RESTART_DOCKER = """restart_docker() {
 
 
 @operation()
-def engine(install: bool, daemon_json: FileChange | None = None, restart: bool = False):
+def engine(install: bool, daemon_json: FileChange | None = None, restart: bool = False,
+           packages: list[str] | None = None):
     """Install the Docker engine and the compose v2 plugin with apt where missing, and apply
     daemon.json, restarting the engine when its content changed; a restart that fails puts the
     old daemon.json back and restarts again.
@@ -48,6 +49,7 @@ def engine(install: bool, daemon_json: FileChange | None = None, restart: bool =
     + install: ``plan.install_docker``
     + daemon_json: ``plan.daemon_json``
     + restart: ``plan.restart_docker``
+    + packages: other Debian packages the host lacks (``plan.packages``: sqlite3, logrotate, ...)
 
     **Example:**
 
@@ -56,11 +58,15 @@ def engine(install: bool, daemon_json: FileChange | None = None, restart: bool =
         docker.engine(name="docker engine", install=plan.install_docker, daemon_json=plan.daemon_json,
                       restart=plan.restart_docker)
     """
-    if not install and daemon_json is None:
+    if not install and daemon_json is None and not packages:
         host.noop("docker and compose v2 are installed, daemon.json is up to date")
         return
     if install:
         yield from _install()
+    if packages:
+        yield StringCommand(script(["export DEBIAN_FRONTEND=noninteractive",
+                                    f"apt-get install -y -qq {argv(*packages)} >/dev/null || "
+                                    f"{{ apt-get update -qq && apt-get install -y -qq {argv(*packages)} >/dev/null; }}"]))
     if daemon_json is not None:
         f = daemon_json.file
         staged, path = f"{f.path}.vsa-new", f.path

@@ -110,6 +110,10 @@ def render_host(
         for domain in domains:
             files.extend(_domain_files(hub, env, host, domain, issued, ids))
     files.append(File("/etc/docker/daemon.json", json.dumps(hub.docker.daemon_json(), indent=2) + "\n"))
+    if any(s.name == "reverse-proxy" for s in stacks):
+        nginx_uid = hub.reverse_proxy.nginx.container.runs_as.uid if hub.reverse_proxy.nginx.container.runs_as else 0
+        files.append(File("/etc/logrotate.d/vsa-ops", _render(env, "templates/logrotate.j2", {
+            "hub": hub, "host": host, "root": ROOT, "nginx_uid": nginx_uid})))
     for stack in stacks:
         body = yaml.safe_dump(stack.compose, sort_keys=False, default_flow_style=False, width=1000)
         header = f"# Rendered by vsa-ops from stacks/{stack.name}/ for {host}. Edit the source, not this file.\n"
