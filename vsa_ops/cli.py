@@ -8,28 +8,32 @@ from pathlib import Path
 
 import click
 
-from .audit_cli import audit as audit_commands
-from .cli_support import Command, host_option, inventory_option
-from .inventory import InventoryError, host_config, inventory_path, load_inventory, select_hosts
-from .lint import lint as lint_manifest
-from .project import find_root, load_secrets, load_sources
-from .render import render_host
-from .deploys.hub import host_manifest
-from .lab import hosts as lab_hosts
 from . import planview, review, sites
 from .audit import Entry
-from .runner import audit as record_audit, run_deploy
+from .audit_cli import audit as audit_commands
+from .cli_support import Command, host_option, inventory_option
+from .deploys.hub import host_manifest
+from .inventory import InventoryError, host_config, inventory_path, load_inventory, select_hosts
+from .lab import hosts as lab_hosts
+from .lint import lint as lint_manifest
+from .project import find_root
+from .runner import audit as record_audit
+from .runner import run_deploy
 from .writer import write_manifest
+
+limit_option = click.option("--limit", "limit", default=None, metavar="HOST", help="Only this host (or group).")
+format_option = click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
+                             show_default=True)
+RENDERERS = {"text": planview.render_text, "markdown": planview.render_markdown, "json": planview.render_json}
+
 
 @click.group(cls=Command)
 def main():
     """vsa-ops: the VSA hub as code."""
 
 
-def _hosts(inventory: str | None, host_name: str | None):
-    root = find_root()
-    hosts = select_hosts(load_inventory(inventory_path(inventory), root), host_name)
-    return root, load_sources(root), hosts
+def _hosts(inventory: str | None, host_name: str | None) -> list:
+    return select_hosts(load_inventory(inventory_path(inventory), find_root()), host_name)
 
 
 @main.command()
@@ -39,12 +43,12 @@ def _hosts(inventory: str | None, host_name: str | None):
 @host_option
 def render(out: Path, inventory: str | None, host_name: str | None):
     """Write every file of a host's manifest under OUT for review."""
-    root, sources, hosts = _hosts(inventory, host_name)
+    hosts = _hosts(inventory, host_name)
     if len(hosts) > 1:
         raise InventoryError(f"--host: the inventory has {len(hosts)} hosts; name one of "
                              f"{', '.join(h.name for h in hosts)}")
     host = hosts[0]
-    manifest = render_host(host_config(host), sources, host=host.name, secrets=load_secrets(root))
+    manifest = host_manifest(host, None)
     written = write_manifest(manifest, out)
     click.echo(f"rendered {host.name}: {written} files, {len(manifest.directories)} directories, "
                f"{len(manifest.stacks)} stacks, {len(manifest.fstab)} fstab entries under {out}")
@@ -55,11 +59,9 @@ def render(out: Path, inventory: str | None, host_name: str | None):
 @host_option
 def lint(inventory: str | None, host_name: str | None):
     """Check each host's manifest against the design's rules; exit 1 on any error."""
-    _root, sources, hosts = _hosts(inventory, host_name)
     errors = 0
-    for host in hosts:
-        hub = host_config(host)
-        findings = lint_manifest(render_host(hub, sources, host=host.name, secrets=None), hub)
+    for host in _hosts(inventory, host_name):
+        findings = lint_manifest(host_manifest(host, None, with_secrets=False), host_config(host))
         for finding in findings:
             click.echo(f"{host.name}: {finding}")
         host_errors = sum(f.severity == "error" for f in findings)
@@ -71,7 +73,7 @@ def lint(inventory: str | None, host_name: str | None):
 
 @main.command()
 @inventory_option
-@click.option("--limit", "limit", default=None, metavar="HOST", help="Only this host (or group).")
+@limit_option
 def deploy(inventory: str | None, limit: str | None):
     """Converge every host (or --limit HOST) with `pyinfra -y INVENTORY deploy.py`."""
     root = find_root()
@@ -210,12 +212,6 @@ def certs(inventory, as_json):
         return
     for r in rows:
         click.echo(f"{r['host']} {r['name']}: {r['days_left']} days left (until {r['expires']}), {r['issuer']}")
-
-
-limit_option = click.option("--limit", "limit", default=None, metavar="HOST", help="Only this host (or group).")
-format_option = click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
-                             show_default=True)
-RENDERERS = {"text": planview.render_text, "markdown": planview.render_markdown, "json": planview.render_json}
 
 
 def _review(root: Path, path: Path, limit: str | None, fmt: str) -> list:
