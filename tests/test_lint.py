@@ -6,7 +6,6 @@ import pytest
 
 from vsa_ops.config import hub_config
 from vsa_ops.lint import lint
-from vsa_ops.manifest import File
 
 from tests.conftest import run_cli
 

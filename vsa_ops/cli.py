@@ -251,3 +251,6 @@ def drift(inventory, limit, fmt):
                      hp.changes or ["no drift"], hp.error) for hp in plans]
     record_audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
     _review_exit(plans)
+
+
+main.add_command(audit_commands)

@@ -35,11 +35,21 @@ def vsa(*args: str, check: bool = True, env: dict | None = None, timeout: float 
 class Lab:
     """One lab host, reached over SSH like a server, with helpers to look inside it."""
 
-    def __init__(self, info: dict):
-        self.info = info
-        self.host = info["hosts"][0]
-        self.name = self.host["name"]
+    def __init__(self):
         self.inventory = LAB_INVENTORY
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Ports and files as `lab info` says now (they change when a host is recreated)."""
+        self.info = json.loads(vsa("lab", "info", "--json").stdout)
+        self.host = self.info["hosts"][0]
+        self.name = self.host["name"]
+
+    def recreate(self) -> None:
+        """A fresh host: what earlier tests left is gone."""
+        vsa("lab", "down")
+        vsa("lab", "up")
+        self.refresh()
 
     def sh(self, command: str, check: bool = True) -> str:
         result = subprocess.run(["docker", "exec", self.name, "sh", "-c", command], capture_output=True, text=True)
@@ -77,8 +87,7 @@ def lab() -> Lab:
     _require_docker()
     vsa("lab", "down")
     vsa("lab", "up")
-    info = json.loads(vsa("lab", "info", "--json").stdout)
-    yield Lab(info)
+    yield Lab()
     if not os.environ.get("VSA_KEEP_LAB"):
         vsa("lab", "down", check=False)
 

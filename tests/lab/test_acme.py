@@ -2,14 +2,11 @@
 ``reverse-proxy-certbot`` container gets a certificate from pebble through real HTTP-01 validation,
 which pebble runs against the deployed NGINX; a name nobody serves fails quickly and clearly.
 
-Needs dockerd: fails when $CI is set and it is missing, is skipped otherwise. Uses the lab as it is
-(``vsa-ops lab up`` is idempotent) and removes it afterwards only if it started it (and
-VSA_KEEP_LAB is unset)."""
+Needs dockerd: fails when $CI is set and it is missing, is skipped otherwise. Uses the session's
+lab host (tests/lab/conftest.py)."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import time
 
@@ -19,7 +16,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from vsa_ops.lab import acme
 
-from tests.lab.conftest import ROOT, _require_docker, vsa
+from tests.lab.conftest import ROOT
 
 pytestmark = pytest.mark.lab
 
@@ -50,21 +47,16 @@ def certonly(name: str) -> tuple[subprocess.CompletedProcess, float]:
 
 
 @pytest.fixture(scope="module")
-def deployed_host() -> dict:
+def deployed_host(lab) -> dict:
     """vsa-lab-1 up and deployed, the CA bundle copied in, and no ACME state from an earlier pebble."""
-    _require_docker()
-    started_here = subprocess.run(["docker", "inspect", HOST], capture_output=True).returncode != 0
-    vsa("lab", "up")
-    vsa("deploy", "-i", str(ROOT / ".lab" / "inventory.py"))
-    info = json.loads(vsa("lab", "info", "--json").stdout)
+    lab.deploy()
+    info = lab.info
     with open(info["ca_bundle"], "rb") as bundle:
         _in_host("sh", "-c", f"cat > {LETSENCRYPT}/{BUNDLE}", input=bundle.read())
     # pebble keeps nothing across restarts: an account or lineage from an earlier pebble is stale
     _in_host("rm", "-rf", f"{LETSENCRYPT}/accounts", f"{LETSENCRYPT}/live/{NAME}", f"{LETSENCRYPT}/archive/{NAME}",
              f"{LETSENCRYPT}/renewal/{NAME}.conf")
     yield info
-    if started_here and not os.environ.get("VSA_KEEP_LAB"):
-        vsa("lab", "down", check=False)
 
 
 def test_lab_info_names_the_test_ca(deployed_host):

@@ -29,6 +29,7 @@ def design_containers():
 
 @pytest.fixture(scope="module")
 def deployed(lab):
+    lab.recreate()
     lab.sh(f"echo '{EXTRA_FSTAB}' >> /etc/fstab")
     result = lab.deploy()
     return lab, result

@@ -80,7 +80,7 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
         "fail() { echo \"vsa-ops: $*\" >&2; restore; exit 1; }",
         "; ".join([f"up_{i}=" for i in range(len(plan.stacks_up))] + [f"did_{i}=" for i in range(len(plan.services))]
                   + [":"]),
-        f"journal=$(mktemp /var/tmp/vsa-ops-journal.XXXXXX)",
+        "journal=$(mktemp /var/tmp/vsa-ops-journal.XXXXXX)",
     ]
     if changed:
         lines.append(f"tar -xf {argv(archive)} -C / --same-permissions --same-owner --numeric-owner -m "
