@@ -53,6 +53,7 @@ def test_markdown_has_one_diff_block_per_file_and_lists_every_change(render):
     assert "+++ /dev/null" in md  # the removed vhost
     assert "- docker compose up stack observability" in md
     assert "- issue certificate for shop.example.com" in md
+    assert "- add domain shop.example.com" in md and "- remove domain old.example.com" in md
     assert "#### node: no changes" in md
 
 

@@ -74,7 +74,8 @@ def lint(inventory: str | None, host_name: str | None):
 @main.command()
 @inventory_option
 @limit_option
-def deploy(inventory: str | None, limit: str | None):
+@click.option("--force-fstab", is_flag=True, help="Let an fstab entry replace the device of a mounted mount point.")
+def deploy(inventory: str | None, limit: str | None, force_fstab: bool):
     """Converge every host (or --limit HOST) with `pyinfra -y INVENTORY deploy.py`."""
     root = find_root()
     path = inventory_path(inventory).resolve()
@@ -83,7 +84,8 @@ def deploy(inventory: str | None, limit: str | None):
     for host in load_inventory(path, root):
         if host.name in hosts:
             host_manifest(host, None)
-    result = run_deploy(root, path, [limit] if limit else [], echo=click.echo)
+    result = run_deploy(root, path, [limit] if limit else [], env={"VSA_FORCE_FSTAB": "1"} if force_fstab else None,
+                        echo=click.echo)
     entries = []
     for name in hosts:
         failed = name in result.failed_hosts or (result.returncode != 0 and not result.failed_hosts)

@@ -138,7 +138,7 @@ def plan_fstab(current: str, wanted: tuple[FstabLine, ...], state: State, force:
         mounted = state.mounts.get(entry.mountpoint)
         if mounted and not force and existing is not None and lines[existing].split()[0] != entry.spec:
             raise PlanError(f"fstab: {entry.mountpoint} has {mounted} mounted from {lines[existing].split()[0]}; "
-                            f"refusing to put {entry.spec} there (use --force-fstab)")
+                            f"refusing to put {entry.spec} there (vsa-ops deploy --force-fstab)")
         if existing is not None:
             removed.append(lines[existing])
             new_lines[existing] = entry.line

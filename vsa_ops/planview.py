@@ -26,6 +26,15 @@ class HostPlan:
         plan, lines = self.plan, []
         if plan is None:
             return lines
+        conf_d = "/srv/flowbiz/reverse-proxy/nginx/conf.d/"
+        for change in plan.files:
+            path = change.file.path
+            if path.startswith(conf_d) and path.endswith(".conf") and change.reason == "create" \
+                    and not path[len(conf_d):].startswith("0"):
+                lines.append(f"add domain {path[len(conf_d):-5]}")
+        for path in plan.removals:
+            if path.startswith(conf_d) and path.endswith(".conf"):
+                lines.append(f"remove domain {path[len(conf_d):-5]}")
         if plan.install_docker:
             lines.append("install docker and the compose v2 plugin (apt)")
         if plan.daemon_json:

@@ -45,6 +45,16 @@ def test_a_hand_edit_shows_as_a_unified_diff_until_deploy_repairs_it(hub):
     vsa("deploy", "-i", str(hub.inventory))
     assert plan(hub).returncode == 0
     assert "proxy_read_timeout 60s;" in hub.sh(f"cat {SNIPPET}")
+    # The repair is in the host's audit trail, with every field, in the JSONL and in SQLite.
+    records = json.loads(vsa("audit", "-i", str(hub.inventory), "--action", "deploy", "--json").stdout)
+    record = [r for r in (records if isinstance(records, list) else records.get("vsa-lab-1", []))][-1]
+    assert record["vps_id"] == "vsa-lab-1" and record["result"] == "ok" and record["target"] == "hub"
+    for key in ("ts", "actor", "action", "duration", "changes", "error", "seq", "prev_hash", "hash"):
+        assert key in record
+    assert "reload reverse-proxy-nginx" in json.dumps(record["changes"])
+    row = hub.sh(f"sqlite3 /var/lib/vsa/audit.db 'select action, result, hash from audit where seq = {record['seq']}'")
+    assert row.strip() == f"deploy|ok|{record['hash']}"
+    assert vsa("audit", "verify", "-i", str(hub.inventory)).returncode == 0
 
 
 def test_a_plan_with_basic_auth_shows_no_hash(hub):

@@ -1,8 +1,9 @@
 """Converge a host to its manifest: read its state once, plan, apply exactly the plan.
 
-Environment knobs, set by `vsa-ops add-domain` / `remove-domain` when they run this deploy:
+Environment knobs, set by `vsa-ops` commands when they run this deploy:
 VSA_TARGET_DOMAIN limits the run to one domain's files and certificate; VSA_DELETE_CERTIFICATE
-names a certificate to delete; VSA_LOCK_WAIT is how long to wait for another run's lock.
+names a certificate to delete; VSA_LOCK_WAIT is how long to wait for another run's lock;
+VSA_FORCE_FSTAB=1 lets an fstab entry replace the device of a mounted mount point.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def plan_host(current_host=None) -> tuple[Manifest, State, Plan]:
     issued = host_manifest(current_host, state.certificates)
     if issued.files != manifest.files:
         manifest = issued  # a vhost awaits its certificate; its TLS form comes after issuance
-    return manifest, state, make_plan(manifest, state)
+    force_fstab = os.environ.get("VSA_FORCE_FSTAB") == "1"
+    return manifest, state, make_plan(manifest, state, force_fstab=force_fstab)
 
 
 def _domain_paths(name: str) -> set[str]:

@@ -1,0 +1,110 @@
+"""Where the time of a no-op converge goes, step by step, in one process that does what the pyinfra
+process of `vsa-ops deploy` does (run.py runs it, on loopback and through the delay proxy):
+
+    python3 bench/profile.py --inventory INVENTORY --host vsa-lab-1
+
+prints JSON: seconds for each step
+
+    start       interpreter start to the end of the imports (python, pyinfra, gevent, vsa_ops)
+    inventory   loading the inventory and group_data
+    render      one host_manifest() (a converge renders twice: before and after reading the state)
+    connect     pyinfra's SSH connect (TCP, key exchange, auth)
+    state       the HostState fact: one remote command (exec channel round trips + the script's run)
+    plan        make_plan()
+    disconnect
+    script      the state script alone on the host, through `docker exec` (its run time there,
+                plus docker exec's own start-up, shown as exec_overhead)
+
+and the sizes: paths checked and the state command's output in bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _process_age() -> float:
+    """Seconds since this process started (from /proc; 10 ms resolution)."""
+    with open("/proc/self/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    with open("/proc/uptime") as handle:
+        uptime = float(handle.read().split()[0])
+    return uptime - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--inventory", required=True, type=Path)
+    parser.add_argument("--host", required=True)
+    args = parser.parse_args()
+
+    from gevent import monkey
+
+    monkey.patch_all()
+    from pyinfra.api import Config, State
+    from pyinfra.api.connect import connect_all, disconnect_all
+    from pyinfra.context import ctx_host, ctx_state
+
+    from vsa_ops.deploys.hub import host_manifest, read_state
+    from vsa_ops.facts.host_state import state_script
+    from vsa_ops.inventory import load_inventory
+    from vsa_ops.plan import make_plan, managed_paths, owned_directories
+    from vsa_ops.project import find_root
+
+    out: dict = {"start": _process_age()}
+    root = find_root(Path(__file__).resolve().parent.parent)
+    os.chdir(root)
+
+    t = time.monotonic()
+    inventory = load_inventory(args.inventory.resolve(), root)
+    out["inventory"] = time.monotonic() - t
+    state = State(inventory=inventory, config=Config())
+    host = next(h for h in inventory if h.name == args.host)
+    with ctx_state.use(state), ctx_host.use(host):
+        t = time.monotonic()
+        manifest = host_manifest(host, None)
+        out["render"] = time.monotonic() - t
+        # Connect only this host (the inventory may list more).
+        t = time.monotonic()
+        connect_all(state)
+        out["connect"] = time.monotonic() - t
+        t = time.monotonic()
+        host_state = read_state(manifest)
+        out["state"] = time.monotonic() - t
+        t = time.monotonic()
+        plan = make_plan(host_manifest(host, host_state.certificates), host_state)
+        out["render_and_plan"] = time.monotonic() - t
+        t = time.monotonic()
+        make_plan(manifest, host_state)
+        out["plan"] = time.monotonic() - t
+        out["plan_empty"] = plan.empty
+        t = time.monotonic()
+        disconnect_all(state)
+        out["disconnect"] = time.monotonic() - t
+
+    paths, files = managed_paths(manifest)
+    script = state_script(paths, files, owned_directories(manifest))
+    timings, size = [], 0
+    for argv in (["true"], ["sh", "-c", script]):
+        t = time.monotonic()
+        result = subprocess.run(["docker", "exec", args.host, *argv], capture_output=True)
+        timings.append(time.monotonic() - t)
+        size = len(result.stdout)
+    out["exec_overhead"] = timings[0]
+    out["script"] = max(0.0, timings[1] - timings[0])
+    out["paths"] = len(paths)
+    out["command_bytes"] = len(script)
+    out["output_bytes"] = size
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
