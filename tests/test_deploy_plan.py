@@ -14,7 +14,7 @@ from pyinfra.api.deploy import add_deploy  # noqa: E402
 from pyinfra.api.operations import run_ops  # noqa: E402
 
 from vsa_ops.config import hub_config  # noqa: E402
-from vsa_ops.deploys.hub import converge_hub  # noqa: E402
+from vsa_ops.deploys.hub import SALT, converge_hub  # noqa: E402
 from vsa_ops.project import load_sources  # noqa: E402
 from vsa_ops.render import render_host  # noqa: E402
 from vsa_ops.facts.host_state import MARK  # noqa: E402
@@ -63,13 +63,13 @@ def fake_manifest():
 
 def test_a_converged_host_costs_one_command(fake_run):
     manifest = fake_manifest()
-    commands = fake_run(converged(manifest))
+    commands = fake_run(converged(manifest, salt=SALT))
     assert len(commands) == 1 and "@@vsa:stat" in commands[0]
 
 
 def test_a_changed_prometheus_setting_sends_the_lock_the_files_and_a_restart(fake_run):
     manifest = fake_manifest()
-    state = converged(manifest)
+    state = converged(manifest, salt=SALT)
     old = state.paths["/srv/flowbiz/observability/prometheus/prometheus.yml"]
     state.paths["/srv/flowbiz/observability/prometheus/prometheus.yml"] = type(old)(
         old.kind, old.owner, old.group, old.mode, "0" * 64)

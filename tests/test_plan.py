@@ -5,18 +5,18 @@ import pytest
 from vsa_ops.domains import Domain
 from vsa_ops.facts.host_state import PathState, State, parse_host_state, state_script
 from vsa_ops.htpasswd import PasswordError, hash_password, verify_password
-from vsa_ops.plan import PlanError, assume_applied, make_plan, plan_fstab, restrict, sha256
+from vsa_ops.plan import PlanError, assume_applied, content_hash, make_plan, plan_fstab, restrict, sha256
 
 
-def converged(manifest) -> State:
+def converged(manifest, salt: str = "") -> State:
     """The state of a host that already matches ``manifest``, with every stack running."""
-    state = State(docker_version="26.1", compose_version="2.26.1", networks={"flowbiz_ext"},
+    state = State(salt=salt,docker_version="26.1", compose_version="2.26.1", networks={"flowbiz_ext"},
                   commands={"sqlite3", "logrotate", "findmnt", "flock"},
                   fstab="".join(f"{line.line}\n" for line in manifest.fstab))
     for d in manifest.directories:
         state.paths[d.path] = PathState("directory", d.owner, d.group, d.mode)
     for f in manifest.files:
-        state.paths[f.path] = PathState("file", f.owner, f.group, f.mode, sha256(f.content))
+        state.paths[f.path] = PathState("file", f.owner, f.group, f.mode, content_hash(f, salt))
     state.owned_files = {f.path for f in manifest.files}
     for stack in manifest.stacks:
         for name, spec in stack.compose["services"].items():
@@ -56,7 +56,7 @@ def test_a_mode_change_needs_no_upload(render):
     manifest = render()
     state = converged(manifest)
     path = "/srv/flowbiz/dashboard/secrets/postgres_password"
-    state.paths[path] = PathState("file", 0, 999, "0644", sha256("pg-Secret-123"))
+    state.paths[path] = PathState("file", 0, 999, "0644", content_hash(manifest.file(path)))
     plan = make_plan(manifest, state)
     assert [(c.file.path, c.reason, c.needs_upload) for c in plan.files] == [(path, "mode", False)]
 
@@ -174,3 +174,15 @@ def test_missing_host_tools_are_installed_by_package(render):
     state.commands -= {"sqlite3", "findmnt"}
     plan = make_plan(manifest, state)
     assert plan.packages == ["sqlite3", "util-linux"] and "install sqlite3, util-linux" in plan.summary()
+
+
+def test_secret_files_are_compared_by_salted_hash(render):
+    manifest = render()
+    state = converged(manifest, salt="s1")
+    assert make_plan(manifest, state).empty
+    secret = "/srv/flowbiz/dashboard/secrets/postgres_password"
+    assert state.paths[secret].sha256 != sha256("pg-Secret-123")  # the bare digest of the password never shows
+    state.salt = "s2"  # the same digests read with another salt no longer match
+    assert [c.file.path for c in make_plan(manifest, state).files] == [
+        "/srv/flowbiz/dashboard/secrets/api_database_password", secret,
+        "/srv/flowbiz/observability/secrets/grafana_admin_password"]

@@ -107,10 +107,17 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def managed_paths(manifest: Manifest) -> tuple[list[str], list[str]]:
-    """Paths whose metadata the state read needs, and the files whose content hash it needs."""
-    files = [f.path for f in manifest.files]
-    return [d.path for d in manifest.directories] + files, files
+def managed_paths(manifest: Manifest) -> tuple[list[str], list[str], list[str]]:
+    """Paths whose metadata the state read needs, the files whose content hash it needs, and those
+    among them that hold secrets (hashed with a salt)."""
+    files = [f.path for f in manifest.files if not f.sensitive]
+    secret = [f.path for f in manifest.files if f.sensitive]
+    return [d.path for d in manifest.directories] + files + secret, files, secret
+
+
+def content_hash(item: File, salt: str = "") -> str:
+    """The digest the state read reports for ``item``: salted where it holds a secret."""
+    return sha256((salt if item.sensitive else "") + item.content)
 
 
 def owned_directories(manifest: Manifest) -> list[str]:
@@ -181,7 +188,7 @@ def make_plan(manifest: Manifest, state: State, *, force_fstab: bool = False) ->
         current = state.paths.get(item.path)
         if current is None or current.kind != "file":
             change = FileChange(item, "create")
-        elif current.sha256 != sha256(item.content):
+        elif current.sha256 != content_hash(item, state.salt):
             change = FileChange(item, "content")
         elif (current.owner, current.group) != (item.owner, item.group):
             change = FileChange(item, "owner")
@@ -244,7 +251,7 @@ def assume_applied(state: State, manifest: Manifest, plan: Plan) -> State:
     """The state the host will be in once ``plan`` is applied: the base for a follow-up plan."""
     after = copy.deepcopy(state)
     for item in manifest.files:
-        after.paths[item.path] = PathState("file", item.owner, item.group, item.mode, sha256(item.content))
+        after.paths[item.path] = PathState("file", item.owner, item.group, item.mode, content_hash(item, state.salt))
     for directory in manifest.directories:
         after.paths[directory.path] = PathState("directory", directory.owner, directory.group, directory.mode)
     after.owned_files = (state.owned_files - set(plan.removals)) | {f.path for f in manifest.files}

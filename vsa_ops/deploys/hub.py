@@ -33,6 +33,8 @@ from ..runner import write_report
 # Set by `vsa-ops` when it runs this deploy, so that it can release this run's lock after a failure.
 RUN_ID = os.environ.get("VSA_RUN_ID") or uuid.uuid4().hex[:10]
 CONTROLLER = socket.gethostname()
+# Files holding secrets are hashed after this, new for every run (see facts.host_state.hash_command).
+SALT = uuid.uuid4().hex
 # Host data naming the secrets file for this host (the lab's is .lab/secrets.env).
 SECRETS_FILE_KEY = "vsa_secrets_file"
 
@@ -75,8 +77,11 @@ def host_manifest(current_host, certificates: set[str] | None, with_secrets: boo
 
 
 def read_state(manifest: Manifest) -> State:
-    paths, files = managed_paths(manifest)
-    return host.get_fact(HostState, paths=paths, files=files, owned=owned_directories(manifest))
+    paths, files, secret_files = managed_paths(manifest)
+    state = host.get_fact(HostState, paths=paths, files=files, owned=owned_directories(manifest),
+                          secret_files=secret_files, salt=SALT)
+    state.salt = SALT
+    return state
 
 
 def plan_host(current_host=None) -> tuple[Manifest, State, Plan]:
@@ -121,9 +126,10 @@ def converge_hub():
                         f"'never': {', '.join(missing)}")
     certbot = host_config(host).reverse_proxy.certbot
     owner = run_owner()
-    paths, files = managed_paths(manifest)
+    paths, files, secret_files = managed_paths(manifest)
     lock.acquire(name="take the run lock", owner=owner, fingerprint=plan.fingerprint, paths=paths, files=files,
-                 stale_owner=_stale(plan.lock_holder), wait=int(os.environ.get("VSA_LOCK_WAIT", "60")))
+                 secret_files=secret_files, salt=SALT, stale_owner=_stale(plan.lock_holder),
+                 wait=int(os.environ.get("VSA_LOCK_WAIT", "60")))
     docker.engine(name="docker engine, compose v2, daemon.json and host tools", install=plan.install_docker,
                   daemon_json=plan.daemon_json, restart=plan.restart_docker, packages=plan.packages)
     fstab.entries(name="fstab entries by LABEL", change=plan.fstab)

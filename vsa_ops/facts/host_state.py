@@ -50,19 +50,32 @@ class State:
     has_systemd: bool = False
     commands: set[str] = field(default_factory=set)
     fingerprint: str = ""
+    salt: str = ""  # what secret files were hashed after (see hash_command)
 
 
-def fingerprint_command(paths: list[str], files: list[str]) -> str:
+def hash_command(files: list[str], secret_files: list[str] = (), salt: str = "") -> str:
+    """``sha256sum`` lines for ``files``; files holding secrets are hashed after ``salt`` (a value
+    new for every run), so the digest of a password never shows in logs, not even at -vvv."""
+    quoted_files = " ".join(shlex.quote(p) for p in files) or "/nonexistent-vsa"
+    command = f"sha256sum {quoted_files}"
+    if secret_files:
+        quoted = " ".join(shlex.quote(p) for p in secret_files)
+        command += (f"; for f in {quoted}; do [ -f \"$f\" ] && printf '%s  %s\\n' "
+                    f"\"$({{ printf %s {shlex.quote(salt)}; cat \"$f\"; }} | sha256sum | cut -d' ' -f1)\" \"$f\"; done")
+    return command
+
+
+def fingerprint_command(paths: list[str], files: list[str], secret_files: list[str] = (), salt: str = "") -> str:
     """Digest of the managed paths' metadata and contents and of /etc/fstab. The same text runs in
     this fact and under the run lock, so both sides hash exactly the same bytes."""
     quoted_paths = " ".join(shlex.quote(p) for p in paths) or "/nonexistent-vsa"
-    quoted_files = " ".join(shlex.quote(p) for p in files) or "/nonexistent-vsa"
     # Each part tolerates missing paths: the caller may run this under `set -e`.
-    return (f"{{ stat -c '%F|%u|%g|%a|%n' {quoted_paths} || true; sha256sum {quoted_files} || true; "
-            "cat /etc/fstab || true; } 2>/dev/null | sha256sum | cut -d' ' -f1")
+    return (f"{{ stat -c '%F|%u|%g|%a|%n' {quoted_paths} || true; {{ {hash_command(files, secret_files, salt)}; }} "
+            "|| true; cat /etc/fstab || true; } 2>/dev/null | sha256sum | cut -d' ' -f1")
 
 
-def state_script(paths: list[str], files: list[str], owned: list[str] | None = None) -> str:
+def state_script(paths: list[str], files: list[str], owned: list[str] | None = None,
+                 secret_files: list[str] = (), salt: str = "") -> str:
     """The shell script the fact runs: one section per kind of state, each after a marker line."""
     quoted_paths = " ".join(shlex.quote(p) for p in paths) or "/nonexistent-vsa"
     quoted_files = " ".join(shlex.quote(p) for p in files) or "/nonexistent-vsa"
@@ -70,7 +83,7 @@ def state_script(paths: list[str], files: list[str], owned: list[str] | None = N
                  "'{{.Label \"com.docker.compose.project\"}}|{{.Label \"com.docker.compose.service\"}}|{{.State}}'")
     sections = [
         ("stat", f"stat -c '%F|%u|%g|%a|%n' {quoted_paths} 2>/dev/null"),
-        ("sha256", f"sha256sum {quoted_files} 2>/dev/null"),
+        ("sha256", f"{{ {hash_command(files, secret_files, salt)}; }} 2>/dev/null"),
         ("owned", f"find {' '.join(shlex.quote(p) for p in owned or []) or '/nonexistent-vsa'} -mindepth 1 "
                   "-maxdepth 1 ! -type d 2>/dev/null"),
         ("fstab", "cat /etc/fstab 2>/dev/null"),
@@ -86,7 +99,7 @@ def state_script(paths: list[str], files: list[str], owned: list[str] | None = N
         ("lock", f"cat {LOCK_DIR}/owner 2>/dev/null"),
         ("systemd", "[ -d /run/systemd/system ] && echo yes"),
         ("commands", "for c in " + " ".join(HOST_COMMANDS) + "; do command -v $c >/dev/null && echo $c; done"),
-        ("fingerprint", fingerprint_command(paths, files)),
+        ("fingerprint", fingerprint_command(paths, files, secret_files, salt)),
     ]
     return "; ".join(f"echo '{MARK}{name}'; {command}" for name, command in sections) + "; true"
 
@@ -146,10 +159,12 @@ class HostState(FactBase):
     + paths: directories and files whose owner, group and mode are wanted
     + files: the subset of paths whose content hash is wanted
     + owned: directories whose every file vsa-ops manages (their contents are listed)
+    + secret_files, salt: files holding secrets, hashed after the salt
     """
 
-    def command(self, paths: list[str], files: list[str], owned: list[str] | None = None) -> str:
-        return state_script(paths, files, owned)
+    def command(self, paths: list[str], files: list[str], owned: list[str] | None = None,
+                secret_files: list[str] | None = None, salt: str = "") -> str:
+        return state_script(paths, files, owned, secret_files or [], salt)
 
     def process(self, output: list[str]) -> State:
         return parse_host_state(output)

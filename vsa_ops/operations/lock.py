@@ -16,13 +16,13 @@ from ..facts.host_state import LOCK_DIR
 
 
 @operation()
-def acquire(owner: str, fingerprint: str, paths: list[str], files: list[str], stale_owner: str = "",
-            wait: int = 60, ttl: int = 900):
+def acquire(owner: str, fingerprint: str, paths: list[str], files: list[str], secret_files: list[str] = (),
+            salt: str = "", stale_owner: str = "", wait: int = 60, ttl: int = 900):
     """Take the run lock, then check the host is still as the plan saw it.
 
     + owner: who takes it: ``run-id controller pid epoch user``
     + fingerprint: digest of the managed state the plan was made from (``plan.fingerprint``)
-    + paths, files: the managed paths and files that digest covers
+    + paths, files, secret_files, salt: what that digest covers, as the state read hashed it
     + stale_owner: a holder known to be dead; taken over if it still holds the lock
     + wait: seconds to wait for another run to finish
     + ttl: seconds after which any holder counts as dead
@@ -31,7 +31,7 @@ def acquire(owner: str, fingerprint: str, paths: list[str], files: list[str], st
 
     .. code:: python
 
-        paths, files = managed_paths(manifest)
+        paths, files, secret_files = managed_paths(manifest)
         lock.acquire(name="take the vsa-ops lock", owner="r1 laptop 4242 1764170000 alice",
                      fingerprint=plan.fingerprint, paths=paths, files=files)
     """
@@ -51,7 +51,7 @@ def acquire(owner: str, fingerprint: str, paths: list[str], files: list[str], st
         "  sleep 1",
         "done",
         "echo \"$owner\" > \"$lock/owner\"",
-        f"now=$({fingerprint_command(paths, files)})",
+        f"now=$({fingerprint_command(paths, files, list(secret_files), salt)})",
         f"if [ \"$now\" != {argv(fingerprint)} ]; then",
         "  rm -rf \"$lock\"",
         "  echo \"vsa-ops: the host changed since this run read it (another run?); nothing was applied, run again ($now)\" >&2",
