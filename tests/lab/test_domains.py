@@ -65,6 +65,28 @@ def test_add_domain_serves_https_with_every_header(hub):
     assert "authenticator = webroot" in renewal
 
 
+def serial(hub, name):
+    import socket
+    context = ssl.create_default_context(cafile=hub.info["acme_roots"])
+    with socket.create_connection(("127.0.0.1", hub.host["https_port"]), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=name) as tls:
+            from cryptography import x509
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+
+def test_a_real_renewal_reaches_nginx_through_the_deploy_hook(hub):
+    before = serial(hub, "shop.vsa.test")
+    renewed = hub.sh("docker exec reverse-proxy-certbot certbot renew --force-renewal --cert-name shop.vsa.test "
+                     "--no-random-sleep-on-renew 2>&1")
+    assert "Congratulations" in renewed or "renewed" in renewed
+    flag = "/srv/flowbiz/reverse-proxy/letsencrypt/.vsa-reload-nginx"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and serial(hub, "shop.vsa.test") == before:
+        time.sleep(1)
+    assert serial(hub, "shop.vsa.test") != before  # the reloader acted on the hook's flag
+    assert hub.sh(f"test -e {flag} && echo left || echo gone").strip() == "gone"
+
+
 def test_http_redirects_to_https(hub):
     answer = http(hub, "shop.vsa.test")
     assert answer.status == 301

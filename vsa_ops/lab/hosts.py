@@ -30,6 +30,8 @@ RUN_FLAGS = ["--init", "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--secu
 # /proc/sys is read-only (the engine cannot route published ports to loopback without its proxy).
 LAB_OVERRIDES = {
     "docker": {"userland_proxy": True, "pull": "never"},
+    # Renewed certificates reach NGINX within seconds, so tests need not wait a minute.
+    "reverse_proxy": {"reloader": {"check_every": "5s"}},
     "observability": {
         "cadvisor": {"container": {"privileged": False}},
         "node_exporter": {"container": {"mounts": [{"source": "/", "target": "/host", "read_only": True,
