@@ -13,6 +13,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .config.base import Model
+from .config.reverse_proxy import check_headers
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _UPSTREAM_HOST = re.compile(r"[a-z0-9](?:[a-z0-9_.-]{0,251}[a-z0-9])?")
@@ -142,12 +143,7 @@ class Domain(Model):
     @field_validator("headers")
     @classmethod
     def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name, value in headers.items():
-            if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", name):
-                raise ValueError(f"{name!r} is not a header name")
-            if not re.fullmatch(r"[\x20-\x7e]*", value) or '"' in value or "\\" in value or "$" in value:
-                raise ValueError(f"value of {name} must be printable ASCII without quotes, $ or backslashes")
-        return headers
+        return check_headers(headers)
 
     @model_validator(mode="after")
     def _distinct_names(self) -> "Domain":

@@ -37,7 +37,15 @@ class RateLimitZone(Model):
         return value
 
 
-_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+def check_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Response headers that can sit inside `add_header NAME "VALUE" always;`: a plain name, and a
+    value of printable ASCII with no quote, backslash or $ (NGINX would read a variable)."""
+    for name, value in headers.items():
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", name):
+            raise ValueError(f"{name!r} is not a header name")
+        if not re.fullmatch(r"[\x20-\x7e]*", value) or any(c in value for c in '"\\$'):
+            raise ValueError(f"value of {name} must be printable ASCII without quotes, $ or backslashes")
+    return headers
 
 
 class Nginx(Component):
@@ -112,12 +120,7 @@ class Nginx(Component):
     @field_validator("security_headers")
     @classmethod
     def _header_values(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name, value in headers.items():
-            if not re.fullmatch(r"[A-Za-z0-9-]+", name):
-                raise ValueError(f"{name!r} is not a header name")
-            if not _HEADER_VALUE.fullmatch(value) or '"' in value or "\\" in value:
-                raise ValueError(f"value of {name} must be printable ASCII without quotes or backslashes")
-        return headers
+        return check_headers(headers)
 
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
