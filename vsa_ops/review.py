@@ -23,7 +23,8 @@ def plan_hosts(root: Path, inventory_file: Path, limit: str | None = None) -> li
         current = {}
         if wanted:
             ok, output = host.run_shell_command(StringCommand(contents_script(wanted)), print_output=False)
-            current = parse_contents(output.stdout) if ok else {}
+            # pyinfra hands back lines without their final newline; the script always ends with one.
+            current = parse_contents(output.stdout + "\n") if ok else {}
         return HostPlan(host.name, plan, file_diffs(plan, current))
 
     results = on_hosts(inventory_file, root, review, limit)
