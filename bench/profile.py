@@ -12,6 +12,7 @@ prints JSON: seconds for each step
     state       the HostState fact: one remote command (exec channel round trips + the script's run)
     plan        make_plan()
     disconnect
+    cli_start   `python3 -c "import vsa_ops.cli"`: the vsa-ops command's start-up before it runs pyinfra
     script      the state script alone on the host, through `docker exec` (its run time there,
                 plus docker exec's own start-up, shown as exec_overhead)
 
@@ -53,10 +54,23 @@ def main() -> int:
     from pyinfra.context import ctx_host, ctx_state
 
     from vsa_ops.deploys.hub import host_manifest, read_state
-    from vsa_ops.facts.host_state import state_script
+    from vsa_ops.facts import HostState
     from vsa_ops.inventory import load_inventory
-    from vsa_ops.plan import make_plan, managed_paths, owned_directories
+    from vsa_ops.plan import make_plan, managed_paths
     from vsa_ops.project import find_root
+
+    # The state command exactly as the converge sends it, for running it alone on the host below.
+    from pyinfra.api.host import Host
+
+    captured: dict[str, str] = {}
+    get_fact = Host.get_fact
+
+    def spy(self, fact, *args, **kwargs):
+        if fact is HostState:
+            captured["script"] = str(HostState().command(*args, **kwargs))
+        return get_fact(self, fact, *args, **kwargs)
+
+    Host.get_fact = spy
 
     out: dict = {"start": _process_age()}
     root = find_root(Path(__file__).resolve().parent.parent)
@@ -89,8 +103,13 @@ def main() -> int:
         disconnect_all(state)
         out["disconnect"] = time.monotonic() - t
 
-    paths, files = managed_paths(manifest)
-    script = state_script(paths, files, owned_directories(manifest))
+    # The `vsa-ops` command's own start-up (a second interpreter: it runs pyinfra as a child process).
+    t = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import vsa_ops.cli"], check=True)
+    out["cli_start"] = time.monotonic() - t
+
+    paths = managed_paths(manifest)[0]
+    script = captured["script"]
     timings, size = [], 0
     for argv in (["true"], ["sh", "-c", script]):
         t = time.monotonic()

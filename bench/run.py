@@ -2,7 +2,7 @@
 """vsa-ops benchmark: converge times on lab hosts, on loopback and with added WAN latency, against
 stock pyinfra and Ansible doing the same work, with the remote commands each run executed.
 
-    python3 bench/run.py            # full: 5 runs per row (about 45 minutes)
+    python3 bench/run.py            # full: 5 runs per row (about 75 minutes)
     python3 bench/run.py --quick    # smoke check: 1 run, no Ansible, no 5/10-host rows (a few minutes)
     python3 bench/run.py --runs 3 --only noop,domains
 
@@ -152,6 +152,11 @@ class Runner:
         time.sleep(0.3)  # let the hosts' sshd log lines reach docker logs
         commands, logins = _ssh_counts(hosts, since) if hosts else (None, None)
         text = log_file.read_text(errors="replace")
+        if process.returncode != 0:  # keep it: the temporary folder goes at the end
+            kept = STATE / "failed" / f"{time.strftime('%Y%m%d-%H%M%S')}-{log_file.name}"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log_file, kept)
+            log_file = kept
         return Sample(round(seconds, 3), process.returncode == 0, commands, logins, usage.ru_maxrss, peak[0],
                       note="" if process.returncode == 0 else f"exit {process.returncode}, see {log_file}"), text
 
@@ -263,6 +268,7 @@ class Bench:
         self.started = dt.datetime.now()
         self.closed = False
         self.meta: dict = {}
+        self.profile: dict[str, list[dict]] = {}
 
     # -- bookkeeping
     def row(self, key: str, group: str, label: str) -> Row:
@@ -372,8 +378,34 @@ class Bench:
                 for net in self.nets:
                     self.measure(row, net, [*vsa_ops(), "deploy", "-i", str(inventory)], host_names(1),
                                  noop_check=_vsa_noop)
+            if count == 200:
+                self.profile_noop(inventory)
         self.set_bench_domains(0)
         self.converge(1, "bench domains removed")
+
+    def profile_noop(self, inventory: Path) -> None:
+        """With 200 domains: the same no-op with `pyinfra -y` alone (no vsa-ops CLI around it), and
+        bench/profile.py's step-by-step breakdown."""
+        row = self.row("noop-200-pyinfra", "noop", "no-op converge, 200 domains: `pyinfra -y` alone, no vsa-ops CLI")
+        for run in range(self.runs):
+            for net in self.nets:
+                self.measure(row, net, [sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"],
+                             host_names(1), noop_check=_vsa_noop)
+        self.profile = {net: [] for net in self.nets}
+        for run in range(self.runs):
+            for net in self.nets:
+                if net == "wan":
+                    self.wan.on()
+                try:
+                    result = subprocess.run([sys.executable, str(HERE / "profile.py"), "--inventory", str(inventory),
+                                             "--host", host_names(1)[0]], cwd=ROOT, capture_output=True, text=True,
+                                            stdin=subprocess.DEVNULL)
+                finally:
+                    self.wan.off()
+                if result.returncode == 0:
+                    self.profile[net].append(json.loads(result.stdout.strip().splitlines()[-1]))
+                else:
+                    log(f"  profile [{net}]: failed: {result.stderr[-500:]}")
 
     def group_domains(self) -> None:
         """add-domain without and with ACME; remove-domain after each (not timed)."""
@@ -399,44 +431,58 @@ class Bench:
                     clean()
 
     def group_same(self) -> None:
-        """The managed paths: vsa-ops no-op converge vs stock pyinfra (op per path) vs Ansible."""
+        """The managed paths: vsa-ops no-op converge vs stock pyinfra (op per path) vs Ansible, for
+        the hub alone and (full mode) with 200 domains."""
         self.ensure_lab(1)
+        for domains in self.args.same_domains:
+            self.same_work(domains)
         self.set_bench_domains(0)
-        self.converge(1, "same work: the host at its manifest")
+        self.converge(1, "same work: bench domains removed")
+
+    def same_work(self, domains: int) -> None:
+        self.set_bench_domains(domains)
+        self.converge(1, f"same work, {domains} domains: the host at its manifest")
         inventory = self.inventory(1)
-        work = self.tmp / "samework"
+        work = self.tmp / f"samework-{domains}"
         work.mkdir(exist_ok=True)
         summary = json.loads(sh([sys.executable, str(HERE / "samework.py"), "--inventory", str(inventory),
                                  "--host", host_names(1)[0], "--out", str(work)], "samework").stdout)
-        self.meta["same_work"] = summary
-        log(f"same work: {summary['directories']} directories + {summary['files']} files")
-        tools = [("vsa-ops", [*vsa_ops(), "deploy", "-i", str(inventory)], ROOT, {}, _vsa_noop),
+        self.meta[f"same_work_{domains}"] = summary
+        log(f"same work, {domains} domains: {summary['directories']} directories + {summary['files']} files")
+        # With 200 domains stock pyinfra takes minutes and Ansible many: fewer runs (the runs column says).
+        heavy = domains > 0
+        tools = [("vsa-ops", [*vsa_ops(), "deploy", "-i", str(inventory)], ROOT, {}, _vsa_noop,
+                  min(self.runs, 3) if heavy else self.runs),
                  ("pyinfra", [sys.executable, "-m", "pyinfra", "-y", "inventory.py", "deploy.py"], work / "pyinfra", {},
-                  _pyinfra_noop)]
+                  _pyinfra_noop, min(self.runs, 3) if heavy else self.runs)]
         if not self.args.no_ansible:
             ansible = self.ensure_ansible()
             self.ensure_python3(host_names(1)[0])
             (work / "ansible" / "cp").mkdir(exist_ok=True)
             tools.append(("ansible", [str(ansible), "-i", "inventory.ini", "playbook.yml"], work / "ansible",
                           {"ANSIBLE_CONFIG": str(work / "ansible" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-                          _ansible_noop))
-        labels = {"vsa-ops": f"vsa-ops deploy (no-op; {summary['paths']} paths + the rest)",
-                  "pyinfra": f"stock pyinfra, 1 op per path ({summary['paths']} ops)",
-                  "ansible": f"Ansible, 1 task per path ({summary['paths']} tasks)"}
-        # A first run of each, not timed: afterwards each is a no-op.
-        for tool, argv, cwd, env, _ in tools[1:]:
-            log(f"same work: first {tool} run (not timed)")
-            result = subprocess.run(argv, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True,
-                                    stdin=subprocess.DEVNULL)
-            self.close_ansible_masters(work)
-            if result.returncode:
-                sys.stderr.write((result.stdout + result.stderr)[-3000:])
-                raise RuntimeError(f"same work: {tool} failed")
-        self.converge(1, "same work: vsa-ops after the others")
+                          _ansible_noop, 1 if heavy else self.runs))
+        what = f"{domains} domains, {summary['paths']} paths"
+        labels = {"vsa-ops": f"vsa-ops deploy, no-op ({what} + the rest)",
+                  "pyinfra": f"stock pyinfra, 1 op per path ({what})",
+                  "ansible": f"Ansible, 1 task per path ({what})"}
+        if not heavy:
+            # A first run of each, not timed; then each is a no-op (flagged in the table if not).
+            for tool, argv, cwd, env, _, _ in tools[1:]:
+                log(f"same work: first {tool} run (not timed)")
+                result = subprocess.run(argv, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True,
+                                        stdin=subprocess.DEVNULL)
+                self.close_ansible_masters(work)
+                if result.returncode:
+                    sys.stderr.write((result.stdout + result.stderr)[-3000:])
+                    raise RuntimeError(f"same work: {tool} failed")
+            self.converge(1, "same work: vsa-ops after the others")
         for run in range(self.runs):
-            for tool, argv, cwd, env, noop in tools:
-                row = self.row(f"same-{tool}", "same", labels[tool])
-                row.extra["paths"] = summary["paths"]
+            for tool, argv, cwd, env, noop, runs in tools:
+                if run >= runs:
+                    continue
+                row = self.row(f"same{domains or ''}-{tool}", "same", labels[tool])
+                row.extra.update(paths=summary["paths"], domains=domains)
                 for net in self.nets:
                     self.measure(row, net, argv, host_names(1), cwd=cwd, env=env, noop_check=noop)
                     if tool == "ansible":
@@ -449,8 +495,8 @@ class Bench:
         self.converge(10, "10 hosts")
         for run in range(self.runs):
             for count in (1, 5, 10):
-                row = self.row(f"hosts-{count}", "hosts", f"no-op converge, {count} host{'s' if count > 1 else ''} "
-                               "in parallel")
+                row = self.row(f"hosts-{count}", "hosts", "no-op converge, 1 host" if count == 1 else
+                               f"no-op converge, {count} hosts in parallel")
                 for net in self.nets:
                     self.measure(row, net, [*vsa_ops(), "deploy", "-i", str(self.inventory(count))],
                                  host_names(count), noop_check=_vsa_noop)
@@ -509,7 +555,7 @@ class Bench:
         with open("/proc/meminfo") as handle:
             for line in handle:
                 if line.startswith("MemTotal:"):
-                    mem = int(line.split()[1]) // 1024 // 1024
+                    mem = round(int(line.split()[1]) / 1024 / 1024)
         os_name = ""
         if Path("/etc/os-release").exists():
             for line in Path("/etc/os-release").read_text().splitlines():
@@ -641,14 +687,16 @@ def targets(bench: Bench) -> list[tuple[str, str, bool | None]]:
     if wan and med("noop-200", wan) is not None:
         value = med("noop-200", wan)
         out.append(("no-op converge, 200 domains, +50 ms RTT: within 3 s", _fmt_s(value), value <= 3.0))
-    for tool, factor in (("pyinfra", 10), ("ansible", 30)):
-        for net in bench.nets:
-            ours, theirs = med("same-vsa-ops", net), med(f"same-{tool}", net)
-            if ours and theirs:
-                ratio = theirs / ours
-                where = "loopback" if net == "lo" else "+50 ms RTT"
-                out.append((f"same work, {where}: >= {factor}x faster than {'stock pyinfra' if tool == 'pyinfra' else 'Ansible'}",
-                            f"{ratio:.1f}x ({_fmt_s(theirs)} vs {_fmt_s(ours)})", ratio >= factor))
+    for domains in ("", "200"):
+        for tool, factor in (("pyinfra", 10), ("ansible", 30)):
+            for net in bench.nets:
+                ours, theirs = med(f"same{domains}-vsa-ops", net), med(f"same{domains}-{tool}", net)
+                if ours and theirs:
+                    ratio = theirs / ours
+                    where = "loopback" if net == "lo" else "+50 ms RTT"
+                    name = "stock pyinfra" if tool == "pyinfra" else "Ansible"
+                    out.append((f"same work ({domains or 0} domains), {where}: >= {factor}x faster than {name}",
+                                f"{ratio:.1f}x ({_fmt_s(theirs)} vs {_fmt_s(ours)})", ratio >= factor))
     counts = {}
     for key in ("noop-0", "noop-50", "noop-200"):
         if key in rows:
@@ -670,19 +718,51 @@ def targets(bench: Bench) -> list[tuple[str, str, bool | None]]:
     return out
 
 
+PROFILE_STEPS = [
+    ("start", "python start-up and imports (pyinfra, gevent, vsa_ops)"),
+    ("inventory", "inventory and group_data"),
+    ("render", "render the manifest (a converge does it twice)"),
+    ("connect", "SSH connect"),
+    ("state", "the state command (1 remote command, from the controller)"),
+    ("script", "  of which the state script on the host (docker exec, less its start-up)"),
+    ("render_and_plan", "second render + plan"),
+    ("disconnect", "disconnect"),
+    ("cli_start", "vsa-ops CLI start-up (python + imports), before it starts pyinfra"),
+]
+
+
+def breakdown(bench: Bench, markdown: bool) -> str:
+    if not bench.profile or not any(bench.profile.values()):
+        return ""
+    nets = [n for n in bench.nets if bench.profile.get(n)]
+    rtt = f"+{2 * bench.args.delay_ms:g} ms RTT"
+    header = ["step (no-op converge, 200 domains, 1 host)", *("loopback" if n == "lo" else rtt for n in nets)]
+    rows = [[label, *(_fmt_s(statistics.median(p[key] for p in bench.profile[n])) for n in nets)]
+            for key, label in PROFILE_STEPS]
+    sample = bench.profile[nets[0]][0]
+    rows.append([f"paths checked / state command / its output", f"{sample['paths']} / {sample['command_bytes']} B / "
+                 f"{sample['output_bytes']} B", *([""] * (len(nets) - 1))])
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|---" + "|---:" * len(nets) + "|"]
+        return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in [header, *rows])
+
+
 def report(bench: Bench) -> str:
     meta = bench.meta
     machine = (f"{meta.get('cores')} cores, {meta.get('memory_gib')} GiB, {meta.get('os')}, kernel "
                f"{meta.get('kernel')}, Python {meta.get('python')}, pyinfra {meta.get('pyinfra')}"
                + (f", {meta['ansible']}" if meta.get("ansible") else "") + "; lab hosts on loopback")
     lines = [f"vsa-ops bench, {meta.get('started')}: medians of {bench.runs} run(s); {machine}", "",
-             table(bench, markdown=False), "", "Targets:"]
+             table(bench, markdown=False), "", breakdown(bench, markdown=False), "", "Targets:"]
     for name, value, met in targets(bench):
         lines.append(f"  [{'met' if met else 'MISSED'}] {name}: {value}")
     lines += ["", "Markdown:", "",
               f"Medians of {bench.runs} run(s), {bench.started:%Y-%m-%d}; {machine}. Remote commands: SSH session "
               "channels counted by the lab hosts' sshd.", "", table(bench, markdown=True), "",
-              "| target | measured | |", "|---|---|---|"]
+              breakdown(bench, markdown=True), "", "| target | measured | |", "|---|---|---|"]
     for name, value, met in targets(bench):
         lines.append(f"| {name} | {value} | {'met' if met else '**missed**'} |")
     return "\n".join(lines)
@@ -695,7 +775,7 @@ def save(bench: Bench, text: str) -> Path:
             "rows": {k: {"label": r.label, "group": r.group, "extra": r.extra,
                          "samples": {n: [asdict(s) for s in v] for n, v in r.samples.items()}}
                      for k, r in bench.rows.items()},
-            "targets": [{"target": t, "measured": v, "met": m} for t, v, m in targets(bench)], "report": text}
+            "profile": bench.profile, "targets": [{"target": t, "measured": v, "met": m} for t, v, m in targets(bench)], "report": text}
     Path(path).write_text(json.dumps(data, indent=1))
     return Path(path)
 
@@ -713,6 +793,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip", default="", help="comma-separated groups to leave out")
     parser.add_argument("--no-ansible", action="store_true", help="leave Ansible out of the same-work rows")
     parser.add_argument("--no-wan", action="store_true", help="loopback only")
+    parser.add_argument("--same-domains", default=None,
+                        help="domain counts for the same-work rows (default 0,200; 0 with --quick)")
     parser.add_argument("--delay-ms", type=float, default=25.0, help="one-way added delay (default 25: +50 ms RTT)")
     parser.add_argument("--json", type=Path, default=None,
                         help="where to write the raw results (default /var/cache/vsa-ops/bench/results-*.json)")
@@ -727,6 +809,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.no_ansible = True
         args.skip += ["hosts", "memory"]
     args.runs = args.runs or 5
+    args.same_domains = [int(x) for x in (args.same_domains or ("0" if args.quick else "0,200")).split(",")]
     return args
 
 
@@ -747,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(bench.close)
 
     def on_signal(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
@@ -757,8 +840,8 @@ def main(argv: list[str] | None = None) -> int:
             log("bench: bench domains left by an earlier run are removed at the end")
             bench.registry_touched = True
         bench.run()
-    except KeyboardInterrupt:
-        log("bench: interrupted; cleaning up")
+    except KeyboardInterrupt as interrupt:
+        log(f"bench: interrupted ({interrupt or 'SIGINT'}); cleaning up")
         status = 130
     except Exception as error:
         log(f"bench: {type(error).__name__}: {error}; cleaning up")

@@ -49,10 +49,14 @@ def generate(inventory: Path, host_name: str, out: Path, root: Path) -> dict:
         raise SystemExit(f"samework: no host {host_name!r} in {inventory}")
     host = hosts[0]
     manifest = host_manifest(host, None)
-    paths, file_paths = managed_paths(manifest)
+    # The first list is every path whose owner, group and mode the state read checks (directories,
+    # then files; the other lists name the files whose content it hashes).
+    paths = list(managed_paths(manifest)[0])
+    by_path = {d.path: d for d in manifest.directories} | {f.path: f for f in manifest.files}
     directories = [d for d in manifest.directories if d.path in set(paths)]
-    files = [f for f in manifest.files if f.path in set(file_paths)]
-    assert [d.path for d in directories] + [f.path for f in files] == paths, "managed_paths changed its order"
+    files = [by_path[p] for p in paths if p in by_path and p not in {d.path for d in directories}]
+    if len(directories) + len(files) != len(paths):
+        raise SystemExit("samework: managed_paths names paths that are neither directories nor files of the manifest")
 
     users, groups = _names(host_name, "passwd"), _names(host_name, "group")
     missing = sorted({d.owner for d in directories} | {f.owner for f in files})
