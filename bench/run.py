@@ -740,7 +740,7 @@ def breakdown(bench: Bench, markdown: bool) -> str:
     rows = [[label, *(_fmt_s(statistics.median(p[key] for p in bench.profile[n])) for n in nets)]
             for key, label in PROFILE_STEPS]
     sample = bench.profile[nets[0]][0]
-    rows.append([f"paths checked / state command / its output", f"{sample['paths']} / {sample['command_bytes']} B / "
+    rows.append(["paths checked / state command / its output", f"{sample['paths']} / {sample['command_bytes']} B / "
                  f"{sample['output_bytes']} B", *([""] * (len(nets) - 1))])
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|---" + "|---:" * len(nets) + "|"]
