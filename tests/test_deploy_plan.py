@@ -80,3 +80,14 @@ def test_a_changed_prometheus_setting_sends_the_lock_the_files_and_a_restart(fak
     assert "restart prometheus" in text
     assert "restart loki" not in text and "up -d" not in text and "nginx -s reload" not in text
     assert "pg-Secret-123" not in text  # secrets travel only inside the uploaded archive
+
+
+def test_a_vhost_change_reloads_nginx_without_waiting(fake_run):
+    manifest = fake_manifest()
+    state = converged(manifest, salt=SALT)
+    path = "/srv/flowbiz/reverse-proxy/nginx/snippets/proxy.conf"
+    old = state.paths[path]
+    state.paths[path] = type(old)(old.kind, old.owner, old.group, old.mode, "0" * 64)
+    text = "\n".join(fake_run(state))
+    assert "nginx -t -q" in text and "nginx -s reload" in text
+    assert "sleep 3" not in text  # nothing was restarted: no probe wait

@@ -123,8 +123,10 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
     for index, action in enumerate(plan.services):
         lines.append(f"did_{index}=1; {_service_command(action)} "
                      f"|| fail {argv(f'{action.action} of {action.service.container_name} failed')}")
+    # Containers that were (re)started must still run a moment later; a reload keeps the container
+    # and was checked by its validate command first, so it needs no wait.
     probed = sorted({s.container_name for stack in plan.stacks_up for s in stack.services}
-                    | {a.service.container_name for a in plan.services})
+                    | {a.service.container_name for a in plan.services if a.action == "restart"})
     if probed:
         lines.append(f"sleep {PROBE_SECONDS}")
         for name in probed:
