@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from .config.storage import REVERSE_PROXY
 from .deploys.hub import host_manifest
-from .domains import (DOMAINS_FILE, DOMAINS_FILE_KEY, Domain, RegistryError, check_unique, load_registry,
+from .deploys.hub import registry_path as host_registry
+from .domains import (DOMAINS_FILE, Domain, RegistryError, check_unique, load_registry,
                       save_registry, served_by)
 from .htpasswd import hash_password
 from .inventory import load_inventory
@@ -29,22 +30,19 @@ class DomainError(ValueError):
 
 
 def registry_path(root: Path, inventory) -> Path:
-    """The registry the inventory's hosts name (the lab's is .lab/domains.yml), else domains.yml."""
-    named = {host.data.get(DOMAINS_FILE_KEY) for host in inventory} - {None}
+    """The one registry the inventory's hosts use (the lab's is .lab/domains.yml), as the deploy reads it."""
+    named = {host_registry(host, root) for host in inventory}
     if len(named) > 1:
-        raise DomainError(f"inventory: hosts name different domain registries: {', '.join(sorted(named))}")
-    return Path(named.pop()) if named else root / DOMAINS_FILE
+        raise DomainError(f"inventory: hosts name different domain registries: {', '.join(sorted(map(str, named)))}")
+    return named.pop() if named else root / DOMAINS_FILE
 
 
 def new_domain(name: str, upstream: str, aliases: list[str], tls: bool, hosts: list[str],
                auth_user: str | None, password: str | None) -> Domain:
     """A validated Domain from command-line values; errors name the option and the value."""
-    auth = {}
-    if auth_user is not None:
-        auth = {auth_user: hash_password(password or "")}
+    auth = {auth_user: hash_password(password or "")} if auth_user is not None else {}
     try:
-        return Domain(name=name, upstream=upstream, aliases=aliases, tls=tls, hosts=hosts,
-                      auth={auth_user: auth[auth_user]} if auth_user is not None else {})
+        return Domain(name=name, upstream=upstream, aliases=aliases, tls=tls, hosts=hosts, auth=auth)
     except ValidationError as error:
         item = error.errors()[0]
         field = {"name": "domain", "upstream": "--upstream", "aliases": "--alias", "auth": "--auth-user",
