@@ -8,9 +8,15 @@ import datetime as dt
 import http.client
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 
 from cryptography import x509
+
+# `nginx -s reload` returns before the new workers take over; until the old ones exit, a connection
+# may still meet the previous configuration. A probe retries for this long before it counts a failure.
+SETTLE_SECONDS = 10.0
+RETRY_EVERY = 0.2
 
 REQUIRED_HEADERS = ("strict-transport-security", "x-frame-options", "x-content-type-options",
                     "content-security-policy", "referrer-policy")
@@ -96,3 +102,13 @@ def probe_domain(address: str, https_port: int, http_port: int, domain, *, ca_fi
         if anonymous.status != 401:
             result.problems.append(f"without a password the answer is {anonymous.status}, not 401")
     return result
+
+
+def probe_until_ok(*args, settle: float = SETTLE_SECONDS, **kwargs) -> Probe:
+    """``probe_domain`` again and again until it passes or ``settle`` seconds have gone; the last result."""
+    deadline = time.monotonic() + settle
+    while True:
+        result = probe_domain(*args, **kwargs)
+        if result.ok or time.monotonic() >= deadline:
+            return result
+        time.sleep(RETRY_EVERY)

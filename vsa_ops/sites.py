@@ -19,7 +19,7 @@ from .domains import (DOMAINS_FILE, Domain, RegistryError, check_unique, load_re
                       save_registry, served_by)
 from .htpasswd import hash_password
 from .inventory import load_inventory
-from .probe import probe_domain
+from .probe import probe_until_ok
 from .remote import run_on_hosts
 from .audit import Entry
 from .runner import audit, run_deploy
@@ -111,7 +111,7 @@ def _apply(root, inventory_file, path, before, domain, targets, password, echo, 
     if result.returncode != 0:
         failure = f"failed at step {result.failed_step!r}"
     elif action == "add-domain":
-        probes = [probe_domain(t.address, t.https_port, t.http_port, domain, ca_file=t.ca_file, password=password)
+        probes = [probe_until_ok(t.address, t.https_port, t.http_port, domain, ca_file=t.ca_file, password=password)
                   for t in targets]
         failed = [p for p in probes if not p.ok]
         if failed:

@@ -1,0 +1,47 @@
+"""The probe against a real local HTTP server that, like NGINX just after a reload, answers with the old
+configuration for a moment."""
+
+import http.server
+import threading
+
+import pytest
+
+from vsa_ops.domains import Domain
+from vsa_ops.probe import probe_until_ok
+
+
+@pytest.fixture
+def settling_server():
+    """Answers 502 to its first two requests, then 200."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers["Host"])
+            self.send_response(502 if len(seen) <= 2 else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], seen
+    server.shutdown()
+
+
+def test_the_probe_waits_for_the_new_configuration(settling_server):
+    port, seen = settling_server
+    domain = Domain(name="plain.vsa.test", upstream="demo-app:8080", tls=False)
+    result = probe_until_ok("127.0.0.1", port, port, domain, settle=5)
+    assert result.ok and result.status == 200
+    assert seen == ["plain.vsa.test"] * 3
+
+
+def test_the_probe_reports_what_it_saw_last_when_time_runs_out(settling_server):
+    port, seen = settling_server
+    domain = Domain(name="plain.vsa.test", upstream="demo-app:8080", tls=False)
+    result = probe_until_ok("127.0.0.1", port, port, domain, settle=0)
+    assert not result.ok and len(seen) == 1
+    assert result.problems == ["the upstream http://demo-app:8080 answers 502"]
