@@ -9,9 +9,9 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from . import yamlio
 from .config.base import Model
 from .config.reverse_proxy import check_headers
 
@@ -174,8 +174,8 @@ def load_registry(path: Path) -> dict[str, Domain]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
+        data = yamlio.load(path.read_text()) or {}
+    except yamlio.YAMLError as error:
         raise RegistryError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise RegistryError(f"{path.name}: must map domain names to their settings")
@@ -209,7 +209,7 @@ def save_registry(path: Path, domains: dict[str, Domain]) -> None:
     for name in sorted(domains):
         entry = domains[name].model_dump(exclude={"name"}, exclude_defaults=True)
         data[name] = entry
-    text = _HEADER + (yaml.safe_dump(data, sort_keys=False, default_flow_style=False) if data else "{}\n")
+    text = _HEADER + (yamlio.dump(data, sort_keys=False, default_flow_style=False) if data else "{}\n")
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)

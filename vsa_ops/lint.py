@@ -9,8 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from . import yamlio
 from .config import HubConfig, parse_size
 from .manifest import Manifest, Stack
 
@@ -178,7 +177,7 @@ def loki_retention(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
     for item in manifest.files:
         if not item.path.endswith("loki-config.yml"):
             continue
-        config = yaml.safe_load(item.content) or {}
+        config = yamlio.load(item.content) or {}
         compactor = config.get("compactor") or {}
         stack = item.path.split("/")[3]
         if not compactor.get("retention_enabled"):

@@ -37,16 +37,28 @@ def find_root(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"no vsa-ops project (a folder with stacks/ and templates/) at or above {here}")
 
 
+# Loaded sources by project, with the stat of every file they came from: a process reads them once
+# and again only when a file changed (same Sources object, so render reuses its compiled templates).
+_LOADED: dict[Path, tuple[tuple, Sources]] = {}
+
+
 def load_sources(root: Path) -> Sources:
+    paths = [path for top in ("stacks", "templates") for path in sorted((root / top).rglob("*"))
+             if path.is_file() and "__pycache__" not in path.parts]
+    stats = [path.stat() for path in paths]
+    signature = tuple((str(p), s.st_mtime_ns, s.st_size, s.st_mode) for p, s in zip(paths, stats))
+    cached = _LOADED.get(root)
+    if cached and cached[0] == signature:
+        return cached[1]
     files, executable = {}, set()
-    for top in ("stacks", "templates"):
-        for path in sorted((root / top).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                name = path.relative_to(root).as_posix()
-                files[name] = path.read_text()
-                if os.access(path, os.X_OK):
-                    executable.add(name)
-    return Sources(files, frozenset(executable))
+    for path, stat in zip(paths, stats):
+        name = path.relative_to(root).as_posix()
+        files[name] = path.read_text()
+        if stat.st_mode & 0o111:
+            executable.add(name)
+    sources = Sources(files, frozenset(executable))
+    _LOADED[root] = (signature, sources)
+    return sources
 
 
 def load_secrets(root: Path, environ: dict[str, str] | None = None, file: Path | None = None) -> dict[str, str]:

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jinja2
-import yaml
 
+from .. import yamlio
 from ..config import ROOT, Component, HubConfig
 from ..config.reverse_proxy import RELOAD_FLAG
 from ..manifest import Directory, File, FstabLine, Manifest, Network, Service, Stack, SystemUser
@@ -38,7 +38,15 @@ def _components(hub: HubConfig) -> dict[str, Component]:
     return {name: c for stack in hub.builtin_stacks().values() for name, c in stack.items()}
 
 
+# One Jinja environment per Sources: it keeps the compiled templates, so a process that renders
+# many hosts (or one host twice) compiles each template once.
+_ENVIRONMENTS: dict[int, tuple[Sources, jinja2.Environment]] = {}
+
+
 def _environment(sources: Sources) -> jinja2.Environment:
+    cached = _ENVIRONMENTS.get(id(sources))
+    if cached and cached[0] is sources:
+        return cached[1]
     env = jinja2.Environment(
         loader=jinja2.DictLoader(sources.files),
         undefined=jinja2.StrictUndefined,
@@ -48,6 +56,7 @@ def _environment(sources: Sources) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["json"] = lambda value: json.dumps(value)
+    _ENVIRONMENTS[id(sources)] = (sources, env)
     return env
 
 
@@ -115,7 +124,7 @@ def render_host(
         files.append(File("/etc/logrotate.d/vsa-ops", _render(env, "templates/logrotate.j2", {
             "hub": hub, "host": host, "root": ROOT, "nginx_uid": nginx_uid})))
     for stack in stacks:
-        body = yaml.safe_dump(stack.compose, sort_keys=False, default_flow_style=False, width=1000)
+        body = yamlio.dump(stack.compose, sort_keys=False, default_flow_style=False, width=1000)
         header = f"# Rendered by vsa-ops from stacks/{stack.name}/ for {host}. Edit the source, not this file.\n"
         files.append(File(stack.compose_path, header + body))
 
@@ -179,8 +188,8 @@ def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
 
 def _stack(hub: HubConfig, components: dict[str, Component], name: str, text: str) -> Stack:
     try:
-        compose = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+        compose = yamlio.load(text)
+    except yamlio.YAMLError as error:
         raise RenderError(f"stacks/{name}/compose.yml: not valid YAML: {error}".splitlines()[0]) from None
     if not isinstance(compose, dict) or not isinstance(compose.get("services"), dict):
         raise RenderError(f"stacks/{name}/compose.yml: must be a compose file with a services table")
