@@ -36,7 +36,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -638,11 +638,12 @@ def _append_host(run: Run, paths: Paths, name: str, entries: list[Entry], who: s
     return result
 
 
-def append(inventory_file: Path, root: Path, entries: Iterable[Entry | tuple], secrets: Iterable[str] = (),
-           who: str | None = None) -> dict[str, AppendResult]:
+def append(inventory_file: Path | None, root: Path, entries: Iterable[Entry | tuple], secrets: Iterable[str] = (),
+           who: str | None = None, sessions: dict | None = None) -> dict[str, AppendResult]:
     """Append one record per entry on its host (``entry.vps_id``), in order. Every entry is checked
     first (AuditError: bad field or secret inside; nothing is written then). Hosts that cannot be
-    reached or written get an AppendResult with ``error``: an audit failure never stops the caller."""
+    reached or written get an AppendResult with ``error``: an audit failure never stops the caller.
+    ``sessions``: connections already open (see ``_sessions``), else the inventory's hosts are connected."""
     who = who or actor(root)
     secrets = list(secrets)
     checked = [check_entry(e, who, secrets) for e in entries]
@@ -653,9 +654,10 @@ def append(inventory_file: Path, root: Path, entries: Iterable[Entry | tuple], s
         return {}
     results: dict[str, AppendResult] = {}
     try:
-        with _sessions(inventory_file, root, by_host) as sessions:
+        opened = nullcontext(sessions) if sessions is not None else _sessions(inventory_file, root, by_host)
+        with opened as sessions:
             for name, host_entries in by_host.items():
-                session = sessions[name]
+                session = sessions.get(name, "not connected")
                 if isinstance(session, str):
                     results[name] = AppendResult(error=session)
                     continue

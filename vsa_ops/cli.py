@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from gevent import monkey
+
+# pyinfra runs inside this process (deploy, add-domain, plan): its connections are gevent greenlets,
+# and like its own CLI it needs the standard library patched before anything opens a socket.
+monkey.patch_all()
+
 import json
 import sys
 from pathlib import Path
@@ -12,13 +18,13 @@ from . import planview, review, sites
 from .audit import Entry
 from .audit_cli import audit as audit_commands
 from .cli_support import Command, host_option, inventory_option
-from .deploys.hub import host_manifest
+from .deploys.hub import RunOptions, host_manifest
 from .inventory import InventoryError, host_config, inventory_path, load_inventory, select_hosts
 from .lab import hosts as lab_hosts
 from .lint import lint as lint_manifest
 from .project import find_root
 from .runner import audit as record_audit
-from .runner import run_deploy
+from .runner import deploying
 from .writer import write_manifest
 
 limit_option = click.option("--limit", "limit", default=None, metavar="HOST", help="Only this host (or group).")
@@ -79,22 +85,25 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool):
     """Converge every host (or --limit HOST) with `pyinfra -y INVENTORY deploy.py`."""
     root = find_root()
     path = inventory_path(inventory).resolve()
-    # Configuration, secrets and templates are checked for every host before any host is touched.
-    hosts = [h.name for h in load_inventory(path, root) if limit in (None, h.name) or limit in h.groups]
-    for host in load_inventory(path, root):
-        if host.name in hosts:
-            host_manifest(host, None)
-    result = run_deploy(root, path, [limit] if limit else [], env={"VSA_FORCE_FSTAB": "1"} if force_fstab else None,
-                        echo=click.echo)
-    entries = []
-    for name in hosts:
-        failed = name in result.failed_hosts or (result.returncode != 0 and not result.failed_hosts)
-        summary = result.summaries.get(name, "")
-        if failed or (summary and summary != "no changes"):
-            entries.append(Entry(name, "deploy", "hub", "failed" if failed else "ok", result.duration, summary,
-                                 f"failed at {result.failed_step}" if failed else None))
-    if entries:
-        record_audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
+    inventory_hosts = load_inventory(path, root)
+    hosts = [h for h in inventory_hosts if limit in (None, h.name) or limit in h.groups]
+    if not hosts:
+        raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
+    # Configuration, secrets and templates are checked for every host before any host is touched;
+    # the deploy starts from these manifests.
+    options = RunOptions.from_environment(force_fstab=force_fstab or None)
+    options.manifests = {host.name: host_manifest(host, None) for host in hosts}
+    with deploying(root, path, [limit] if limit else [], options, echo=click.echo, inventory=inventory_hosts) as run:
+        result = run.result
+        entries = []
+        for host in hosts:
+            failed = host.name in result.failed_hosts
+            summary = result.summaries.get(host.name, "")
+            if failed or (summary and summary != "no changes"):
+                entries.append(Entry(host.name, "deploy", "hub", "failed" if failed else "ok", result.duration,
+                                     summary, f"failed at {result.failed_step}" if failed else None))
+        if entries:
+            run.audit(entries, echo=lambda line: click.echo(line, err=True))
     sys.exit(result.returncode)
 
 

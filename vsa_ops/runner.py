@@ -1,105 +1,209 @@
-"""Runs the project's deploy.py with the pyinfra CLI, so `vsa-ops deploy`, `add-domain` and
-`pyinfra` are one path. Output streams through; the failing step is read from it."""
+"""Runs the project's deploy.py inside the vsa-ops process with pyinfra's own machinery, exactly as
+`pyinfra -y INVENTORY deploy.py` would: one Python start-up, one inventory, and one connection per
+host that also serves what comes after the deploy (the probe's wait, the audit record, giving back
+the lock of a failed run)."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
+import logging
 import shlex
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-_START = re.compile(r"--> Starting operation: (?:vsa-ops hub \| )?(.*?)\s*$")
-_ERROR = re.compile(r"^\s+\[([^\]]+)\] Error")
-# The deploy writes each host's plan summary here (JSON), for the audit record.
-REPORT_ENV = "VSA_REPORT_FILE"
+from pyinfra.api.state import BaseStateCallback
+
+from .deploys.hub import RunOptions, run_options
+from .facts.host_state import LOCK_DIR
+from .inventory import load_inventory
+
+DEPLOY_FILE = "deploy.py"
+_DEPLOY_PREFIX = "vsa-ops hub | "
 
 
 @dataclass
 class DeployResult:
     returncode: int
-    output: str
     failed_step: str | None
     summaries: dict[str, str] = field(default_factory=dict)  # host -> what its plan changed
     failed_hosts: set[str] = field(default_factory=set)
     duration: float = 0.0
+    error: str | None = None  # why the deploy could not even start its operations
 
 
-def run_deploy(root: Path, inventory: Path, limits: list[str] | None = None, env: dict[str, str] | None = None,
-               echo=None) -> DeployResult:
-    command = [sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"]
-    for limit in limits or []:
-        command += ["--limit", limit]
-    run_id = uuid.uuid4().hex[:10]
+class Run:
+    """A finished deploy whose hosts are still connected."""
+
+    def __init__(self, root: Path, state, hosts: list, result: DeployResult):
+        self.root, self.state, self.hosts, self.result = root, state, hosts, result
+
+    def sessions(self) -> dict[str, Any]:
+        """{host name: (host, run(command) -> (ok, stdout))} for the connected hosts."""
+        from pyinfra.api import StringCommand
+        from pyinfra.context import ctx_host, ctx_state
+
+        def runner(host):
+            def run(command: str) -> tuple[bool, str]:
+                with ctx_state.use(self.state), ctx_host.use(host):
+                    ok, output = host.run_shell_command(StringCommand(command), print_output=False)
+                return ok, output.stdout
+            return run
+
+        return {h.name: (h, runner(h)) if h.connected else "could not connect" for h in self.hosts}
+
+    def audit(self, entries: list, echo: Callable[[str], None] | None = None) -> None:
+        audit(self.root, None, entries, echo=echo, run=self)
+
+
+class _EchoHandler(logging.Handler):
+    def __init__(self, echo: Callable[[str], None]):
+        from pyinfra_cli.log import LogFormatter
+
+        super().__init__()
+        self.echo = echo
+        self.setFormatter(LogFormatter())
+
+    def emit(self, record):
+        self.echo(self.format(record))
+
+
+@contextmanager
+def _pyinfra_output(echo: Callable[[str], None] | None) -> Iterator[None]:
+    """pyinfra's progress lines (its CLI's format) to ``echo``; none without it."""
+    from pyinfra import logger
+
+    handler = _EchoHandler(echo) if echo else logging.NullHandler()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+class _Failures(BaseStateCallback):
+    """The first failing step of each host."""
+
+    def __init__(self):
+        self.steps: dict[str, str] = {}
+
+    def operation_host_error(self, state, host, op_hash, *args, **kwargs):
+        names = sorted(state.get_op_meta(op_hash).names)
+        self.steps.setdefault(host.name, (names[0] if names else op_hash).removeprefix(_DEPLOY_PREFIX))
+
+
+@contextmanager
+def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, options: RunOptions,
+              echo: Callable[[str], None] | None = None, inventory=None) -> Iterator[Run]:
+    """Connect, run the deploy, and keep the hosts connected for the block. A failed run gives
+    back its lock before the block starts (its last operation, the release, did not run)."""
+    import pyinfra
+    from pyinfra.api import Config, State
+    from pyinfra.api.connect import connect_all, disconnect_all
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.operations import run_ops
+    from pyinfra.api.state import StateStage
+    from pyinfra.context import ctx_config, ctx_inventory, ctx_state
+    from pyinfra_cli.prints import print_results
+    from pyinfra_cli.util import load_deploy_file
+
     start = time.monotonic()
-    with tempfile.TemporaryDirectory() as folder:
-        report = Path(folder) / "report.json"
-        process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env=os.environ | (env or {}) | {"VSA_RUN_ID": run_id, REPORT_ENV: str(report)})
-        lines, step, failed, failed_hosts = [], None, None, set()
-        for line in process.stdout:
-            lines.append(line)
-            if echo:
-                echo(line.rstrip("\n"))
-            started = _START.search(line)
-            error = _ERROR.search(line)
-            if started:
-                step = started.group(1)
-            elif error:
-                failed = failed or step
-                failed_hosts.add(error.group(1))
-        returncode = process.wait()
-        summaries = json.loads(report.read_text()) if report.exists() else {}
-    if returncode:
-        failed = failed or step or "preparing the deploy"
-        release_lock(root, inventory, run_id, limits)
-    return DeployResult(returncode, "".join(lines), failed, summaries, failed_hosts, time.monotonic() - start)
+    inventory = inventory or load_inventory(inventory_file, root)
+    limits = list(limits or [])
+    hosts = [h for h in inventory if not limits or h.name in limits or any(g in limits for g in h.groups)]
+    config = Config()
+    state = State(check_for_changes=False)  # -y: no separate change detection, the deploy plans itself
+    state.cwd = str(root)
+    state.init(inventory, config, initial_limit=hosts)
+    failures = _Failures()
+    state.add_callback_handler(failures)
+    was_cli, pyinfra.is_cli = pyinfra.is_cli, True  # operation order from the deploy file's lines, as its CLI
+    error = None
+    try:
+        with _pyinfra_output(echo), ctx_state.use(state), ctx_config.use(config), ctx_inventory.use(inventory), \
+                run_options(options):
+            from pyinfra import logger
+
+            try:
+                logger.info("--> Connecting to hosts...")
+                state.set_stage(StateStage.Connect)
+                connect_all(state)
+                logger.info("--> Preparing operations...")
+                state.set_stage(StateStage.Prepare)
+                config.lock_current_state()
+                load_deploy_file(state, str(root / DEPLOY_FILE))
+                config.reset_locked_state()
+                logger.info("--> Beginning operation run...")
+                state.set_stage(StateStage.Execute)
+                run_ops(state)
+            except PyinfraError as failure:  # "No hosts remaining!": each host's reason is logged already
+                error = str(failure)
+            except Exception as failure:  # the deploy code refused (configuration, plan): nothing ran
+                error = f"{type(failure).__name__}: {failure}"
+                logger.error(f"--> {error}")
+            if state.current_stage >= StateStage.Execute:
+                logger.info("--> Results:")
+                state.set_stage(StateStage.Disconnect)
+                print_results(state)
+            failed_hosts = {h.name for h in state.failed_hosts if h in hosts}
+            if error and not failed_hosts:
+                failed_hosts = {h.name for h in hosts}
+            step = next(iter(failures.steps.values()), None)
+            if error and step is None:
+                step = "connecting" if state.current_stage <= StateStage.Connect else "preparing the deploy"
+            result = DeployResult(1 if failed_hosts else 0, step, dict(options.summaries), failed_hosts,
+                                  time.monotonic() - start, error)
+            run = Run(root, state, hosts, result)
+            if failed_hosts:
+                release_lock(run, options.run_id)
+            try:
+                yield run
+            finally:
+                disconnect_all(state)
+    finally:
+        pyinfra.is_cli = was_cli
 
 
-def write_report(host_name: str, summary: str) -> None:
-    """Called by the deploy for each host: what its plan changes, for the caller's audit record."""
-    path = os.environ.get(REPORT_ENV)
-    if not path:
-        return
-    report = Path(path)
-    data = json.loads(report.read_text()) if report.exists() else {}
-    data[host_name] = summary
-    report.write_text(json.dumps(data))
+def run_deploy(root: Path, inventory_file: Path, limits: Iterable[str] | None, options: RunOptions,
+               echo: Callable[[str], None] | None = None) -> DeployResult:
+    with deploying(root, inventory_file, limits, options, echo) as run:
+        return run.result
 
 
-def release_lock(root: Path, inventory: Path, run_id: str, limits: list[str] | None) -> None:
-    """A run that failed stops before its last operation: give back the lock it may still hold."""
-    from .facts.host_state import LOCK_DIR
-    from .remote import run_on_hosts
-
+def release_lock(run: Run, run_id: str) -> None:
+    """Remove the run lock where this run still holds it; unreachable hosts keep it until it goes stale."""
     command = (f"[ \"$(cut -d' ' -f1 {LOCK_DIR}/owner 2>/dev/null)\" = {shlex.quote(run_id)} ] "
                f"&& rm -rf {LOCK_DIR}; true")
-    for limit in limits or [None]:
-        try:
-            run_on_hosts(inventory, root, lambda host: command, limit)
-        except Exception:  # unreachable hosts keep the lock until it goes stale
-            pass
+    for name, session in run.sessions().items():
+        if not isinstance(session, str):
+            try:
+                session[1](command)
+            except Exception:
+                pass
 
 
-def audit(root: Path, inventory: Path, entries: list, echo=None) -> None:
-    """Append audit records (one per host and action) to the hosts; problems are warnings, never
-    failures of the command that did the work. Secret values of the project are refused in records."""
+def audit(root: Path, inventory_file: Path | None, entries: list, echo=None, run: Run | None = None) -> None:
+    """Append audit records (one per host and action) to the hosts, over the connections of ``run``
+    when given; problems are warnings, never failures of the command that did the work. Secret values
+    of the project are refused in records."""
     from .audit import append
-    from .inventory import load_inventory
     from .project import load_secrets
 
+    inventory = run.state.inventory if run else load_inventory(inventory_file, root)
     secrets = set(load_secrets(root).values())
-    for host in load_inventory(inventory, root):
+    for host in inventory:
         named = host.data.get("vsa_secrets_file")
         if named:
             secrets |= set(load_secrets(root, file=Path(named)).values())
-    for name, result in append(inventory, root, entries, secrets=secrets).items():
+    sessions = run.sessions() if run else None
+    for name, result in append(inventory_file, root, entries, secrets=secrets, sessions=sessions).items():
         problem = result.error or result.warning
         if problem and echo:
             echo(f"vsa-ops: audit on {name}: {problem}")

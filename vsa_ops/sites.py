@@ -13,7 +13,7 @@ from cryptography import x509
 from pydantic import ValidationError
 
 from .config.storage import REVERSE_PROXY
-from .deploys.hub import host_manifest
+from .deploys.hub import RunOptions, host_manifest
 from .deploys.hub import registry_path as host_registry
 from .domains import (DOMAINS_FILE, Domain, RegistryError, check_unique, load_registry,
                       save_registry, served_by)
@@ -22,7 +22,7 @@ from .inventory import load_inventory
 from .probe import probe_until_ok
 from .remote import run_on_hosts
 from .audit import Entry
-from .runner import audit, run_deploy
+from .runner import DeployResult, deploying
 
 
 class DomainError(ValueError):
@@ -93,34 +93,43 @@ def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: st
     before = path.read_text() if path.exists() else None
     save_registry(path, {**registry, domain.name: domain})
     try:
-        for target in targets:
-            host_manifest(target.host, None, with_secrets=apply)  # every host renders with the new domain
+        # every host renders with the new domain; the deploy starts from these manifests
+        manifests = {t.host.name: host_manifest(t.host, None, with_secrets=apply) for t in targets}
     except Exception:
         _restore(path, before)
         raise
     if not apply:
         return []
-    return _apply(root, inventory_file, path, before, domain, targets, password, echo, action="add-domain")
+    return _apply(root, inventory_file, inventory, path, before, domain, targets, password, echo,
+                  action="add-domain", manifests=manifests)
 
 
-def _apply(root, inventory_file, path, before, domain, targets, password, echo, action, env=None) -> list:
+def _apply(root, inventory_file, inventory, path, before, domain, targets, password, echo, action,
+           delete_certificate=None, manifests=None) -> list:
     limits = [t.host.name for t in targets]
-    result = run_deploy(root, inventory_file, limits, env={"VSA_TARGET_DOMAIN": domain.name, **(env or {})},
-                        echo=echo)
-    failure, probes = None, []
-    if result.returncode != 0:
-        failure = f"failed at step {result.failed_step!r}"
-    elif action == "add-domain":
-        probes = [probe_until_ok(t.address, t.https_port, t.http_port, domain, ca_file=t.ca_file, password=password)
-                  for t in targets]
-        failed = [p for p in probes if not p.ok]
-        if failed:
-            failure = f"failed at step 'probe': {'; '.join(failed[0].problems)}"
+    options = RunOptions.from_environment(target_domain=domain.name, delete_certificate=delete_certificate)
+    options.manifests = manifests or {}
+    with deploying(root, inventory_file, limits, options, echo=echo, inventory=inventory) as run:
+        result = run.result
+        failure, probes = None, []
+        if result.returncode != 0:
+            failure = f"failed at step {result.failed_step!r}"
+        elif action == "add-domain":
+            probes = [probe_until_ok(t.address, t.https_port, t.http_port, domain, ca_file=t.ca_file,
+                                     password=password) for t in targets]
+            failed = [p for p in probes if not p.ok]
+            if failed:
+                failure = f"failed at step 'probe': {'; '.join(failed[0].problems)}"
+        if not failure:
+            run.audit([Entry(name, action, domain.name, "ok", result.duration, result.summaries.get(name, ""))
+                       for name in limits], echo=echo)
     if failure:
-        _rollback(root, inventory_file, path, before, domain, limits, echo)
-    audit(root, inventory_file, [Entry(name, action, domain.name, "rolled_back" if failure else "ok", result.duration,
-                                       result.summaries.get(name, ""), failure) for name in limits], echo=echo)
-    if failure:
+        undone = _rollback(root, inventory_file, path, before, domain, limits, echo,
+                           [Entry(name, action, domain.name, "rolled_back", result.duration,
+                                  result.summaries.get(name, ""), failure) for name in limits])
+        if undone.returncode:
+            raise DomainError(f"{action} {domain.name} {failure}; the registry is restored, but putting the hosts "
+                              f"back failed at step {undone.failed_step!r}: run `vsa-ops deploy`")
         raise DomainError(f"{action} {domain.name} {failure}; the registry and the hosts are as they were")
     return probes
 
@@ -134,11 +143,14 @@ def _restore(path: Path, before: str | None) -> None:
         temporary.replace(path)
 
 
-def _rollback(root, inventory_file, path, before, domain, limits, echo) -> None:
+def _rollback(root, inventory_file, path, before, domain, limits, echo, entries) -> DeployResult:
     """Registry back, then the same targeted converge puts the hosts back (the vhost goes away,
-    NGINX reloads with what it had)."""
+    NGINX reloads with what it had), and the failed change is recorded."""
     _restore(path, before)
-    run_deploy(root, inventory_file, limits, env={"VSA_TARGET_DOMAIN": domain.name}, echo=echo)
+    with deploying(root, inventory_file, limits, RunOptions.from_environment(target_domain=domain.name),
+                   echo=echo) as run:
+        run.audit(entries, echo=echo)
+    return run.result
 
 
 def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: bool = False, apply: bool = True,
@@ -155,8 +167,8 @@ def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: boo
     save_registry(path, registry)
     if not apply:
         return
-    env = {} if keep_cert else {"VSA_DELETE_CERTIFICATE": domain.name}
-    _apply(root, inventory_file, path, before, domain, targets, None, echo, action="remove-domain", env=env)
+    _apply(root, inventory_file, inventory, path, before, domain, targets, None, echo, action="remove-domain",
+           delete_certificate=None if keep_cert else domain.name)
 
 
 def _certificate_script(names: list[str]) -> str:

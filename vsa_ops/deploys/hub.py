@@ -1,9 +1,10 @@
 """Converge a host to its manifest: read its state once, plan, apply exactly the plan.
 
-Environment knobs, set by `vsa-ops` commands when they run this deploy:
-VSA_TARGET_DOMAIN limits the run to one domain's files and certificate; VSA_DELETE_CERTIFICATE
-names a certificate to delete; VSA_LOCK_WAIT is how long to wait for another run's lock;
-VSA_FORCE_FSTAB=1 lets an fstab entry replace the device of a mounted mount point.
+`vsa-ops` runs this deploy in its own process and hands it a RunOptions; a plain
+`pyinfra inventory.py deploy.py` takes them from the environment: VSA_TARGET_DOMAIN limits the run to
+one domain's files and certificate; VSA_DELETE_CERTIFICATE names a certificate to delete;
+VSA_LOCK_WAIT is how long to wait for another run's lock; VSA_FORCE_FSTAB=1 lets an fstab entry
+replace the device of a mounted mount point.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyinfra import host
@@ -28,10 +32,7 @@ from ..operations import certificates, docker, fstab, lock, stacks, tree, users
 from ..plan import Plan, PlanError, assume_applied, make_plan, managed_paths, owned_directories, restrict
 from ..project import find_root, load_secrets, load_sources
 from ..render import render_host
-from ..runner import write_report
 
-# Set by `vsa-ops` when it runs this deploy, so that it can release this run's lock after a failure.
-RUN_ID = os.environ.get("VSA_RUN_ID") or uuid.uuid4().hex[:10]
 CONTROLLER = socket.gethostname()
 # Files holding secrets are hashed after this, new for every run (see facts.host_state.hash_command).
 SALT = uuid.uuid4().hex
@@ -39,9 +40,55 @@ SALT = uuid.uuid4().hex
 SECRETS_FILE_KEY = "vsa_secrets_file"
 
 
-def run_owner() -> str:
+@dataclass
+class RunOptions:
+    """What one run of the deploy does, and what it reports back to the `vsa-ops` command."""
+
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    target_domain: str | None = None
+    delete_certificate: str | None = None
+    lock_wait: int = 60
+    force_fstab: bool = False
+    # Manifests the caller already rendered (certificates assumed present), by host name.
+    manifests: dict[str, Manifest] = field(default_factory=dict)
+    # Out: what each host's plan changes, for the audit record.
+    summaries: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls, **values) -> RunOptions:
+        """The environment's knobs, under ``values`` (those not None)."""
+        environ = os.environ
+        defaults = {"target_domain": environ.get("VSA_TARGET_DOMAIN") or None,
+                    "delete_certificate": environ.get("VSA_DELETE_CERTIFICATE") or None,
+                    "lock_wait": int(environ.get("VSA_LOCK_WAIT", "60")),
+                    "force_fstab": environ.get("VSA_FORCE_FSTAB") == "1"}
+        return cls(**(defaults | {k: v for k, v in values.items() if v is not None}))
+
+
+_options: RunOptions | None = None
+
+
+@contextmanager
+def run_options(options: RunOptions) -> Iterator[RunOptions]:
+    """The options of the deploy that runs inside this block."""
+    global _options
+    previous, _options = _options, options
+    try:
+        yield options
+    finally:
+        _options = previous
+
+
+def current_options() -> RunOptions:
+    global _options
+    if _options is None:
+        _options = RunOptions.from_environment()  # a plain `pyinfra` run
+    return _options
+
+
+def run_owner(run_id: str) -> str:
     """Who holds the run lock: run id, controller, pid, start time, user (no spaces inside fields)."""
-    return f"{RUN_ID} {CONTROLLER} {os.getpid()} {int(time.time())} {getpass.getuser()}"
+    return f"{run_id} {CONTROLLER} {os.getpid()} {int(time.time())} {getpass.getuser()}"
 
 
 def _stale(holder: str) -> str:
@@ -84,16 +131,16 @@ def read_state(manifest: Manifest) -> State:
     return state
 
 
-def plan_host(current_host=None) -> tuple[Manifest, State, Plan]:
+def plan_host(current_host=None, options: RunOptions | None = None) -> tuple[Manifest, State, Plan]:
     """Read the host's state in one command and plan against it."""
-    current_host = current_host or host
-    manifest = host_manifest(current_host, None)
+    current_host = host if current_host is None else current_host
+    options = options or current_options()
+    manifest = options.manifests.get(current_host.name) or host_manifest(current_host, None)
     state = read_state(manifest)
-    issued = host_manifest(current_host, state.certificates)
-    if issued.files != manifest.files:
-        manifest = issued  # a vhost awaits its certificate; its TLS form comes after issuance
-    force_fstab = os.environ.get("VSA_FORCE_FSTAB") == "1"
-    return manifest, state, make_plan(manifest, state, force_fstab=force_fstab)
+    if {d.name for d in manifest.domains if d.tls} - state.certificates:
+        # a vhost awaits its certificate: until issuance it is served over HTTP only
+        manifest = host_manifest(current_host, state.certificates)
+    return manifest, state, make_plan(manifest, state, force_fstab=options.force_fstab)
 
 
 def _domain_paths(name: str) -> set[str]:
@@ -111,12 +158,12 @@ def unchanged():
 @deploy("vsa-ops hub")
 def converge_hub():
     """Converge this host to its manifest. Adds no operation at all when nothing differs."""
-    manifest, state, plan = plan_host()
-    target = os.environ.get("VSA_TARGET_DOMAIN")
-    delete_certificate = os.environ.get("VSA_DELETE_CERTIFICATE")
+    options = current_options()
+    manifest, state, plan = plan_host(host, options)
+    target, delete_certificate = options.target_domain, options.delete_certificate
     if target:
         plan = restrict(plan, _domain_paths(target), {target})
-    write_report(host.name, plan.summary())
+    options.summaries[host.name] = plan.summary()
     if plan.empty and not (delete_certificate and delete_certificate in state.certificates):
         unchanged(name="no changes: the host matches its manifest")
         return
@@ -125,11 +172,11 @@ def converge_hub():
         raise PlanError(f"{host.name}: images on neither the host nor this controller, and vsa.docker.pull is "
                         f"'never': {', '.join(missing)}")
     certbot = host_config(host).reverse_proxy.certbot
-    owner = run_owner()
+    owner = run_owner(options.run_id)
     paths, files, secret_files = managed_paths(manifest)
     lock.acquire(name="take the run lock", owner=owner, fingerprint=plan.fingerprint, paths=paths, files=files,
                  secret_files=secret_files, salt=SALT, stale_owner=_stale(plan.lock_holder),
-                 wait=int(os.environ.get("VSA_LOCK_WAIT", "60")))
+                 wait=options.lock_wait)
     docker.engine(name="docker engine, compose v2, daemon.json and host tools", install=plan.install_docker,
                   daemon_json=plan.daemon_json, restart=plan.restart_docker, packages=plan.packages)
     fstab.entries(name="fstab entries by LABEL", change=plan.fstab)
