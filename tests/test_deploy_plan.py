@@ -3,10 +3,13 @@ for a host in a given state. A converged host gets exactly one command, the stat
 
 from __future__ import annotations
 
-import pytest
-from gevent import monkey
+import base64
 
-monkey.patch_all()
+import pytest
+
+from vsa_ops.greenlets import patch
+
+patch()
 
 from pyinfra.api import Config, Inventory, State  # noqa: E402
 from pyinfra.api.connect import connect_all  # noqa: E402
@@ -17,7 +20,7 @@ from vsa_ops.config import hub_config  # noqa: E402
 from vsa_ops.deploys.hub import SALT, converge_hub  # noqa: E402
 from vsa_ops.project import load_sources  # noqa: E402
 from vsa_ops.render import render_host  # noqa: E402
-from vsa_ops.facts.host_state import MARK  # noqa: E402
+from vsa_ops.facts.host_state import LOCK_DIR, MARK, parse_host_state  # noqa: E402
 
 from tests.conftest import ROOT, SECRETS  # noqa: E402
 from tests.test_plan import converged  # noqa: E402
@@ -91,3 +94,47 @@ def test_a_vhost_change_reloads_nginx_without_waiting(fake_run):
     text = "\n".join(fake_run(state))
     assert "nginx -t -q" in text and "nginx -s reload" in text
     assert "sleep 3" not in text  # nothing was restarted: no probe wait
+
+
+def _changed(state, path):
+    old = state.paths[path]
+    state.paths[path] = type(old)(old.kind, old.owner, old.group, old.mode, "0" * 64)
+    return state
+
+
+def test_a_vhost_change_is_one_command_that_holds_the_lock_itself(fake_run):
+    manifest = fake_manifest()
+    state = _changed(converged(manifest, salt=SALT), "/srv/flowbiz/reverse-proxy/nginx/snippets/proxy.conf")
+    commands = fake_run(state)
+    assert len(commands) == 2  # the state read, then the transaction
+    transaction = commands[1]
+    taken, reload, released = (transaction.index(f"mkdir \"$lock\""), transaction.index("nginx -s reload"),
+                               transaction.rindex(f"rm -rf {LOCK_DIR}"))
+    assert taken < reload < released
+    assert "base64 -d" in transaction  # the new file travels in the command: no SFTP session
+
+
+def test_a_secret_never_travels_in_a_command(fake_run):
+    manifest = fake_manifest()
+    secret = next(f for f in manifest.files if f.sensitive)
+    text = "\n".join(fake_run(_changed(converged(manifest, salt=SALT), secret.path)))
+    assert "base64 -d" not in text and "tar -xf" in text  # the archive came by SFTP
+
+
+def test_work_beyond_the_transaction_takes_the_lock_as_its_own_step(fake_run):
+    manifest = fake_manifest()
+    state = _changed(converged(manifest, salt=SALT), "/srv/flowbiz/reverse-proxy/nginx/snippets/proxy.conf")
+    directory = manifest.directories[0].path
+    old = state.paths[directory]
+    state.paths[directory] = type(old)(old.kind, old.owner, old.group, "0777", None)
+    commands = fake_run(state)
+    assert "mkdir \"$lock\"" in commands[1] and "tar -xf" not in commands[1]
+    assert "chmod" in commands[2] and "rm -rf" in commands[-1] and "nginx -s reload" not in commands[-1]
+
+
+def test_the_state_read_brings_the_audit_log_s_last_line():
+    line = b'{"seq": 7, "hash": "ab"}\n'
+    state = parse_host_state([f"{MARK}audit", base64.b64encode(line).decode()])
+    assert state.audit_head == line
+    assert parse_host_state([f"{MARK}audit", ""]).audit_head == b""  # no log yet
+    assert parse_host_state([f"{MARK}lock"]).audit_head is None  # not asked for

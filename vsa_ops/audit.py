@@ -527,9 +527,9 @@ Run = Callable[[str], tuple[bool, str]]
 def _sessions(inventory_file: Path, root: Path, names: Iterable[str] | None) -> Iterator[dict]:
     """SSH sessions to the named hosts (all when None) over the inventory's settings, kept open for
     several commands: {name: (host, run) or error text}. Unreachable hosts are reported, not raised."""
-    from gevent import monkey
+    from .greenlets import patch
 
-    monkey.patch_all()
+    patch()
     from pyinfra.api import Config, State, StringCommand
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.context import ctx_host, ctx_state
@@ -597,13 +597,17 @@ def _batches(entries: list[Entry]) -> list[list[Entry]]:
     return batches
 
 
-def _append_host(run: Run, paths: Paths, name: str, entries: list[Entry], who: str) -> AppendResult:
+def _append_host(run: Run, paths: Paths, name: str, entries: list[Entry], who: str,
+                 head: bytes | None = None) -> AppendResult:
+    """``head``: the log's last line as read moments ago (by the deploy's state read); the append
+    still checks it under the lock, and a stale one costs a retry, never a broken chain."""
     result = AppendResult()
-    ok, stdout = run(head_script(paths))
-    fields = _fields(stdout)
-    if not ok or "head" not in fields:
-        return AppendResult(error=f"could not read {paths.jsonl}: {stdout.strip()[:300]}")
-    head = base64.b64decode(fields["head"] or b"")
+    if head is None:
+        ok, stdout = run(head_script(paths))
+        fields = _fields(stdout)
+        if not ok or "head" not in fields:
+            return AppendResult(error=f"could not read {paths.jsonl}: {stdout.strip()[:300]}")
+        head = base64.b64decode(fields["head"] or b"")
     warnings = set()
     for batch in _batches(entries):
         for attempt in range(ATTEMPTS):
@@ -639,11 +643,13 @@ def _append_host(run: Run, paths: Paths, name: str, entries: list[Entry], who: s
 
 
 def append(inventory_file: Path | None, root: Path, entries: Iterable[Entry | tuple], secrets: Iterable[str] = (),
-           who: str | None = None, sessions: dict | None = None) -> dict[str, AppendResult]:
+           who: str | None = None, sessions: dict | None = None,
+           heads: dict[str, bytes | None] | None = None) -> dict[str, AppendResult]:
     """Append one record per entry on its host (``entry.vps_id``), in order. Every entry is checked
     first (AuditError: bad field or secret inside; nothing is written then). Hosts that cannot be
     reached or written get an AppendResult with ``error``: an audit failure never stops the caller.
-    ``sessions``: connections already open (see ``_sessions``), else the inventory's hosts are connected."""
+    ``sessions``: connections already open (see ``_sessions``), else the inventory's hosts are connected;
+    ``heads``: each log's last line if just read (see ``_append_host``)."""
     who = who or actor(root)
     secrets = list(secrets)
     checked = [check_entry(e, who, secrets) for e in entries]
@@ -663,7 +669,8 @@ def append(inventory_file: Path | None, root: Path, entries: Iterable[Entry | tu
                     continue
                 host, run = session
                 try:
-                    results[name] = _append_host(run, host_paths(host), name, host_entries, who)
+                    results[name] = _append_host(run, host_paths(host), name, host_entries, who,
+                                                 (heads or {}).get(name))
                 except Exception as error:  # an audit failure is reported, never raised into a deploy
                     results[name] = AppendResult(error=f"{type(error).__name__}: {error}")
     except Exception as error:  # the inventory or pyinfra itself: every host not done yet gets the reason

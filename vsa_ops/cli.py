@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from gevent import monkey
+from .greenlets import patch
 
 # pyinfra runs inside this process (deploy, add-domain, plan): its connections are gevent greenlets,
 # and like its own CLI it needs the standard library patched before anything opens a socket.
-monkey.patch_all()
+patch()
 
 import json
 import sys

@@ -16,7 +16,7 @@ from cryptography import x509
 # `nginx -s reload` returns before the new workers take over; until the old ones exit, a connection
 # may still meet the previous configuration. A probe retries for this long before it counts a failure.
 SETTLE_SECONDS = 10.0
-RETRY_EVERY = 0.2
+RETRY_EVERY = 0.05
 
 REQUIRED_HEADERS = ("strict-transport-security", "x-frame-options", "x-content-type-options",
                     "content-security-policy", "referrer-policy")

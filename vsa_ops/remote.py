@@ -15,9 +15,9 @@ from .inventory import load_inventory
 def connected(inventory_file: Path, root: Path, limit: str | None = None) -> Iterator[tuple[Any, list]]:
     """The pyinfra state and the selected hosts, connected; hosts that did not connect are left out
     of the list and named in ``state.failed_hosts``."""
-    from gevent import monkey
+    from .greenlets import patch
 
-    monkey.patch_all()
+    patch()
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.context import ctx_state

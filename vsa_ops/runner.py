@@ -32,6 +32,7 @@ class DeployResult:
     failed_hosts: set[str] = field(default_factory=set)
     duration: float = 0.0
     error: str | None = None  # why the deploy could not even start its operations
+    audit_heads: dict[str, bytes | None] = field(default_factory=dict)  # see RunOptions.audit_heads
 
 
 class Run:
@@ -159,7 +160,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, op
             if error and step is None:
                 step = "connecting" if state.current_stage <= StateStage.Connect else "preparing the deploy"
             result = DeployResult(1 if failed_hosts else 0, step, dict(options.summaries), failed_hosts,
-                                  time.monotonic() - start, error)
+                                  time.monotonic() - start, error, dict(options.audit_heads))
             run = Run(root, state, hosts, result)
             if failed_hosts:
                 release_lock(run, options.run_id)
@@ -202,8 +203,9 @@ def audit(root: Path, inventory_file: Path | None, entries: list, echo=None, run
         named = host.data.get("vsa_secrets_file")
         if named:
             secrets |= set(load_secrets(root, file=Path(named)).values())
-    sessions = run.sessions() if run else None
-    for name, result in append(inventory_file, root, entries, secrets=secrets, sessions=sessions).items():
+    sessions, heads = (run.sessions(), run.result.audit_heads) if run else (None, None)
+    for name, result in append(inventory_file, root, entries, secrets=secrets, sessions=sessions,
+                               heads=heads).items():
         problem = result.error or result.warning
         if problem and echo:
             echo(f"vsa-ops: audit on {name}: {problem}")

@@ -51,8 +51,10 @@ class RunOptions:
     force_fstab: bool = False
     # Manifests the caller already rendered (certificates assumed present), by host name.
     manifests: dict[str, Manifest] = field(default_factory=dict)
-    # Out: what each host's plan changes, for the audit record.
+    # Out: what each host's plan changes, and the audit log's last line as the state read saw it,
+    # for the audit record.
     summaries: dict[str, str] = field(default_factory=dict)
+    audit_heads: dict[str, bytes | None] = field(default_factory=dict)
 
     @classmethod
     def from_environment(cls, **values) -> RunOptions:
@@ -123,10 +125,10 @@ def host_manifest(current_host, certificates: set[str] | None, with_secrets: boo
                        domains=domains, certificates=certificates)
 
 
-def read_state(manifest: Manifest) -> State:
+def read_state(manifest: Manifest, audit_log: str | None = None) -> State:
     paths, files, secret_files = managed_paths(manifest)
     state = host.get_fact(HostState, paths=paths, files=files, owned=owned_directories(manifest),
-                          secret_files=secret_files, salt=SALT)
+                          secret_files=secret_files, salt=SALT, audit_log=audit_log)
     state.salt = SALT
     return state
 
@@ -136,7 +138,8 @@ def plan_host(current_host=None, options: RunOptions | None = None) -> tuple[Man
     current_host = host if current_host is None else current_host
     options = options or current_options()
     manifest = options.manifests.get(current_host.name) or host_manifest(current_host, None)
-    state = read_state(manifest)
+    state = read_state(manifest, host_config(current_host).audit.jsonl)
+    options.audit_heads[current_host.name] = state.audit_head
     if {d.name for d in manifest.domains if d.tls} - state.certificates:
         # a vhost awaits its certificate: until issuance it is served over HTTP only
         manifest = host_manifest(current_host, state.certificates)
@@ -160,11 +163,13 @@ def converge_hub():
     """Converge this host to its manifest. Adds no operation at all when nothing differs."""
     options = current_options()
     manifest, state, plan = plan_host(host, options)
-    target, delete_certificate = options.target_domain, options.delete_certificate
+    target = options.target_domain
+    # a domain served without TLS never had a certificate: nothing to delete
+    delete_certificate = options.delete_certificate if options.delete_certificate in state.certificates else None
     if target:
         plan = restrict(plan, _domain_paths(target), {target})
     options.summaries[host.name] = plan.summary()
-    if plan.empty and not (delete_certificate and delete_certificate in state.certificates):
+    if plan.empty and not delete_certificate:
         unchanged(name="no changes: the host matches its manifest")
         return
     missing = sorted(set(plan.images) - set(docker.local_images(plan.images)))
@@ -174,9 +179,14 @@ def converge_hub():
     certbot = host_config(host).reverse_proxy.certbot
     owner = run_owner(options.run_id)
     paths, files, secret_files = managed_paths(manifest)
-    lock.acquire(name="take the run lock", owner=owner, fingerprint=plan.fingerprint, paths=paths, files=files,
-                 secret_files=secret_files, salt=SALT, stale_owner=_stale(plan.lock_holder),
-                 wait=options.lock_wait)
+    hold = lock.Hold(owner, plan.fingerprint, tuple(paths), tuple(files), tuple(secret_files), SALT,
+                     stale_owner=_stale(plan.lock_holder), wait=options.lock_wait)
+    if _transaction_only(plan) and not delete_certificate:
+        # One command: the lock is taken and given back inside the transaction.
+        stacks.activate(name=f"files and stacks: {plan.summary()} (under the run lock)", plan=plan, manifest=manifest,
+                        lock=hold)
+        return
+    lock.acquire(name="take the run lock", hold=hold)
     docker.engine(name="docker engine, compose v2, daemon.json and host tools", install=plan.install_docker,
                   daemon_json=plan.daemon_json, restart=plan.restart_docker, packages=plan.packages)
     fstab.entries(name="fstab entries by LABEL", change=plan.fstab)
@@ -199,3 +209,9 @@ def converge_hub():
         certificates.delete(name=f"delete certificate {delete_certificate}", names=[delete_certificate],
                             certbot=certbot)
     lock.release(name="release the run lock", owner=owner)
+
+
+def _transaction_only(plan: Plan) -> bool:
+    """The plan's work is all in the files-and-stacks transaction."""
+    return not (plan.install_docker or plan.daemon_json or plan.restart_docker or plan.packages or plan.fstab
+                or plan.users or plan.directories or plan.networks or plan.images or plan.certificates)

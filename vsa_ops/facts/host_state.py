@@ -3,11 +3,13 @@
 pyinfra runs one command per fact and caches nothing, so reading each file separately would cost
 one round trip per file. This fact asks for everything at once: owner, group, mode and SHA-256 of
 the managed paths, /etc/fstab, the filesystem labels present, accounts, Docker's version, networks,
-images and compose containers, the issued certificates and the run lock.
+images and compose containers, the issued certificates, the run lock and the audit log's last line
+(so that the run's audit record needs no read of its own).
 """
 
 from __future__ import annotations
 
+import base64
 import shlex
 from dataclasses import dataclass, field
 
@@ -51,6 +53,8 @@ class State:
     commands: set[str] = field(default_factory=set)
     fingerprint: str = ""
     salt: str = ""  # what secret files were hashed after (see hash_command)
+    # The audit JSONL's last line, newline included (b"": no log yet); None when not asked for.
+    audit_head: bytes | None = None
 
 
 def hash_command(files: list[str], secret_files: list[str] = (), salt: str = "") -> str:
@@ -75,7 +79,7 @@ def fingerprint_command(paths: list[str], files: list[str], secret_files: list[s
 
 
 def state_script(paths: list[str], files: list[str], owned: list[str] | None = None,
-                 secret_files: list[str] = (), salt: str = "") -> str:
+                 secret_files: list[str] = (), salt: str = "", audit_log: str | None = None) -> str:
     """The shell script the fact runs: one section per kind of state, each after a marker line."""
     quoted_paths = " ".join(shlex.quote(p) for p in paths) or "/nonexistent-vsa"
     quoted_files = " ".join(shlex.quote(p) for p in files) or "/nonexistent-vsa"
@@ -101,6 +105,9 @@ def state_script(paths: list[str], files: list[str], owned: list[str] | None = N
         ("commands", "for c in " + " ".join(HOST_COMMANDS) + "; do command -v $c >/dev/null && echo $c; done"),
         ("fingerprint", fingerprint_command(paths, files, secret_files, salt)),
     ]
+    if audit_log:
+        log = shlex.quote(audit_log)
+        sections.append(("audit", f"[ -s {log} ] && tail -n 1 {log} | base64 -w0; echo"))
     return "; ".join(f"echo '{MARK}{name}'; {command}" for name, command in sections) + "; true"
 
 
@@ -150,6 +157,8 @@ def parse_host_state(lines: list[str]) -> State:
     state.has_systemd = "yes" in sections.get("systemd", [])
     state.commands = {line.strip() for line in sections.get("commands", []) if line.strip()}
     state.fingerprint = "".join(sections.get("fingerprint", [])).strip()
+    if "audit" in sections:
+        state.audit_head = base64.b64decode("".join(sections["audit"]).strip())
     return state
 
 
@@ -160,11 +169,12 @@ class HostState(FactBase):
     + files: the subset of paths whose content hash is wanted
     + owned: directories whose every file vsa-ops manages (their contents are listed)
     + secret_files, salt: files holding secrets, hashed after the salt
+    + audit_log: the audit JSONL whose last line is wanted
     """
 
     def command(self, paths: list[str], files: list[str], owned: list[str] | None = None,
-                secret_files: list[str] | None = None, salt: str = "") -> str:
-        return state_script(paths, files, owned, secret_files or [], salt)
+                secret_files: list[str] | None = None, salt: str = "", audit_log: str | None = None) -> str:
+        return state_script(paths, files, owned, secret_files or [], salt, audit_log)
 
     def process(self, output: list[str]) -> State:
         return parse_host_state(output)

@@ -4,6 +4,8 @@ everything back as it was when any step fails."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import io
 import posixpath
 import tarfile
@@ -13,9 +15,14 @@ from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from ..manifest import Manifest
 from ..plan import Plan
+from .lock import Hold
 from .shell import argv, script
 
 PROBE_SECONDS = 3
+# New files travel inside the transaction's own command when they are small and hold no secret
+# (a command line is visible to the host's other users while it runs): no SFTP session, which costs
+# several round trips. Larger archives, or any secret, go by SFTP.
+INLINE_LIMIT = 32 * 1024
 
 
 def staged_name(path: str) -> str:
@@ -43,13 +50,25 @@ def _compose(stack, *args: str) -> str:
                 "-f", stack.compose_path, *args)
 
 
-def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
-    """The transaction as one shell script (one round trip), rolling back on any failure."""
+def inline_archive(plan: Plan) -> str | None:
+    """The new files, gzipped and in base64, when they may travel in the command; else None."""
+    uploads = [c for c in plan.files if c.needs_upload]
+    if not uploads or any(c.file.sensitive for c in uploads):
+        return None
+    packed = base64.b64encode(gzip.compress(files_archive(plan), mtime=0)).decode("ascii")
+    return packed if len(packed) <= INLINE_LIMIT else None
+
+
+def activation_script(plan: Plan, manifest: Manifest, archive: str, inline: str | None = None,
+                      lock: Hold | None = None) -> str:
+    """The transaction as one shell script (one round trip), rolling back on any failure. With
+    ``inline``, it writes the archive itself; with ``lock``, it takes the run lock first and gives
+    it back at the end, also after a rollback."""
     changed = [c for c in plan.files if c.needs_upload]
     compose_paths = {stack.compose_path: stack for stack in manifest.stacks}
     new_stacks = [stack for stack in plan.stacks_up
                   if any(c.file.path == stack.compose_path and c.reason == "create" for c in changed)]
-    lines = [
+    lines = [*(lock.acquire_lines() if lock else []),
         "restore() {",
         "  set +e",
         "  echo 'vsa-ops: rolling back' >&2",
@@ -77,11 +96,13 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
         lines.append(f"  [ -z \"$did_{index}\" ] || {_service_command(action)} >/dev/null 2>&1")
     lines += [
         "}",
-        "fail() { echo \"vsa-ops: $*\" >&2; restore; exit 1; }",
+        "fail() { echo \"vsa-ops: $*\" >&2; restore; " + (f"{lock.release_line()}; " if lock else "") + "exit 1; }",
         "; ".join([f"up_{i}=" for i in range(len(plan.stacks_up))] + [f"did_{i}=" for i in range(len(plan.services))]
                   + [":"]),
         "journal=$(mktemp /var/tmp/vsa-ops-journal.XXXXXX)",
     ]
+    if inline:
+        lines.append(f"echo {argv(inline)} | base64 -d | gzip -dc > {argv(archive)} || fail 'writing the new files'")
     if changed:
         lines.append(f"tar -xf {argv(archive)} -C / --same-permissions --same-owner --numeric-owner -m "
                      f"|| fail 'unpacking the new files'")
@@ -134,6 +155,8 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str) -> str:
                          f"|| fail {argv(f'{name} is not running after the change')}")
     lines.append("while read -r kind path meta; do [ \"$kind\" = backup ] && rm -f \"$path.vsa-bak\"; done "
                  "< \"$journal\"; rm -f \"$journal\"")
+    if lock:
+        lines.append(lock.release_line())
     return script(lines)
 
 
@@ -145,11 +168,12 @@ def _service_command(action) -> str:
 
 
 @operation()
-def activate(plan: Plan, manifest: Manifest):
+def activate(plan: Plan, manifest: Manifest, lock: Hold | None = None):
     """Apply the plan's files and stack changes as one transaction.
 
     + plan: from ``make_plan``
     + manifest: the manifest the plan was made from
+    + lock: take and give back the run lock inside the transaction (when it is the run's only work)
 
     **Example:**
 
@@ -161,6 +185,7 @@ def activate(plan: Plan, manifest: Manifest):
         host.noop("files and stacks are up to date")
         return
     archive = f"/var/tmp/vsa-ops-files-{plan.fingerprint[:12] or 'new'}.tar"
-    if any(c.needs_upload for c in plan.files):
+    inline = inline_archive(plan)
+    if inline is None and any(c.needs_upload for c in plan.files):
         yield FileUploadCommand(io.BytesIO(files_archive(plan)), archive)
-    yield StringCommand(activation_script(plan, manifest, archive))
+    yield StringCommand(activation_script(plan, manifest, archive, inline=inline, lock=lock))
