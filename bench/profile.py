@@ -1,18 +1,19 @@
-"""Where the time of a no-op converge goes, step by step, in one process that does what the pyinfra
-process of `vsa-ops deploy` does (run.py runs it, on loopback and through the delay proxy):
+"""Where the time of a no-op converge goes, step by step, in one process that does what
+`vsa-ops deploy` does (run.py runs it, on loopback and through the delay proxy):
 
     python3 bench/profile.py --inventory INVENTORY --host vsa-lab-1
 
 prints JSON: seconds for each step
 
-    start       interpreter start to the end of the imports (python, pyinfra, gevent, vsa_ops)
+    start       interpreter start to the end of the imports of `vsa-ops` (python, gevent's patching,
+                pyinfra, pydantic, vsa_ops)
     inventory   loading the inventory and group_data
-    render      one host_manifest() (a converge renders twice: before and after reading the state)
+    render      one host_manifest(): the command's pre-check, which the deploy then starts from
+                (a second render happens only while a TLS domain awaits its certificate)
     connect     pyinfra's SSH connect (TCP, key exchange, auth)
     state       the HostState fact: one remote command (exec channel round trips + the script's run)
     plan        make_plan()
     disconnect
-    cli_start   `python3 -c "import vsa_ops.cli"`: the vsa-ops command's start-up before it runs pyinfra
     script      the state script alone on the host, through `docker exec` (its run time there,
                 plus docker exec's own start-up, shown as exec_overhead)
 
@@ -46,9 +47,7 @@ def main() -> int:
     parser.add_argument("--host", required=True)
     args = parser.parse_args()
 
-    from gevent import monkey
-
-    monkey.patch_all()
+    import vsa_ops.cli  # noqa: F401  (the command's own imports, gevent's patching first)
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.context import ctx_host, ctx_state
@@ -93,20 +92,12 @@ def main() -> int:
         host_state = read_state(manifest)
         out["state"] = time.monotonic() - t
         t = time.monotonic()
-        plan = make_plan(host_manifest(host, host_state.certificates), host_state)
-        out["render_and_plan"] = time.monotonic() - t
-        t = time.monotonic()
-        make_plan(manifest, host_state)
+        plan = make_plan(manifest, host_state)
         out["plan"] = time.monotonic() - t
         out["plan_empty"] = plan.empty
         t = time.monotonic()
         disconnect_all(state)
         out["disconnect"] = time.monotonic() - t
-
-    # The `vsa-ops` command's own start-up (a second interpreter: it runs pyinfra as a child process).
-    t = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import vsa_ops.cli"], check=True)
-    out["cli_start"] = time.monotonic() - t
 
     paths = managed_paths(manifest)[0]
     script = captured["script"]

@@ -719,15 +719,14 @@ def targets(bench: Bench) -> list[tuple[str, str, bool | None]]:
 
 
 PROFILE_STEPS = [
-    ("start", "python start-up and imports (pyinfra, gevent, vsa_ops)"),
+    ("start", "python start-up and imports (gevent, pyinfra, pydantic, vsa_ops)"),
     ("inventory", "inventory and group_data"),
-    ("render", "render the manifest (a converge does it twice)"),
+    ("render", "render the manifest (once)"),
     ("connect", "SSH connect"),
     ("state", "the state command (1 remote command, from the controller)"),
     ("script", "  of which the state script on the host (docker exec, less its start-up)"),
-    ("render_and_plan", "second render + plan"),
+    ("plan", "plan"),
     ("disconnect", "disconnect"),
-    ("cli_start", "vsa-ops CLI start-up (python + imports), before it starts pyinfra"),
 ]
 
 

@@ -34,7 +34,7 @@ def state_output(state) -> str:
     lines += [f"{MARK}sha256"] + [f"{p.sha256}  {path}" for path, p in state.paths.items() if p.sha256]
     lines += [f"{MARK}owned", *sorted(state.owned_files), f"{MARK}fstab", state.fstab.rstrip("\n")]
     lines += [f"{MARK}passwd"] + [f"{name}:{uid}" for name, uid in state.users.items()]
-    lines += [f"{MARK}docker", state.docker_version, f"{MARK}compose", state.compose_version]
+    lines += [f"{MARK}docker", "yes" if state.docker_running else "", f"{MARK}compose", state.compose_plugin]
     lines += [f"{MARK}networks", *state.networks, f"{MARK}images", *state.images, f"{MARK}containers"]
     lines += [f"{project}|{service}|{status}" for (project, service), status in state.containers.items()]
     lines += [f"{MARK}commands", *sorted(state.commands), f"{MARK}fingerprint", "f" * 64]

@@ -10,7 +10,8 @@ from vsa_ops.plan import PlanError, assume_applied, content_hash, make_plan, pla
 
 def converged(manifest, salt: str = "") -> State:
     """The state of a host that already matches ``manifest``, with every stack running."""
-    state = State(salt=salt,docker_version="26.1", compose_version="2.26.1", networks={"flowbiz_ext"},
+    state = State(salt=salt, docker_running=True,
+                  compose_plugin="/usr/lib/docker/cli-plugins/docker-compose", networks={"flowbiz_ext"},
                   commands={"sqlite3", "logrotate", "findmnt", "flock"},
                   fstab="".join(f"{line.line}\n" for line in manifest.fstab))
     for d in manifest.directories:

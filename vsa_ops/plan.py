@@ -169,7 +169,7 @@ def plan_fstab(current: str, wanted: tuple[FstabLine, ...], state: State, force:
 
 def make_plan(manifest: Manifest, state: State, *, force_fstab: bool = False) -> Plan:
     plan = Plan(manifest.host, fingerprint=state.fingerprint, lock_holder=state.lock)
-    plan.install_docker = not state.docker_version or not state.compose_version.startswith("2")
+    plan.install_docker = not state.docker_running or not state.compose_plugin
     plan.packages = sorted({package for command, package in HOST_COMMANDS.items() if command not in state.commands})
     plan.fstab = plan_fstab(state.fstab, manifest.fstab, state, force_fstab)
 
@@ -211,7 +211,7 @@ def make_plan(manifest: Manifest, state: State, *, force_fstab: bool = False) ->
     plan.images = [image for image in wanted_images if image not in state.images]
 
     changed = {c.file.path for c in plan.files if c.needs_upload} | set(plan.removals)
-    plan.restart_docker = bool(plan.daemon_json and plan.daemon_json.needs_upload and state.docker_version)
+    plan.restart_docker = bool(plan.daemon_json and plan.daemon_json.needs_upload and state.docker_running)
     for stack in manifest.stacks:
         services = list(stack.compose["services"])
         down = [s for s in services if state.containers.get((stack.name, s)) != "running"]

@@ -19,6 +19,10 @@ MARK = "@@vsa:"
 # Tools vsa-ops relies on at the host, by the Debian package that brings each.
 HOST_COMMANDS = {"sqlite3": "sqlite3", "logrotate": "logrotate", "findmnt": "util-linux", "flock": "util-linux"}
 LOCK_DIR = "/var/lib/vsa-ops.lock"
+# Where the docker CLI finds plugins (system-wide first). Compose v2 is the CLI plugin; finding the
+# file costs nothing, while `docker compose version` starts a 60 MB binary.
+PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+               "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins", "$HOME/.docker/cli-plugins")
 CERT_LIVE = "/srv/flowbiz/reverse-proxy/letsencrypt/live"
 
 
@@ -41,8 +45,8 @@ class State:
     mounts: dict[str, str] = field(default_factory=dict)
     users: dict[str, int] = field(default_factory=dict)
     uids: set[int] = field(default_factory=set)
-    docker_version: str = ""
-    compose_version: str = ""
+    docker_running: bool = False
+    compose_plugin: str = ""  # path of the compose v2 CLI plugin; "" when missing
     networks: set[str] = field(default_factory=set)
     images: set[str] = field(default_factory=set)
     # (compose project, service) -> container state ("running", "exited", ...)
@@ -80,35 +84,40 @@ def fingerprint_command(paths: list[str], files: list[str], secret_files: list[s
 
 def state_script(paths: list[str], files: list[str], owned: list[str] | None = None,
                  secret_files: list[str] = (), salt: str = "", audit_log: str | None = None) -> str:
-    """The shell script the fact runs: one section per kind of state, each after a marker line."""
+    """The shell script the fact runs: one section per kind of state, each after a marker line.
+    Metadata, hashes and fstab are read once into a private temporary folder, printed, and hashed
+    together as the fingerprint, the very bytes ``fingerprint_command`` hashes under the lock."""
     quoted_paths = " ".join(shlex.quote(p) for p in paths) or "/nonexistent-vsa"
-    quoted_files = " ".join(shlex.quote(p) for p in files) or "/nonexistent-vsa"
     docker_ps = ("docker ps -a --filter label=com.docker.compose.project --format "
                  "'{{.Label \"com.docker.compose.project\"}}|{{.Label \"com.docker.compose.service\"}}|{{.State}}'")
+    plugins = " ".join(f"{d}/docker-compose" for d in PLUGIN_DIRS)
+    read = (f"t=$(mktemp -d); {{ stat -c '%F|%u|%g|%a|%n' {quoted_paths} || true; }} > \"$t/stat\" 2>/dev/null; "
+            f"{{ {hash_command(files, secret_files, salt)}; }} > \"$t/sha256\" 2>/dev/null; "
+            "{ cat /etc/fstab || true; } > \"$t/fstab\" 2>/dev/null")
     sections = [
-        ("stat", f"stat -c '%F|%u|%g|%a|%n' {quoted_paths} 2>/dev/null"),
-        ("sha256", f"{{ {hash_command(files, secret_files, salt)}; }} 2>/dev/null"),
+        ("stat", "cat \"$t/stat\""),
+        ("sha256", "cat \"$t/sha256\""),
+        ("fstab", "cat \"$t/fstab\""),
+        ("fingerprint", "cat \"$t/stat\" \"$t/sha256\" \"$t/fstab\" | sha256sum | cut -d' ' -f1; rm -rf \"$t\""),
         ("owned", f"find {' '.join(shlex.quote(p) for p in owned or []) or '/nonexistent-vsa'} -mindepth 1 "
                   "-maxdepth 1 ! -type d 2>/dev/null"),
-        ("fstab", "cat /etc/fstab 2>/dev/null"),
         ("labels", "ls /dev/disk/by-label/ 2>/dev/null"),
         ("mounts", "findmnt -rn -o TARGET,SOURCE 2>/dev/null"),
         ("passwd", "cut -d: -f1,3 /etc/passwd"),
-        ("docker", "docker version --format '{{.Server.Version}}' 2>/dev/null"),
-        ("compose", "docker compose version --short 2>/dev/null"),
-        ("networks", "docker network ls --format '{{.Name}}' 2>/dev/null"),
-        ("images", "docker image ls --format '{{.Repository}}:{{.Tag}}' 2>/dev/null"),
-        ("containers", f"{docker_ps} 2>/dev/null"),
+        ("networks", "docker network ls --format '{{.Name}}' 2>/dev/null && running=yes"),
+        ("docker", "echo \"${running:-}\""),
+        ("compose", f"for p in {plugins}; do [ -x \"$p\" ] && {{ echo \"$p\"; break; }}; done"),
+        ("images", "[ -n \"${running:-}\" ] && docker image ls --format '{{.Repository}}:{{.Tag}}' 2>/dev/null"),
+        ("containers", f"[ -n \"${{running:-}}\" ] && {docker_ps} 2>/dev/null"),
         ("certificates", f"ls {CERT_LIVE} 2>/dev/null"),
         ("lock", f"cat {LOCK_DIR}/owner 2>/dev/null"),
         ("systemd", "[ -d /run/systemd/system ] && echo yes"),
         ("commands", "for c in " + " ".join(HOST_COMMANDS) + "; do command -v $c >/dev/null && echo $c; done"),
-        ("fingerprint", fingerprint_command(paths, files, secret_files, salt)),
     ]
     if audit_log:
         log = shlex.quote(audit_log)
         sections.append(("audit", f"[ -s {log} ] && tail -n 1 {log} | base64 -w0; echo"))
-    return "; ".join(f"echo '{MARK}{name}'; {command}" for name, command in sections) + "; true"
+    return read + "; " + "; ".join(f"echo '{MARK}{name}'; {command}" for name, command in sections) + "; true"
 
 
 def parse_host_state(lines: list[str]) -> State:
@@ -143,8 +152,8 @@ def parse_host_state(lines: list[str]) -> State:
         if uid.isdigit():
             state.users[name] = int(uid)
     state.uids = set(state.users.values())
-    state.docker_version = "".join(sections.get("docker", [])).strip()
-    state.compose_version = "".join(sections.get("compose", [])).strip()
+    state.docker_running = "yes" in sections.get("docker", [])
+    state.compose_plugin = "".join(sections.get("compose", [])).strip()
     state.networks = {line.strip() for line in sections.get("networks", []) if line.strip()}
     state.images = {line.strip() for line in sections.get("images", []) if line.strip()}
     for line in sections.get("containers", []):
