@@ -108,7 +108,7 @@ def test_a_vhost_change_is_one_command_that_holds_the_lock_itself(fake_run):
     commands = fake_run(state)
     assert len(commands) == 2  # the state read, then the transaction
     transaction = commands[1]
-    taken, reload, released = (transaction.index(f"mkdir \"$lock\""), transaction.index("nginx -s reload"),
+    taken, reload, released = (transaction.index("mkdir \"$lock\""), transaction.index("nginx -s reload"),
                                transaction.rindex(f"rm -rf {LOCK_DIR}"))
     assert taken < reload < released
     assert "base64 -d" in transaction  # the new file travels in the command: no SFTP session

@@ -35,11 +35,13 @@ import shlex
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
+
+from .remote import Run, connected
 
 GENESIS = "0" * 64
 RESULTS = ("ok", "failed", "rolled_back")
@@ -520,58 +522,6 @@ def _fields(stdout: str) -> dict[str, str]:
 # Hosts
 
 
-Run = Callable[[str], tuple[bool, str]]
-
-
-@contextmanager
-def _sessions(inventory_file: Path, root: Path, names: Iterable[str] | None) -> Iterator[dict]:
-    """SSH sessions to the named hosts (all when None) over the inventory's settings, kept open for
-    several commands: {name: (host, run) or error text}. Unreachable hosts are reported, not raised."""
-    from .greenlets import patch
-
-    patch()
-    from pyinfra.api import Config, State, StringCommand
-    from pyinfra.api.exceptions import PyinfraError
-    from pyinfra.context import ctx_host, ctx_state
-
-    from .inventory import load_inventory
-
-    inventory = load_inventory(inventory_file, root)
-    wanted = None if names is None else set(names)
-    hosts = [h for h in inventory if wanted is None or h.name in wanted]
-    state = State(inventory=inventory, config=Config())
-    sessions: dict[str, Any] = {name: "not in the inventory" for name in (wanted or ()) - {h.name for h in hosts}}
-    with ctx_state.use(state):
-        errors: dict[str, str] = {}
-
-        def connect(host):
-            try:
-                host.connect(show_errors=False, raise_exceptions=True)
-            except PyinfraError as error:
-                errors[host.name] = f"could not connect: {error}"
-
-        for greenlet in [state.pool.spawn(connect, h) for h in hosts]:
-            greenlet.get()
-        for host in hosts:
-            if not host.connected:
-                sessions[host.name] = errors.get(host.name, "could not connect")
-                continue
-            state.activate_host(host)
-
-            def run(command: str, host=host) -> tuple[bool, str]:
-                with ctx_host.use(host):
-                    ok, output = host.run_shell_command(StringCommand(command), print_output=False)
-                return ok, output.stdout
-
-            sessions[host.name] = (host, run)
-        try:
-            yield sessions
-        finally:
-            for host in hosts:
-                if host.connected:
-                    host.disconnect()
-
-
 def _last(head_line: bytes, host: str) -> tuple[int, str] | None:
     """(seq, hash) of the JSONL's last line; None for an empty log. A damaged last line stops appends:
     chaining onto it would hide the damage."""
@@ -648,7 +598,7 @@ def append(inventory_file: Path | None, root: Path, entries: Iterable[Entry | tu
     """Append one record per entry on its host (``entry.vps_id``), in order. Every entry is checked
     first (AuditError: bad field or secret inside; nothing is written then). Hosts that cannot be
     reached or written get an AppendResult with ``error``: an audit failure never stops the caller.
-    ``sessions``: connections already open (see ``_sessions``), else the inventory's hosts are connected;
+    ``sessions``: connections already open (``remote.Sessions``), else the inventory's hosts are connected;
     ``heads``: each log's last line if just read (see ``_append_host``)."""
     who = who or actor(root)
     secrets = list(secrets)
@@ -660,7 +610,7 @@ def append(inventory_file: Path | None, root: Path, entries: Iterable[Entry | tu
         return {}
     results: dict[str, AppendResult] = {}
     try:
-        opened = nullcontext(sessions) if sessions is not None else _sessions(inventory_file, root, by_host)
+        opened = nullcontext(sessions) if sessions is not None else connected(inventory_file, root, by_host)
         with opened as sessions:
             for name, host_entries in by_host.items():
                 session = sessions.get(name, "not connected")
@@ -689,7 +639,7 @@ def inspect(inventory_file: Path, root: Path, host: str | None = None) -> dict[s
 
     names = [h.name for h in select_hosts(load_inventory(inventory_file, root), host)]
     audits: dict[str, HostAudit] = {}
-    with _sessions(inventory_file, root, names) as sessions:
+    with connected(inventory_file, root, names) as sessions:
         for name in names:
             session = sessions[name]
             if isinstance(session, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,17 @@ def host_layers(host) -> list[dict[str, Any]]:
     return [data[DATA_KEY] for data in datas if data and DATA_KEY in data]
 
 
+# Validated configurations by their layers: hosts that share them (most do) share one HubConfig,
+# and a command asks for each host's several times.
+_CONFIGS: dict[str, HubConfig] = {}
+
+
 def host_config(host) -> HubConfig:
-    return hub_config(host_layers(host))
+    layers = host_layers(host)
+    key = json.dumps(layers, sort_keys=True, default=repr)
+    if key not in _CONFIGS:
+        _CONFIGS[key] = hub_config(layers)
+    return _CONFIGS[key]
 
 
 def select_hosts(inventory, name: str | None) -> list:

@@ -1,66 +1,107 @@
-"""Work on inventory hosts from the vsa-ops command, outside a pyinfra deploy, over pyinfra's own
-connectors (so the inventory's SSH settings apply): read-only commands and facts."""
+"""Work on inventory hosts from the vsa-ops command, outside a deploy, over pyinfra's own connectors
+(so the inventory's SSH settings apply): read-only commands, facts and audit appends. One way to
+connect for every command: hosts in parallel, and a host that cannot be reached is reported by
+name, never raised."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .inventory import load_inventory
 
+Run = Callable[[str], tuple[bool, str]]
+# name -> (host, run(command) -> (ok, stdout)), or why the host is not available
+Sessions = dict[str, "tuple[Any, Run] | str"]
+
+
+def sessions_of(state, hosts: Iterable, errors: dict[str, str] | None = None) -> Sessions:
+    """Sessions over hosts already connected in ``state``."""
+    from pyinfra.api import StringCommand
+    from pyinfra.context import ctx_host, ctx_state
+
+    def runner(host) -> Run:
+        def run(command: str) -> tuple[bool, str]:
+            with ctx_state.use(state), ctx_host.use(host):
+                ok, output = host.run_shell_command(StringCommand(command), print_output=False)
+            return ok, output.stdout
+        return run
+
+    return {h.name: (h, runner(h)) if h.connected else (errors or {}).get(h.name, "could not connect")
+            for h in hosts}
+
 
 @contextmanager
-def connected(inventory_file: Path, root: Path, limit: str | None = None) -> Iterator[tuple[Any, list]]:
-    """The pyinfra state and the selected hosts, connected; hosts that did not connect are left out
-    of the list and named in ``state.failed_hosts``."""
+def connected(inventory_file: Path, root: Path, names: Iterable[str] | None = None,
+              limit: str | None = None) -> Iterator[Sessions]:
+    """Sessions to the hosts named (all when None; or those of ``limit``, a host or group), kept
+    open for the block. Named hosts missing from the inventory get "not in the inventory"."""
     from .greenlets import patch
 
     patch()
     from pyinfra.api import Config, State
-    from pyinfra.api.connect import connect_all, disconnect_all
+    from pyinfra.api.exceptions import PyinfraError
     from pyinfra.context import ctx_state
 
     inventory = load_inventory(inventory_file, root)
+    wanted = None if names is None else set(names)
+    hosts = [h for h in inventory if (wanted is None or h.name in wanted)
+             and (limit is None or limit == h.name or limit in h.groups)]
     state = State(inventory=inventory, config=Config())
-    with ctx_state.use(state):
-        connect_all(state)
+    errors: dict[str, str] = {}
+
+    def connect(host):
         try:
-            hosts = [h for h in inventory if (limit in (None, h.name) or limit in h.groups)
-                     and h in state.activated_hosts]
-            yield state, hosts
+            host.connect(show_errors=False, raise_exceptions=True)
+        except PyinfraError as error:
+            errors[host.name] = f"could not connect: {error}"
+
+    with ctx_state.use(state):
+        for greenlet in [state.pool.spawn(connect, h) for h in hosts]:
+            greenlet.get()
+        for host in hosts:
+            if host.connected:
+                state.activate_host(host)
+        sessions = {name: "not in the inventory" for name in (wanted or set()) - {h.name for h in hosts}}
+        sessions.update(sessions_of(state, hosts, errors))
+        try:
+            yield sessions
         finally:
-            disconnect_all(state)
+            for host in hosts:
+                if host.connected:
+                    host.disconnect()
 
 
 def on_hosts(inventory_file: Path, root: Path, work: Callable[[Any], Any], limit: str | None = None) -> dict:
-    """``work(host)`` for each connected host, with pyinfra's host context set (facts work)."""
+    """``work(host)`` for each connected host, with pyinfra's host context set (facts work); a host
+    that could not be reached gets a ConnectionError instead."""
     from pyinfra.context import ctx_host
 
     results = {}
-    with connected(inventory_file, root, limit) as (state, hosts):
-        for host in load_inventory(inventory_file, root):
-            if (limit in (None, host.name) or limit in host.groups) and host.name not in {h.name for h in hosts}:
-                results[host.name] = ConnectionError(f"{host.name}: could not connect")
-        for host in hosts:
-            with ctx_host.use(host):
-                results[host.name] = work(host)
+    with connected(inventory_file, root, limit=limit) as sessions:
+        for name, session in sessions.items():
+            if isinstance(session, str):
+                results[name] = ConnectionError(f"{name}: {session}")
+                continue
+            with ctx_host.use(session[0]):
+                results[name] = work(session[0])
     return results
 
 
 def run_on_hosts(inventory_file: Path, root: Path, command_for: Callable[[object], str | None],
                  limit: str | None = None) -> dict[str, tuple[bool, str]]:
-    """Run ``command_for(host)`` on each host (skipped where it returns None); stdout by host name."""
-    from pyinfra.api import StringCommand
-
-    def run(host):
-        command = command_for(host)
-        if command is None:
-            return None
-        ok, output = host.run_shell_command(StringCommand(command), print_output=False)
-        return ok, output.stdout
-
-    results = on_hosts(inventory_file, root, run, limit)
-    return {name: (False, str(value)) if isinstance(value, Exception) else value
-            for name, value in results.items() if value is not None}
+    """Run ``command_for(host)`` on each host (skipped where it returns None); stdout by host name,
+    or (False, why) for a host that could not be reached."""
+    results = {}
+    with connected(inventory_file, root, limit=limit) as sessions:
+        for name, session in sessions.items():
+            if isinstance(session, str):
+                results[name] = (False, session)
+                continue
+            host, run = session
+            command = command_for(host)
+            if command is not None:
+                results[name] = run(command)
+    return results

@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pyinfra.api.state import BaseStateCallback
 
+from . import op_order
 from .deploys.hub import RunOptions, run_options
 from .facts.host_state import LOCK_DIR
 from .inventory import load_inventory
+from .remote import Sessions, sessions_of
 
 DEPLOY_FILE = "deploy.py"
 _DEPLOY_PREFIX = "vsa-ops hub | "
@@ -41,19 +42,8 @@ class Run:
     def __init__(self, root: Path, state, hosts: list, result: DeployResult):
         self.root, self.state, self.hosts, self.result = root, state, hosts, result
 
-    def sessions(self) -> dict[str, Any]:
-        """{host name: (host, run(command) -> (ok, stdout))} for the connected hosts."""
-        from pyinfra.api import StringCommand
-        from pyinfra.context import ctx_host, ctx_state
-
-        def runner(host):
-            def run(command: str) -> tuple[bool, str]:
-                with ctx_state.use(self.state), ctx_host.use(host):
-                    ok, output = host.run_shell_command(StringCommand(command), print_output=False)
-                return ok, output.stdout
-            return run
-
-        return {h.name: (h, runner(h)) if h.connected else "could not connect" for h in self.hosts}
+    def sessions(self) -> Sessions:
+        return sessions_of(self.state, self.hosts)
 
     def audit(self, entries: list, echo: Callable[[str], None] | None = None) -> None:
         audit(self.root, None, entries, echo=echo, run=self)
@@ -115,6 +105,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, op
     from pyinfra_cli.prints import print_results
     from pyinfra_cli.util import load_deploy_file
 
+    op_order.install()
     start = time.monotonic()
     inventory = inventory or load_inventory(inventory_file, root)
     limits = list(limits or [])

@@ -88,6 +88,7 @@ def render_host(
                    for d in hub.storage.directories}
     files: list[File] = []
     stacks: list[Stack] = []
+    bodies: dict[str, str] = {}
 
     enabled = hub.stacks if hub.stacks is not None else sources.stack_names()
     missing = sorted(set(enabled) - set(sources.stack_names()))
@@ -111,7 +112,8 @@ def render_host(
             files.append(File(f"{ROOT}/{stack_name}/{dest_rel}", text, mode=mode))
         if compose_text is None:
             raise RenderError(f"stacks/{stack_name}/: no compose file (one of {', '.join(COMPOSE_NAMES)})")
-        stacks.append(_stack(hub, components, stack_name, compose_text))
+        stack, bodies[stack_name] = _parsed_stack(hub, components, stack_name, compose_text)
+        stacks.append(stack)
 
     files.extend(_secret_files(hub, secrets, {s.name for s in stacks}))
     if any(s.name == "reverse-proxy" for s in stacks):
@@ -124,7 +126,7 @@ def render_host(
         files.append(File("/etc/logrotate.d/vsa-ops", _render(env, "templates/logrotate.j2", {
             "hub": hub, "host": host, "root": ROOT, "nginx_uid": nginx_uid})))
     for stack in stacks:
-        body = yamlio.dump(stack.compose, sort_keys=False, default_flow_style=False, width=1000)
+        body = bodies[stack.name]
         header = f"# Rendered by vsa-ops from stacks/{stack.name}/ for {host}. Edit the source, not this file.\n"
         files.append(File(stack.compose_path, header + body))
 
@@ -184,6 +186,25 @@ def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
     except jinja2.TemplateError as error:
         line = getattr(error, "lineno", None)
         raise RenderError(f"{name}{f':{line}' if line else ''}: {error}") from None
+
+
+# YAML is most of a render's time, and hosts that share a configuration render the same compose
+# text: each (configuration, stack, text) is parsed and dumped once per process.
+_STACKS: dict[tuple[int, str, str], tuple[HubConfig, Stack, str]] = {}
+
+
+def _parsed_stack(hub: HubConfig, components: dict[str, Component], name: str, text: str) -> tuple[Stack, str]:
+    """The stack, and its compose file as installed (normalised YAML)."""
+    key = (id(hub), name, text)
+    cached = _STACKS.get(key)
+    if cached and cached[0] is hub:
+        return cached[1], cached[2]
+    stack = _stack(hub, components, name, text)
+    body = yamlio.dump(stack.compose, sort_keys=False, default_flow_style=False, width=1000)
+    if len(_STACKS) > 256:
+        _STACKS.clear()
+    _STACKS[key] = (hub, stack, body)
+    return stack, body
 
 
 def _stack(hub: HubConfig, components: dict[str, Component], name: str, text: str) -> Stack:
