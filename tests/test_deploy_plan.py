@@ -11,12 +11,16 @@ from vsa_ops.greenlets import patch
 
 patch()
 
-from pyinfra.api import Config, Inventory, State  # noqa: E402
+from pyinfra.api import Config, FileUploadCommand, Inventory, State, StringCommand  # noqa: E402
 from pyinfra.api.connect import connect_all  # noqa: E402
 from pyinfra.api.deploy import add_deploy  # noqa: E402
 from pyinfra.api.operations import run_ops  # noqa: E402
 
 from vsa_ops.config import hub_config  # noqa: E402
+from vsa_ops.domains import Domain  # noqa: E402
+from vsa_ops.operations.lock import Hold  # noqa: E402
+from vsa_ops.operations.stacks import COMMAND_LIMIT, transaction_commands  # noqa: E402
+from vsa_ops.plan import make_plan, managed_paths  # noqa: E402
 from vsa_ops.deploys.hub import SALT, converge_hub  # noqa: E402
 from vsa_ops.project import load_sources  # noqa: E402
 from vsa_ops.render import render_host  # noqa: E402
@@ -138,3 +142,28 @@ def test_the_state_read_brings_the_audit_log_s_last_line():
     assert state.audit_head == line
     assert parse_host_state([f"{MARK}audit", ""]).audit_head == b""  # no log yet
     assert parse_host_state([f"{MARK}lock"]).audit_head is None  # not asked for
+
+
+def _transaction(domains: int):
+    base = fake_manifest()
+    sites = [Domain(name=f"site{i}.vsa.test", upstream="demo-app:8080", tls=False) for i in range(domains)]
+    manifest = render_host(hub_config(), load_sources(ROOT), host="@fake/hub", secrets=SECRETS, domains=sites)
+    plan = make_plan(manifest, converged(base, salt=SALT))
+    paths, files, secret_files = managed_paths(manifest)
+    hold = Hold("r1 ctl 1 2 alice", plan.fingerprint, tuple(paths), tuple(files), tuple(secret_files), SALT)
+    return transaction_commands(plan, manifest, hold)
+
+
+def test_a_few_new_vhosts_are_one_command():
+    commands = _transaction(3)
+    assert [type(c) for c in commands] == [StringCommand] and "base64 -d" in str(commands[0])
+
+
+def test_a_transaction_too_long_for_a_command_line_travels_as_a_file():
+    commands = _transaction(400)
+    uploads = [c for c in commands if isinstance(c, FileUploadCommand)]
+    shell = [str(c) for c in commands if isinstance(c, StringCommand)]
+    assert len(uploads) == 2 and len(shell) == 1  # the archive, the script; then running it
+    script = uploads[1].src.getvalue().decode()
+    assert len(script) > COMMAND_LIMIT and len(shell[0]) < 200 and uploads[1].dest in shell[0]
+    assert "mkdir \"$lock\"" in script and "nginx -s reload" in script and "base64 -d" not in script

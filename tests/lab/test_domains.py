@@ -182,3 +182,25 @@ def test_domains_and_certs_list_live_state(hub):
 
 def test_a_second_deploy_after_domains_changes_nothing(hub):
     assert "no changes" in vsa("deploy", "-i", str(hub.inventory)).stdout
+
+
+def test_three_hundred_domains_at_once_converge_and_go_again(hub):
+    """A transaction too long for one command line (300 vhosts, the lock's fingerprint over every
+    path) travels as a file and applies; removing them all is one more converge."""
+    from vsa_ops.domains import Domain, load_registry, save_registry
+
+    path = ROOT / ".lab" / "domains.yml"
+    before = load_registry(path)
+    many = {f"bulk{i}.vsa.test": Domain(name=f"bulk{i}.vsa.test", upstream="demo-app:8080", tls=False)
+            for i in range(300)}
+    save_registry(path, {**before, **many})
+    try:
+        result = hub.deploy()
+        assert "300 files; reload reverse-proxy-nginx" in result.stdout, result.stdout
+        assert http(hub, "bulk299.vsa.test").status == 200
+    finally:
+        save_registry(path, before)
+    assert "300 removed files" in hub.deploy().stdout
+    with pytest.raises(OSError):  # the default server closes the connection of a name it does not serve
+        http(hub, "bulk299.vsa.test")
+    assert "no changes" in hub.deploy().stdout

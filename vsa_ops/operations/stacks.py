@@ -23,6 +23,9 @@ PROBE_SECONDS = 3
 # (a command line is visible to the host's other users while it runs): no SFTP session, which costs
 # several round trips. Larger archives, or any secret, go by SFTP.
 INLINE_LIMIT = 32 * 1024
+# A command is one argument of `sh -c`, and Linux caps one argument at 128 KiB (MAX_ARG_STRLEN); a
+# longer transaction (hundreds of files, the lock's fingerprint over every path) travels as a file.
+COMMAND_LIMIT = 96 * 1024
 
 
 def staged_name(path: str) -> str:
@@ -184,8 +187,24 @@ def activate(plan: Plan, manifest: Manifest, lock: Hold | None = None):
     if not (plan.files or plan.removals or plan.stacks_up or plan.services):
         host.noop("files and stacks are up to date")
         return
-    archive = f"/var/tmp/vsa-ops-files-{plan.fingerprint[:12] or 'new'}.tar"
+    yield from transaction_commands(plan, manifest, lock)
+
+
+def transaction_commands(plan: Plan, manifest: Manifest, lock: Hold | None = None) -> list:
+    """The commands of the transaction: at best one; the files' archive by SFTP when it cannot be
+    inline, and the script itself by SFTP when it is too long for a command line."""
+    name = plan.fingerprint[:12] or "new"
+    archive = f"/var/tmp/vsa-ops-files-{name}.tar"
     inline = inline_archive(plan)
+    text = activation_script(plan, manifest, archive, inline=inline, lock=lock)
+    if inline and len(text) > COMMAND_LIMIT:
+        inline = None
+        text = activation_script(plan, manifest, archive, lock=lock)
+    commands = []
     if inline is None and any(c.needs_upload for c in plan.files):
-        yield FileUploadCommand(io.BytesIO(files_archive(plan)), archive)
-    yield StringCommand(activation_script(plan, manifest, archive, inline=inline, lock=lock))
+        commands.append(FileUploadCommand(io.BytesIO(files_archive(plan)), archive))
+    if len(text) <= COMMAND_LIMIT:
+        return [*commands, StringCommand(text)]
+    path = f"/var/tmp/vsa-ops-transaction-{name}.sh"
+    return [*commands, FileUploadCommand(io.BytesIO(text.encode()), path),
+            StringCommand(f"sh {argv(path)}; status=$?; rm -f {argv(path)}; exit $status")]
