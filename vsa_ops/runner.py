@@ -163,12 +163,6 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, op
         pyinfra.is_cli = was_cli
 
 
-def run_deploy(root: Path, inventory_file: Path, limits: Iterable[str] | None, options: RunOptions,
-               echo: Callable[[str], None] | None = None) -> DeployResult:
-    with deploying(root, inventory_file, limits, options, echo) as run:
-        return run.result
-
-
 def release_lock(run: Run, run_id: str) -> None:
     """Remove the run lock where this run still holds it; unreachable hosts keep it until it goes stale."""
     command = (f"[ \"$(cut -d' ' -f1 {LOCK_DIR}/owner 2>/dev/null)\" = {shlex.quote(run_id)} ] "
