@@ -202,14 +202,14 @@ def remove_domain(domain, keep_cert, inventory, no_apply):
 @click.option("--json", "as_json", is_flag=True)
 def domains(inventory, as_json):
     """Each declared domain with its live state on the hosts serving it."""
-    rows = sites.domain_status(find_root(), inventory_path(inventory).resolve())
+    rows, unread = sites.domain_status(find_root(), inventory_path(inventory).resolve())
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    for r in rows:
+    for r in [] if as_json else rows:
         cert = f"{r['issuer']} until {r['expires']} ({r['days_left']} days)" if r["issuer"] else "no certificate"
         click.echo(f"{r['domain']} on {r['host']}: vhost {'yes' if r['vhost'] else 'no'}, {cert}, "
                    f"auth {'on' if r['auth'] else 'off'}, upstream {r['upstream']}")
+    _unread(unread)
 
 
 @main.command()
@@ -217,12 +217,20 @@ def domains(inventory, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def certs(inventory, as_json):
     """Certificates on every host, the soonest to expire first."""
-    rows = sites.certificate_inventory(find_root(), inventory_path(inventory).resolve())
+    rows, unread = sites.certificate_inventory(find_root(), inventory_path(inventory).resolve())
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    for r in rows:
+    for r in [] if as_json else rows:
         click.echo(f"{r['host']} {r['name']}: {r['days_left']} days left (until {r['expires']}), {r['issuer']}")
+    _unread(unread)
+
+
+def _unread(hosts: dict[str, str]) -> None:
+    """A listing that misses hosts says which and why, and exits 1."""
+    for name, why in hosts.items():
+        click.echo(f"vsa-ops: {name}: {why}", err=True)
+    if hosts:
+        sys.exit(1)
 
 
 def _review(root: Path, path: Path, limit: str | None, fmt: str) -> list:

@@ -205,8 +205,9 @@ def _certificate_facts(pem: str) -> dict:
             "days_left": (expires - dt.datetime.now(dt.timezone.utc)).days}
 
 
-def domain_status(root: Path, inventory_file: Path) -> list[dict]:
-    """Each declared domain on each host serving it: vhost present, certificate, auth."""
+def domain_status(root: Path, inventory_file: Path) -> tuple[list[dict], dict[str, str]]:
+    """Each declared domain on each host serving it: vhost present, certificate, auth; and the hosts
+    that could not be read, with why."""
     inventory = load_inventory(inventory_file, root)
     registry = load_registry(registry_path(root, inventory))
 
@@ -215,6 +216,7 @@ def domain_status(root: Path, inventory_file: Path) -> list[dict]:
         return _certificate_script(names) if names else None
 
     outputs = run_on_hosts(inventory_file, root, command)
+    unread = {name: text for name, (ok, text) in outputs.items() if not ok}
     rows = []
     for domain in registry.values():
         for host_name, (ok, text) in outputs.items():
@@ -224,17 +226,19 @@ def domain_status(root: Path, inventory_file: Path) -> list[dict]:
             rows.append({"domain": domain.name, "host": host_name, "upstream": domain.upstream, "tls": domain.tls,
                          "auth": bool(domain.auth), "vhost": sections[("vhost", domain.name)].strip() == "yes",
                          **_certificate_facts(sections.get(("cert", domain.name), ""))})
-    return rows
+    return rows, unread
 
 
-def certificate_inventory(root: Path, inventory_file: Path) -> list[dict]:
-    """Every certificate on every host, the soonest to expire first."""
+def certificate_inventory(root: Path, inventory_file: Path) -> tuple[list[dict], dict[str, str]]:
+    """Every certificate on every host, the soonest to expire first; and the hosts that could not be
+    read, with why."""
     live = f"{REVERSE_PROXY}/letsencrypt/live"
     script = (f"for d in {live}/*/; do [ -f \"$d/cert.pem\" ] || continue; n=$(basename \"$d\"); "
               f"echo \"@@cert $n\"; cat \"$d/cert.pem\"; done; true")
     outputs = run_on_hosts(inventory_file, root, lambda host: script)
     rows = []
     for host_name, (ok, text) in outputs.items():
-        for (kind, name), pem in _parse_sections(text).items():
+        for (kind, name), pem in _parse_sections(text).items() if ok else ():
             rows.append({"host": host_name, "name": name, **_certificate_facts(pem)})
-    return sorted(rows, key=lambda r: (r["days_left"] is None, r["days_left"] or 0, r["host"], r["name"]))
+    return (sorted(rows, key=lambda r: (r["days_left"] is None, r["days_left"] or 0, r["host"], r["name"])),
+            {name: text for name, (ok, text) in outputs.items() if not ok})

@@ -194,6 +194,16 @@ def test_domains_and_certs_list_live_state(hub):
     assert [c["name"] for c in certs] == ["shop.vsa.test"]
 
 
+def test_listings_name_a_host_they_cannot_reach(hub, tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(hub.inventory.read_text() +
+                         "\nlab.append(('ghost', {**lab[0][1], 'ssh_port': 1}))\nhubs = [name for name, _ in lab]\n")
+    for command in ("domains", "certs"):
+        result = vsa(command, "-i", str(inventory), check=False)
+        assert result.returncode == 1 and "vsa-ops: ghost: could not connect" in result.stderr, result.stderr
+        assert "shop.vsa.test" in result.stdout  # the reachable host is still listed
+
+
 def test_a_second_deploy_after_domains_changes_nothing(hub):
     assert "no changes" in vsa("deploy", "-i", str(hub.inventory)).stdout
 
