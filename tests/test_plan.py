@@ -3,7 +3,7 @@
 import pytest
 
 from vsa_ops.domains import Domain
-from vsa_ops.facts.host_state import PathState, State, parse_host_state, state_script
+from vsa_ops.facts.host_state import PathState, State, fingerprint_command, parse_host_state, state_script
 from vsa_ops.htpasswd import PasswordError, hash_password, verify_password
 from vsa_ops.plan import PlanError, assume_applied, content_hash, make_plan, plan_fstab, restrict, sha256
 
@@ -157,6 +157,29 @@ def test_the_state_script_output_parses():
     assert state.certificates == {"example.com"}
     assert state.fingerprint == "f00"
     assert "'/srv/a b'" in state_script(["/srv/a b"], [])  # paths are quoted
+
+
+def test_the_state_read_and_the_lock_hash_the_same_bytes(tmp_path):
+    """Run here with sh: the fingerprint the state script prints is the one the lock recomputes, and a
+    change to any covered file moves it."""
+    import subprocess
+
+    folder, plain, secret = tmp_path / "d", tmp_path / "d" / "f.conf", tmp_path / "d" / "pw"
+    folder.mkdir()
+    plain.write_text("a\n")
+    secret.write_text("hunter2\n")
+    paths, files, secrets = [str(folder), str(plain), str(secret), str(tmp_path / "missing")], [str(plain)], [str(secret)]
+
+    def sh(script: str) -> str:
+        return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+
+    def read() -> str:
+        return parse_host_state(sh(state_script(paths, files, [str(folder)], secrets, "salt")).splitlines()).fingerprint
+
+    printed = read()
+    assert len(printed) == 64 and printed == sh(fingerprint_command(paths, files, secrets, "salt")).strip()
+    secret.write_text("hunter3\n")
+    assert read() != printed and read() == sh(fingerprint_command(paths, files, secrets, "salt")).strip()
 
 
 def test_htpasswd_hashes_are_bcrypt_cost_10_and_verify():

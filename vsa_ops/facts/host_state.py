@@ -2,9 +2,9 @@
 
 pyinfra runs one command per fact and caches nothing, so reading each file separately would cost
 one round trip per file. This fact asks for everything at once: owner, group, mode and SHA-256 of
-the managed paths, /etc/fstab, the filesystem labels present, accounts, Docker's version, networks,
-images and compose containers, the issued certificates, the run lock and the audit log's last line
-(so that the run's audit record needs no read of its own).
+the managed paths, /etc/fstab, the filesystem labels present, accounts, whether Docker runs and
+where its compose plugin is, its networks, images and compose containers, the issued certificates,
+the run lock and the audit log's last line (so that the run's audit record needs no read of its own).
 """
 
 from __future__ import annotations
@@ -73,13 +73,22 @@ def hash_command(files: list[str], secret_files: list[str] = (), salt: str = "")
     return command
 
 
-def fingerprint_command(paths: list[str], files: list[str], secret_files: list[str] = (), salt: str = "") -> str:
-    """Digest of the managed paths' metadata and contents and of /etc/fstab. The same text runs in
-    this fact and under the run lock, so both sides hash exactly the same bytes."""
+def fingerprinted_reads(paths: list[str], files: list[str], secret_files: list[str] = (),
+                        salt: str = "") -> list[tuple[str, str]]:
+    """(section, command) for what the fingerprint covers: the managed paths' metadata, their
+    contents' digests and /etc/fstab. Each command tolerates missing paths (callers may run them
+    under `set -e`); the state read prints them and the run lock re-hashes them, the same text."""
     quoted_paths = " ".join(shlex.quote(p) for p in paths) or "/nonexistent-vsa"
-    # Each part tolerates missing paths: the caller may run this under `set -e`.
-    return (f"{{ stat -c '%F|%u|%g|%a|%n' {quoted_paths} || true; {{ {hash_command(files, secret_files, salt)}; }} "
-            "|| true; cat /etc/fstab || true; } 2>/dev/null | sha256sum | cut -d' ' -f1")
+    return [("stat", f"stat -c '%F|%u|%g|%a|%n' {quoted_paths} || true"),
+            ("sha256", f"{{ {hash_command(files, secret_files, salt)}; }} || true"),
+            ("fstab", "cat /etc/fstab || true")]
+
+
+def fingerprint_command(paths: list[str], files: list[str], secret_files: list[str] = (), salt: str = "") -> str:
+    """Digest of the managed paths' metadata and contents and of /etc/fstab, as the state read
+    computes it, so both sides hash exactly the same bytes."""
+    reads = "; ".join(command for _, command in fingerprinted_reads(paths, files, secret_files, salt))
+    return f"{{ {reads}; }} 2>/dev/null | sha256sum | cut -d' ' -f1"
 
 
 def state_script(paths: list[str], files: list[str], owned: list[str] | None = None,
@@ -87,18 +96,15 @@ def state_script(paths: list[str], files: list[str], owned: list[str] | None = N
     """The shell script the fact runs: one section per kind of state, each after a marker line.
     Metadata, hashes and fstab are read once into a private temporary folder, printed, and hashed
     together as the fingerprint, the very bytes ``fingerprint_command`` hashes under the lock."""
-    quoted_paths = " ".join(shlex.quote(p) for p in paths) or "/nonexistent-vsa"
     docker_ps = ("docker ps -a --filter label=com.docker.compose.project --format "
                  "'{{.Label \"com.docker.compose.project\"}}|{{.Label \"com.docker.compose.service\"}}|{{.State}}'")
     plugins = " ".join(f"{d}/docker-compose" for d in PLUGIN_DIRS)
-    read = (f"t=$(mktemp -d); {{ stat -c '%F|%u|%g|%a|%n' {quoted_paths} || true; }} > \"$t/stat\" 2>/dev/null; "
-            f"{{ {hash_command(files, secret_files, salt)}; }} > \"$t/sha256\" 2>/dev/null; "
-            "{ cat /etc/fstab || true; } > \"$t/fstab\" 2>/dev/null")
+    reads = fingerprinted_reads(paths, files, secret_files, salt)
+    read = "t=$(mktemp -d); " + "; ".join(f"{{ {command}; }} > \"$t/{name}\" 2>/dev/null" for name, command in reads)
+    kept = " ".join(f"\"$t/{name}\"" for name, _ in reads)
     sections = [
-        ("stat", "cat \"$t/stat\""),
-        ("sha256", "cat \"$t/sha256\""),
-        ("fstab", "cat \"$t/fstab\""),
-        ("fingerprint", "cat \"$t/stat\" \"$t/sha256\" \"$t/fstab\" | sha256sum | cut -d' ' -f1; rm -rf \"$t\""),
+        *((name, f"cat \"$t/{name}\"") for name, _ in reads),
+        ("fingerprint", f"cat {kept} | sha256sum | cut -d' ' -f1; rm -rf \"$t\""),
         ("owned", f"find {' '.join(shlex.quote(p) for p in owned or []) or '/nonexistent-vsa'} -mindepth 1 "
                   "-maxdepth 1 ! -type d 2>/dev/null"),
         ("labels", "ls /dev/disk/by-label/ 2>/dev/null"),
