@@ -19,7 +19,7 @@ from .audit import Entry
 from .audit_cli import audit as audit_commands
 from .cli_support import Command, host_option, inventory_option
 from .deploys.hub import RunOptions, host_manifest
-from .inventory import InventoryError, host_config, inventory_path, load_inventory, select_hosts
+from .inventory import InventoryError, host_config, inventory_path, limited, load_inventory, select_hosts
 from .lab import hosts as lab_hosts
 from .lint import lint as lint_manifest
 from .project import find_root
@@ -86,7 +86,7 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool):
     root = find_root()
     path = inventory_path(inventory).resolve()
     inventory_hosts = load_inventory(path, root)
-    hosts = [h for h in inventory_hosts if limit in (None, h.name) or limit in h.groups]
+    hosts = limited(inventory_hosts, [limit] if limit else None)
     if not hosts:
         raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
     # Configuration, secrets and templates are checked for every host before any host is touched;

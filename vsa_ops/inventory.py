@@ -60,6 +60,12 @@ def host_config(host) -> HubConfig:
     return _CONFIGS[key]
 
 
+def limited(inventory, limits) -> list:
+    """The hosts named by ``limits`` (host or group names; empty or None: every host), in inventory order."""
+    limits = set(limits or ())
+    return [h for h in inventory if not limits or h.name in limits or limits & set(h.groups)]
+
+
 def select_hosts(inventory, name: str | None) -> list:
     hosts = list(inventory)
     if name is None:

@@ -72,6 +72,12 @@ class Plan:
                     or self.stacks_up or self.services or self.daemon_json or self.install_docker or self.packages
                     or self.certificates)
 
+    @property
+    def transaction_only(self) -> bool:
+        """All of the work is in the files-and-stacks transaction (``operations.stacks.activate``)."""
+        return not (self.install_docker or self.daemon_json or self.restart_docker or self.packages or self.fstab
+                    or self.users or self.directories or self.networks or self.images or self.certificates)
+
     def summary(self) -> str:
         if self.empty:
             return "no changes"

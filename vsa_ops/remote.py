@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .inventory import load_inventory
+from .inventory import limited, load_inventory
 
 Run = Callable[[str], tuple[bool, str]]
 # name -> (host, run(command) -> (ok, stdout)), or why the host is not available
@@ -47,8 +47,7 @@ def connected(inventory_file: Path, root: Path, names: Iterable[str] | None = No
 
     inventory = load_inventory(inventory_file, root)
     wanted = None if names is None else set(names)
-    hosts = [h for h in inventory if (wanted is None or h.name in wanted)
-             and (limit is None or limit == h.name or limit in h.groups)]
+    hosts = [h for h in limited(inventory, [limit] if limit else None) if wanted is None or h.name in wanted]
     state = State(inventory=inventory, config=Config())
     errors: dict[str, str] = {}
 

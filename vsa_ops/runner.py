@@ -16,9 +16,9 @@ from pathlib import Path
 from pyinfra.api.state import BaseStateCallback
 
 from . import op_order
-from .deploys.hub import RunOptions, run_options
+from .deploys.hub import SECRETS_FILE_KEY, RunOptions, run_options
 from .facts.host_state import LOCK_DIR
-from .inventory import load_inventory
+from .inventory import limited, load_inventory
 from .remote import Sessions, sessions_of
 
 DEPLOY_FILE = "deploy.py"
@@ -108,8 +108,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, op
     op_order.install()
     start = time.monotonic()
     inventory = inventory or load_inventory(inventory_file, root)
-    limits = list(limits or [])
-    hosts = [h for h in inventory if not limits or h.name in limits or any(g in limits for g in h.groups)]
+    hosts = limited(inventory, limits)
     config = Config()
     state = State(check_for_changes=False)  # -y: no separate change detection, the deploy plans itself
     state.cwd = str(root)
@@ -185,7 +184,7 @@ def audit(root: Path, inventory_file: Path | None, entries: list, echo=None, run
     inventory = run.state.inventory if run else load_inventory(inventory_file, root)
     secrets = set(load_secrets(root).values())
     for host in inventory:
-        named = host.data.get("vsa_secrets_file")
+        named = host.data.get(SECRETS_FILE_KEY)
         if named:
             secrets |= set(load_secrets(root, file=Path(named)).values())
     sessions, heads = (run.sessions(), run.result.audit_heads) if run else (None, None)

@@ -171,6 +171,11 @@ def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: boo
            delete_certificate=None if keep_cert else domain.name)
 
 
+def _unreachable(outputs: dict[str, tuple[bool, str]]) -> dict[str, str]:
+    """The hosts a listing could not read, with why."""
+    return {name: text for name, (ok, text) in outputs.items() if not ok}
+
+
 def _certificate_script(names: list[str]) -> str:
     live = f"{REVERSE_PROXY}/letsencrypt/live"
     conf = f"{REVERSE_PROXY}/nginx/conf.d"
@@ -216,7 +221,6 @@ def domain_status(root: Path, inventory_file: Path) -> tuple[list[dict], dict[st
         return _certificate_script(names) if names else None
 
     outputs = run_on_hosts(inventory_file, root, command)
-    unread = {name: text for name, (ok, text) in outputs.items() if not ok}
     rows = []
     for domain in registry.values():
         for host_name, (ok, text) in outputs.items():
@@ -226,7 +230,7 @@ def domain_status(root: Path, inventory_file: Path) -> tuple[list[dict], dict[st
             rows.append({"domain": domain.name, "host": host_name, "upstream": domain.upstream, "tls": domain.tls,
                          "auth": bool(domain.auth), "vhost": sections[("vhost", domain.name)].strip() == "yes",
                          **_certificate_facts(sections.get(("cert", domain.name), ""))})
-    return rows, unread
+    return rows, _unreachable(outputs)
 
 
 def certificate_inventory(root: Path, inventory_file: Path) -> tuple[list[dict], dict[str, str]]:
@@ -241,4 +245,4 @@ def certificate_inventory(root: Path, inventory_file: Path) -> tuple[list[dict],
         for (kind, name), pem in _parse_sections(text).items() if ok else ():
             rows.append({"host": host_name, "name": name, **_certificate_facts(pem)})
     return (sorted(rows, key=lambda r: (r["days_left"] is None, r["days_left"] or 0, r["host"], r["name"])),
-            {name: text for name, (ok, text) in outputs.items() if not ok})
+            _unreachable(outputs))

@@ -181,7 +181,7 @@ def converge_hub():
     paths, files, secret_files = managed_paths(manifest)
     hold = lock.Hold(owner, plan.fingerprint, tuple(paths), tuple(files), tuple(secret_files), SALT,
                      stale_owner=_stale(plan.lock_holder), wait=options.lock_wait)
-    if _transaction_only(plan) and not delete_certificate:
+    if plan.transaction_only and not delete_certificate:
         # One command: the lock is taken and given back inside the transaction.
         stacks.activate(name=f"files and stacks: {plan.summary()} (under the run lock)", plan=plan, manifest=manifest,
                         lock=hold)
@@ -209,9 +209,3 @@ def converge_hub():
         certificates.delete(name=f"delete certificate {delete_certificate}", names=[delete_certificate],
                             certbot=certbot)
     lock.release(name="release the run lock", owner=owner)
-
-
-def _transaction_only(plan: Plan) -> bool:
-    """The plan's work is all in the files-and-stacks transaction."""
-    return not (plan.install_docker or plan.daemon_json or plan.restart_docker or plan.packages or plan.fstab
-                or plan.users or plan.directories or plan.networks or plan.images or plan.certificates)
