@@ -1,5 +1,6 @@
-"""`vsa-ops add-domain --no-apply` and `remove-domain --no-apply`: validation and the registry, no host.
-Bad input exits 1 with one line naming the field and the value, and changes no file."""
+"""`vsa-ops add-domain --no-apply` and `remove-domain --no-apply`: validation and the registry, no host
+(and `deploy --limit` naming no host). Bad input exits 1 with one line naming the field and the value,
+and changes no file."""
 
 import subprocess
 
@@ -110,3 +111,10 @@ def test_a_broken_registry_names_the_entry(project):
     result = add(project, "b.example.com", "--upstream", "demo-app:8080")
     assert result.returncode == 1
     assert result.stderr.strip().startswith("vsa-ops: domains.yml: a.example.com.upstream:")
+
+
+def test_deploy_with_a_limit_that_names_no_host_stops_before_connecting(project):
+    result = run_cli("deploy", "--limit", "nohost", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "vsa-ops: --limit: no host or group 'nohost' in the inventory"
+    assert "Connecting" not in result.stdout
