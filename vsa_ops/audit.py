@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
+from .errors import VsaError
 from .remote import Run, connected
 
 GENESIS = "0" * 64
@@ -63,7 +64,7 @@ CONFLICT_EXIT = 75
 MIN_SECRET = 4
 
 
-class AuditError(ValueError):
+class AuditError(VsaError):
     """A record that must not be written (bad field, secret inside) or an unusable audit path."""
 
 

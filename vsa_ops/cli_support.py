@@ -6,28 +6,17 @@ import sys
 
 import click
 
-from .audit import AuditError
-from .config import ConfigError
-from .domains import RegistryError
-from .htpasswd import PasswordError
-from .inventory import InventoryError
-from .lab.hosts import LabError
-from .plan import PlanError
-from .render import RenderError
-from .sites import DomainError
-
-# Mistakes of input or environment: one line each on stderr, exit 1, never a traceback.
-USER_ERRORS = (ConfigError, InventoryError, RenderError, FileNotFoundError, ValueError, LabError, DomainError,
-               RegistryError, PasswordError, PlanError, AuditError)
+from .errors import VsaError
 
 
 class Command(click.Group):
-    """A command group whose known mistakes end as short messages on stderr and exit 1."""
+    """A command group whose expected failures (VsaError) end as short messages on stderr and exit 1;
+    anything else is a bug and keeps its traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as error:
+        except VsaError as error:
             for line in str(error).splitlines():
                 click.echo(f"vsa-ops: {line}", err=True)
             sys.exit(1)

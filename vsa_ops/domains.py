@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .errors import VsaError
 from . import yamlio
 from .config.base import Model
 from .config.reverse_proxy import check_headers
@@ -165,7 +166,7 @@ _HEADER = ("# Domains served by the reverse proxy: `vsa-ops add-domain` and `rem
            "# hand edits are fine. Basic-auth users hold bcrypt hashes only, never passwords.\n")
 
 
-class RegistryError(ValueError):
+class RegistryError(VsaError):
     pass
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from passlib.hash import bcrypt
 
+from .errors import VsaError
+
 COST = 10
 MAX_BYTES = 72
 
 
-class PasswordError(ValueError):
+class PasswordError(VsaError):
     pass
 
 

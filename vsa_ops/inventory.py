@@ -7,12 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import VsaError
 from .config import DATA_KEY, HubConfig, hub_config
 
 DEFAULT_INVENTORY = "inventory.py"
 
 
-class InventoryError(ValueError):
+class InventoryError(VsaError):
     pass
 
 

@@ -8,6 +8,7 @@ import hashlib
 import posixpath
 from dataclasses import dataclass, field
 
+from .errors import VsaError
 from .facts.host_state import HOST_COMMANDS, PathState, State
 from .manifest import Directory, File, FstabLine, Manifest, Service, Stack
 
@@ -105,7 +106,7 @@ class Plan:
 DAEMON_JSON = "/etc/docker/daemon.json"
 
 
-class PlanError(ValueError):
+class PlanError(VsaError):
     pass
 
 

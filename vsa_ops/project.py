@@ -7,7 +7,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import VsaError
+
 SECRETS_FILE = "secrets.env"
+
+
+class ProjectError(VsaError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,7 @@ def find_root(start: Path | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / "stacks").is_dir() and (folder / "templates").is_dir():
             return folder
-    raise FileNotFoundError(f"no vsa-ops project (a folder with stacks/ and templates/) at or above {here}")
+    raise ProjectError(f"no vsa-ops project (a folder with stacks/ and templates/) at or above {here}")
 
 
 # Loaded sources by project, with the stat of every file they came from: a process reads them once
@@ -73,7 +79,7 @@ def load_secrets(root: Path, environ: dict[str, str] | None = None, file: Path |
                 continue
             key, sep, value = line.partition("=")
             if not sep:
-                raise ValueError(f"{path}:{number}: expected KEY=VALUE")
+                raise ProjectError(f"{path}:{number}: expected KEY=VALUE")
             values[key.strip()] = value.strip()
     environ = os.environ if environ is None else environ
     values.update({key: value for key, value in environ.items() if key.startswith("VSA_")})

@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography import x509
 from pydantic import ValidationError
 
+from .errors import VsaError
 from .config.storage import REVERSE_PROXY
 from .deploys.hub import RunOptions, host_manifest
 from .deploys.hub import registry_path as host_registry
@@ -25,7 +26,7 @@ from .audit import Entry
 from .runner import DeployResult, deploying
 
 
-class DomainError(ValueError):
+class DomainError(VsaError):
     pass
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from ..errors import VsaError
 from .base import AbsPath, Model
 from .component import Component
 from .dashboard import Dashboard
@@ -61,7 +62,7 @@ class HubConfig(Model):
         }
 
 
-class ConfigError(ValueError):
+class ConfigError(VsaError):
     """Configuration that cannot be used; one line per problem, each naming the key and the value."""
 
     def __init__(self, problems: list[str]):

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..errors import VsaError
 from ..config import deep_merge
 from .images import ensure_images
 
@@ -40,7 +41,7 @@ LAB_OVERRIDES = {
 }
 
 
-class LabError(RuntimeError):
+class LabError(VsaError):
     pass
 
 

@@ -37,6 +37,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import VsaError
+
 # Bump to rebuild every image when the build steps below change (the hash covers only recipes and files).
 BUILDER_VERSION = "1"
 LABEL = "vsa.recipe"
@@ -77,7 +79,7 @@ _APT_GET = (
 )  # fmt: skip
 
 
-class BuildError(RuntimeError):
+class BuildError(VsaError):
     """A build step failed; the message holds the command and the end of its output."""
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import jinja2
 
+from ..errors import VsaError
 from .. import yamlio
 from ..config import ROOT, Component, HubConfig
 from ..config.reverse_proxy import RELOAD_FLAG
@@ -21,7 +22,7 @@ from .compose import compose_service
 COMPOSE_NAMES = ("compose.yml", "compose.yaml", "docker-compose.yml")
 
 
-class RenderError(ValueError):
+class RenderError(VsaError):
     """A manifest cannot be made; the message names what is missing or wrong."""
 
 
