@@ -4,6 +4,7 @@ place that reads the project's files; render works on what it returns."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +68,12 @@ def load_sources(root: Path) -> Sources:
     return sources
 
 
-def load_secrets(root: Path, environ: dict[str, str] | None = None, file: Path | None = None) -> dict[str, str]:
-    """Secrets from ``file`` (default: the project's ``secrets.env``; KEY=VALUE lines, never committed),
-    overridden by ``VSA_*`` environment variables."""
+def load_secrets(root: Path, names: Iterable[str], environ: Mapping[str, str] | None = None,
+                 file: Path | None = None) -> dict[str, str]:
+    """The secrets the configuration declares (``names``), from ``file`` (default: the project's
+    ``secrets.env``; KEY=VALUE lines, never committed), overridden by environment variables of the
+    same names. Nothing else is read: other variables are not secrets and are never treated as such."""
+    names = set(names)
     values: dict[str, str] = {}
     path = file or root / SECRETS_FILE
     if path.exists():
@@ -80,7 +84,8 @@ def load_secrets(root: Path, environ: dict[str, str] | None = None, file: Path |
             key, sep, value = line.partition("=")
             if not sep:
                 raise ProjectError(f"{path}:{number}: expected KEY=VALUE")
-            values[key.strip()] = value.strip()
+            if key.strip() in names:
+                values[key.strip()] = value.strip()
     environ = os.environ if environ is None else environ
-    values.update({key: value for key, value in environ.items() if key.startswith("VSA_")})
+    values.update({key: environ[key] for key in names if key in environ})
     return values

@@ -182,11 +182,13 @@ def audit(root: Path, inventory_file: Path | None, entries: list, echo=None, run
     from .project import load_secrets
 
     inventory = run.state.inventory if run else load_inventory(inventory_file, root)
-    secrets = set(load_secrets(root).values())
+    from .inventory import host_config
+
+    secrets: set[str] = set()
     for host in inventory:
         named = host.data.get(SECRETS_FILE_KEY)
-        if named:
-            secrets |= set(load_secrets(root, file=Path(named)).values())
+        secrets |= set(load_secrets(root, host_config(host).secrets.names(),
+                                    file=Path(named) if named else None).values())
     sessions, heads = (run.sessions(), run.result.audit_heads) if run else (None, None)
     for name, result in append(inventory_file, root, entries, secrets=secrets, sessions=sessions,
                                heads=heads).items():

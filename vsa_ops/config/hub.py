@@ -35,6 +35,10 @@ class Secrets(Model):
     postgres_password: str = "VSA_POSTGRES_PASSWORD"
     grafana_admin_password: str = "VSA_GRAFANA_ADMIN_PASSWORD"
 
+    def names(self) -> set[str]:
+        """The variable names that hold secrets: only these are read, and only these are masked."""
+        return {getattr(self, key) for key in type(self).model_fields}
+
 
 class HubConfig(Model):
     storage: Storage = Storage()

@@ -119,8 +119,10 @@ def host_manifest(current_host, certificates: set[str] | None, with_secrets: boo
     secrets_file = current_host.data.get(SECRETS_FILE_KEY)
     domains = [d for d in load_registry(registry_path(current_host, root)).values()
                if served_by(d, current_host.name, current_host.groups)]
-    return render_host(host_config(current_host), load_sources(root), host=current_host.name,
-                       secrets=load_secrets(root, file=Path(secrets_file) if secrets_file else None)
+    config = host_config(current_host)
+    return render_host(config, load_sources(root), host=current_host.name,
+                       secrets=load_secrets(root, config.secrets.names(),
+                                            file=Path(secrets_file) if secrets_file else None)
                        if with_secrets else None,
                        domains=domains, certificates=certificates)
 
