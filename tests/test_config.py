@@ -35,8 +35,8 @@ def test_defaults_carry_the_design_values():
     assert users["promtail"] == ("root", 0)
     assert users["reverse-proxy-nginx"] == ("nginx", 101)
     assert users["dashboard-postgres"] == ("postgres", 999)
-    assert hub.storage.volumes["obs-prometheus-data"].max_size == "1GB"
-    assert hub.storage.volumes["obs-loki-data"].retention == "30d"
+    assert hub.volume_caps()["obs-prometheus-data"] == 1024**3  # the design's 1GB, from retention_size
+    assert hub.observability.loki.retention_period == "30d"
     assert set(hub.networks) == {"flowbiz_ext", "observability_internal", "dashboard-net", "dify-net"}
     assert hub.reverse_proxy.certbot.renew_interval == "12h"
     assert hub.reverse_proxy.reloader.interval == "6h"

@@ -24,7 +24,7 @@ from vsa_ops.plan import make_plan, managed_paths  # noqa: E402
 from vsa_ops.deploys.hub import SALT, converge_hub  # noqa: E402
 from vsa_ops.project import load_sources  # noqa: E402
 from vsa_ops.render import render_host  # noqa: E402
-from vsa_ops.facts.host_state import LOCK_DIR, MARK, parse_host_state  # noqa: E402
+from vsa_ops.state_read import LOCK_DIR, MARK, parse_host_state  # noqa: E402
 
 from tests.conftest import ROOT, SECRETS  # noqa: E402
 from tests.test_plan import converged  # noqa: E402

@@ -52,6 +52,8 @@ def test_end_of_life_components_are_warnings(render):
                                                                "dashboard-net"]}}}},
      ("network-isolation", "observability", "grafana")),
     ({"storage": {"docker_disk": "2GB"}}, ("disk-budget", "", "")),
+    # Prometheus' cap is its retention_size: 200GB of 246GB is over the 80 % budget (it once read a shadow copy).
+    ({"observability": {"prometheus": {"retention_size": "200GB"}}}, ("disk-budget", "", "")),
 ])
 def test_each_rule_catches_its_violation(render, override, expected):
     found = rules(errors(render([override]), [override]))
@@ -119,3 +121,11 @@ def test_the_same_user_stack_passes_once_postgres_leaves_flowbiz_ext(project):
     result = run_cli("lint", cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "hub: ok" in result.stdout
+
+
+def test_a_prometheus_retention_size_over_the_docker_disk_budget_fails_lint(project):
+    (project / "group_data" / "all.py").write_text(
+        'vsa = {"observability": {"prometheus": {"retention_size": "200GB"}}}\n')
+    result = run_cli("lint", cwd=project)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error: disk-budget" in result.stdout and "246GB Docker disk" in result.stdout, result.stdout

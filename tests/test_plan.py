@@ -3,17 +3,17 @@
 import pytest
 
 from vsa_ops.domains import Domain
-from vsa_ops.facts.host_state import PathState, State, fingerprint_command, parse_host_state, state_script
+from vsa_ops.state_read import PathState, HostSnapshot, fingerprint_command, parse_host_state, state_script
 from vsa_ops.htpasswd import PasswordError, hash_password, verify_password
 from vsa_ops.plan import PlanError, assume_applied, content_hash, make_plan, plan_fstab, restrict, sha256
 
 
-def converged(manifest, salt: str = "") -> State:
+def converged(manifest, salt: str = "") -> HostSnapshot:
     """The state of a host that already matches ``manifest``, with every stack running."""
-    state = State(salt=salt, docker_running=True,
-                  compose_plugin="/usr/lib/docker/cli-plugins/docker-compose", networks={"flowbiz_ext"},
-                  commands={"sqlite3", "logrotate", "findmnt", "flock"},
-                  fstab="".join(f"{line.line}\n" for line in manifest.fstab))
+    state = HostSnapshot(salt=salt, docker_running=True,
+                         compose_plugin="/usr/lib/docker/cli-plugins/docker-compose", networks={"flowbiz_ext"},
+                         commands={"sqlite3", "logrotate", "findmnt", "flock"},
+                         fstab="".join(f"{line.line}\n" for line in manifest.fstab))
     for d in manifest.directories:
         state.paths[d.path] = PathState("directory", d.owner, d.group, d.mode)
     for f in manifest.files:
@@ -36,7 +36,7 @@ def test_a_converged_host_has_an_empty_plan(render):
 
 def test_a_fresh_host_gets_everything(render):
     manifest = render()
-    plan = make_plan(manifest, State())
+    plan = make_plan(manifest, HostSnapshot())
     assert plan.install_docker and plan.fstab and len(plan.files) == len(manifest.files) - 1
     assert plan.daemon_json is not None and not plan.restart_docker
     assert {s.name for s in plan.stacks_up} == {"dashboard", "observability", "reverse-proxy"}
@@ -120,26 +120,26 @@ FSTAB = "# comment\nUUID=abc / ext4 defaults 0 1\nLABEL=docker /var/lib/docker e
 
 def test_fstab_replaces_by_mount_point_keeps_other_lines_and_never_duplicates(render):
     wanted = render().fstab
-    change = plan_fstab(FSTAB, wanted, State())
+    change = plan_fstab(FSTAB, wanted, HostSnapshot())
     lines = change.content.splitlines()
     assert "# comment" in lines and "/dev/sdc1 /data xfs defaults 0 2" in lines
     assert sum(line.split()[1:2] == ["/var/lib/docker"] for line in lines if line.strip()) == 1
     assert "LABEL=docker /var/lib/docker ext4 defaults 0 2" in lines
     assert "LABEL=cloudimg-rootfs / ext4 discard,commit=30,errors=remount-ro 0 1" in lines
     assert "UUID=abc / ext4 defaults 0 1" not in lines  # replaced by the design's root entry
-    assert plan_fstab(change.content, wanted, State()) is None  # a second run changes nothing
+    assert plan_fstab(change.content, wanted, HostSnapshot()) is None  # a second run changes nothing
 
 
 def test_fstab_refuses_another_device_on_a_mounted_point_unless_forced(render):
     wanted = render().fstab
-    state = State(mounts={"/": "/dev/vda1"})
+    state = HostSnapshot(mounts={"/": "/dev/vda1"})
     with pytest.raises(PlanError, match="refusing to put LABEL=cloudimg-rootfs there"):
         plan_fstab(FSTAB, wanted, state)
     assert plan_fstab(FSTAB, wanted, state, force=True) is not None
 
 
 def test_fstab_mounts_only_entries_whose_device_exists(render):
-    change = plan_fstab("", render().fstab, State(labels={"docker"}))
+    change = plan_fstab("", render().fstab, HostSnapshot(labels={"docker"}))
     assert change.mount == ("/var/lib/docker",)
 
 
@@ -210,3 +210,16 @@ def test_secret_files_are_compared_by_salted_hash(render):
     assert [c.file.path for c in make_plan(manifest, state).files] == [
         "/srv/flowbiz/dashboard/secrets/api_database_password", secret,
         "/srv/flowbiz/observability/secrets/grafana_admin_password"]
+
+
+@pytest.mark.parametrize("name", ["0day.example.com", "shop.example.com"])
+def test_the_plan_names_each_domain_added_and_removed_whatever_its_name(render, name):
+    from vsa_ops.planview import HostPlan
+
+    domain = Domain(name=name, upstream="demo-app:8080", tls=False)
+    before, after = render(), render(domains=[domain])
+    added = HostPlan("hub", make_plan(after, converged(before)))
+    assert f"add domain {name}" in added.changes
+    removed = HostPlan("hub", make_plan(before, converged(after)))
+    assert f"remove domain {name}" in removed.changes
+    assert not [line for line in added.changes + removed.changes if "domain 00-" in line]

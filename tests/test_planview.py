@@ -1,7 +1,7 @@
 """Plans as people read them: unified diffs with headers, masked secrets, every kind of change."""
 
 from vsa_ops.domains import Domain
-from vsa_ops.facts.host_state import PathState
+from vsa_ops.state_read import PathState
 from vsa_ops.htpasswd import hash_password
 from vsa_ops.plan import make_plan
 from vsa_ops.planview import MASKED, HostPlan, contents_script, file_diffs, parse_contents, render_json, render_markdown

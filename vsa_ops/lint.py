@@ -231,7 +231,7 @@ def single_file_mounts(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
 def disk_budget(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
     """The retention caps and container log caps together fit the Docker disk budget."""
     storage = hub.storage
-    volumes = sum(parse_size(v.max_size) for v in storage.volumes.values() if v.max_size)
+    volumes = sum(hub.volume_caps().values())
     logs = 0
     for _stack, _name, spec in _services(manifest):
         options = (spec.get("logging") or {}).get("options") or {}

@@ -17,6 +17,7 @@ class File:
     group: int = 0
     mode: str = "0644"
     sensitive: bool = False
+    domain: str | None = None  # the domain this file belongs to (its vhost, its htpasswd)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,6 @@ class Manifest:
     networks: tuple[Network, ...]
     stacks: tuple[Stack, ...]
     users: tuple[SystemUser, ...] = ()
-    volumes: dict[str, Any] = field(default_factory=dict)
     pull: str = "missing"
     domains: tuple[Any, ...] = ()  # the Domain entries this host serves
 

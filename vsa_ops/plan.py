@@ -9,7 +9,7 @@ import posixpath
 from dataclasses import dataclass, field
 
 from .errors import VsaError
-from .facts.host_state import HOST_COMMANDS, PathState, State
+from .state_read import HOST_COMMANDS, PathState, HostSnapshot
 from .manifest import Directory, File, FstabLine, Manifest, Service, Stack
 
 
@@ -131,7 +131,7 @@ def owned_directories(manifest: Manifest) -> list[str]:
     return [d.path for d in manifest.directories if d.owned]
 
 
-def plan_fstab(current: str, wanted: tuple[FstabLine, ...], state: State, force: bool = False) -> FstabChange | None:
+def plan_fstab(current: str, wanted: tuple[FstabLine, ...], state: HostSnapshot, force: bool = False) -> FstabChange | None:
     """Add or replace entries by mount point, never duplicate, keep every other line.
 
     Refuses (unless forced) to put a different device on a mount point that has one mounted.
@@ -174,7 +174,7 @@ def plan_fstab(current: str, wanted: tuple[FstabLine, ...], state: State, force:
     return FstabChange(content, tuple(added), tuple(removed), tuple(mount))
 
 
-def make_plan(manifest: Manifest, state: State, *, force_fstab: bool = False) -> Plan:
+def make_plan(manifest: Manifest, state: HostSnapshot, *, force_fstab: bool = False) -> Plan:
     plan = Plan(manifest.host, fingerprint=state.fingerprint, lock_holder=state.lock)
     plan.install_docker = not state.docker_running or not state.compose_plugin
     plan.packages = sorted({package for command, package in HOST_COMMANDS.items() if command not in state.commands})
@@ -254,7 +254,7 @@ def restrict(plan: Plan, paths: set[str], certificates: set[str]) -> Plan:
     )
 
 
-def assume_applied(state: State, manifest: Manifest, plan: Plan) -> State:
+def assume_applied(state: HostSnapshot, manifest: Manifest, plan: Plan) -> HostSnapshot:
     """The state the host will be in once ``plan`` is applied: the base for a follow-up plan."""
     after = copy.deepcopy(state)
     for item in manifest.files:

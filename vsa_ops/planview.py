@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import posixpath
 from dataclasses import dataclass, field
 
+from .config.storage import VHOSTS, domain_files
 from .plan import Plan
 
 MASKED = "(content hidden: this file holds a secret)"
@@ -26,15 +28,15 @@ class HostPlan:
         plan, lines = self.plan, []
         if plan is None:
             return lines
-        conf_d = "/srv/flowbiz/reverse-proxy/nginx/conf.d/"
         for change in plan.files:
-            path = change.file.path
-            if path.startswith(conf_d) and path.endswith(".conf") and change.reason == "create" \
-                    and not path[len(conf_d):].startswith("0"):
-                lines.append(f"add domain {path[len(conf_d):-5]}")
+            domain = change.file.domain
+            if domain and change.reason == "create" and change.file.path == domain_files(domain)["vhost"]:
+                lines.append(f"add domain {domain}")
+        # A removed file is no longer in the manifest: only its path is left. Every .conf in the vhost
+        # folder that the manifest does not name is a domain's vhost (the design's own are named).
         for path in plan.removals:
-            if path.startswith(conf_d) and path.endswith(".conf"):
-                lines.append(f"remove domain {path[len(conf_d):-5]}")
+            if posixpath.dirname(path) == VHOSTS and path.endswith(".conf"):
+                lines.append(f"remove domain {posixpath.basename(path)[:-5]}")
         if plan.install_docker:
             lines.append("install docker and the compose v2 plugin (apt)")
         if plan.daemon_json:

@@ -17,7 +17,7 @@ from pyinfra.api.state import BaseStateCallback
 
 from . import op_order
 from .deploys.hub import SECRETS_FILE_KEY, RunOptions, run_options
-from .facts.host_state import LOCK_DIR
+from .state_read import LOCK_DIR
 from .inventory import limited, load_inventory
 from .remote import Sessions, sessions_of
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from ..errors import VsaError
-from .base import AbsPath, Model
+from .base import AbsPath, Model, parse_size
 from .component import Component
 from .dashboard import Dashboard
 from .docker import DockerDaemon
@@ -51,6 +51,16 @@ class HubConfig(Model):
     secrets: Secrets = Secrets()
     # Which stacks this host runs; None runs every built-in stack and every stack under stacks/.
     stacks: list[str] | None = None
+
+    def volume_caps(self) -> dict[str, int]:
+        """Bytes each named volume may hold: Prometheus' data volume is capped by its own
+        retention_size (the one value users set), the others by their ``max_size``."""
+        caps = {name: parse_size(v.max_size) for name, v in self.storage.volumes.items() if v.max_size}
+        prometheus = self.observability.prometheus
+        for mount in prometheus.container.mounts:
+            if mount.source in self.storage.volumes:
+                caps[mount.source] = parse_size(prometheus.retention_size)
+        return caps
 
     def builtin_stacks(self) -> dict[str, dict[str, Component]]:
         """Built-in stacks by compose project name, each service name mapped to its component."""

@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from .base import AbsPath, Duration, Mode, Model, Size
+from .base import AbsPath, Mode, Model, Size
 
 
 class FstabEntry(Model):
@@ -65,6 +65,16 @@ ROOT = "/srv/flowbiz"
 REVERSE_PROXY = f"{ROOT}/reverse-proxy"
 DASHBOARD = f"{ROOT}/dashboard"
 OBSERVABILITY = f"{ROOT}/observability"
+# Where the reverse proxy keeps each domain's files: render writes them, the deploy, the plan view and
+# the listings find them here.
+VHOSTS = f"{REVERSE_PROXY}/nginx/conf.d"
+HTPASSWD = f"{REVERSE_PROXY}/nginx/auth"
+CERTIFICATES = f"{REVERSE_PROXY}/letsencrypt/live"
+
+
+def domain_files(name: str) -> dict[str, str]:
+    """The files one domain owns on a host, by kind: its vhost and its htpasswd (when it has auth)."""
+    return {"vhost": f"{VHOSTS}/{name}.conf", "htpasswd": f"{HTPASSWD}/{name}.htpasswd"}
 
 
 def _tree() -> list[Directory]:
@@ -74,9 +84,9 @@ def _tree() -> list[Directory]:
         # Design, "Root Disk": reverse proxy.
         Directory(path=rp),
         Directory(path=f"{rp}/nginx"),
-        Directory(path=f"{rp}/nginx/conf.d", purpose="NGINX vhost configs", owned=True),
+        Directory(path=VHOSTS, purpose="NGINX vhost configs", owned=True),
         Directory(path=f"{rp}/nginx/snippets", purpose="Shared NGINX snippets", owned=True),
-        Directory(path=f"{rp}/nginx/auth", group="nginx", mode="0750", purpose="htpasswd files (bcrypt)",
+        Directory(path=HTPASSWD, group="nginx", mode="0750", purpose="htpasswd files (bcrypt)",
                   owned=True),
         Directory(path=f"{rp}/letsencrypt", purpose="Let's Encrypt certs + renewal configs"),
         Directory(path=f"{rp}/letsencrypt/renewal-hooks"),
@@ -110,17 +120,18 @@ class Volume(Model):
     """A named Docker volume on the Docker disk (design: "Docker Disk")."""
 
     mount: AbsPath
-    retention: Duration | None = None
+    # What the volume may hold, for lint's Docker disk budget. A volume whose service enforces its own
+    # cap (Prometheus: observability.prometheus.retention_size) takes that cap instead: one value, set
+    # in one place (HubConfig.volume_caps).
     max_size: Size | None = None
-    hard_cap: bool = False
-    typical_size: Size | None = None
 
 
-# Design, "Docker Disk": volumes, retention and size caps.
+# Design, "Docker Disk": volumes and size caps. Retention lives with the service that enforces it
+# (observability.prometheus.retention_*, observability.loki.retention_period).
 DEFAULT_VOLUMES = {
-    "obs-prometheus-data": Volume(mount="/prometheus", retention="15d", max_size="1GB", hard_cap=True),
-    "obs-loki-data": Volume(mount="/loki", retention="30d", max_size="500MB", typical_size="500MB"),
-    "obs-grafana-data": Volume(mount="/var/lib/grafana", max_size="50MB", typical_size="50MB"),
+    "obs-prometheus-data": Volume(mount="/prometheus"),
+    "obs-loki-data": Volume(mount="/loki", max_size="500MB"),
+    "obs-grafana-data": Volume(mount="/var/lib/grafana", max_size="50MB"),
     "obs-promtail-data": Volume(mount="/var/lib/promtail", max_size="1MB"),
 }
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import deploy, operation
 
-from ..config import ROOT
+from ..config.storage import domain_files
 from ..domains import DOMAINS_FILE, DOMAINS_FILE_KEY, load_registry, served_by
 from ..facts import HostState
-from ..facts.host_state import State
+from ..state_read import HostSnapshot
 from ..inventory import host_config
 from ..manifest import Manifest
 from ..operations import certificates, docker, fstab, lock, stacks, tree, users
@@ -127,7 +127,7 @@ def host_manifest(current_host, certificates: set[str] | None, with_secrets: boo
                        domains=domains, certificates=certificates)
 
 
-def read_state(manifest: Manifest, audit_log: str | None = None) -> State:
+def read_state(manifest: Manifest, audit_log: str | None = None) -> HostSnapshot:
     paths, files, secret_files = managed_paths(manifest)
     state = host.get_fact(HostState, paths=paths, files=files, owned=owned_directories(manifest),
                           secret_files=secret_files, salt=SALT, audit_log=audit_log)
@@ -135,7 +135,7 @@ def read_state(manifest: Manifest, audit_log: str | None = None) -> State:
     return state
 
 
-def plan_host(current_host=None, options: RunOptions | None = None) -> tuple[Manifest, State, Plan]:
+def plan_host(current_host=None, options: RunOptions | None = None) -> tuple[Manifest, HostSnapshot, Plan]:
     """Read the host's state in one command and plan against it."""
     current_host = host if current_host is None else current_host
     options = options or current_options()
@@ -149,8 +149,7 @@ def plan_host(current_host=None, options: RunOptions | None = None) -> tuple[Man
 
 
 def _domain_paths(name: str) -> set[str]:
-    nginx = f"{ROOT}/reverse-proxy/nginx"
-    return {f"{nginx}/conf.d/{name}.conf", f"{nginx}/auth/{name}.htpasswd"}
+    return set(domain_files(name).values())
 
 
 @operation()

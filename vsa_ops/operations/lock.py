@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pyinfra.api import StringCommand, operation
 
-from ..facts.host_state import LOCK_DIR, fingerprint_command
+from ..state_read import LOCK_DIR, fingerprint_command
 from .shell import argv, script
 
 

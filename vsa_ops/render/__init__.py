@@ -14,6 +14,7 @@ from ..errors import VsaError
 from .. import yamlio
 from ..config import ROOT, Component, HubConfig
 from ..config.reverse_proxy import RELOAD_FLAG
+from ..config.storage import domain_files
 from ..manifest import Directory, File, FstabLine, Manifest, Network, Service, Stack, SystemUser
 from ..domains import Domain
 from ..project import Sources
@@ -149,7 +150,6 @@ def render_host(
                        for name, n in hub.networks.items()),
         stacks=tuple(stacks),
         users=tuple(SystemUser(name, uid_) for name, uid_ in users),
-        volumes={name: v.model_dump() for name, v in hub.storage.volumes.items()},
         pull=hub.docker.pull,
         domains=tuple(domains) if any(s.name == "reverse-proxy" for s in stacks) else (),
     )
@@ -166,12 +166,11 @@ def _domain_files(hub: HubConfig, env: jinja2.Environment, host: str, domain: Do
         "tls_ready": domain.tls and (issued is None or domain.name in issued),
         "headers": (nginx.security_headers | domain.headers) if domain.headers else None,
     }
-    nginx_dir = f"{ROOT}/reverse-proxy/nginx"
-    files = [File(f"{nginx_dir}/conf.d/{domain.name}.conf", _render(env, "templates/vhost.conf.j2", context))]
+    paths = domain_files(domain.name)
+    files = [File(paths["vhost"], _render(env, "templates/vhost.conf.j2", context), domain=domain.name)]
     if domain.auth:
         lines = "".join(f"{user}:{digest}\n" for user, digest in sorted(domain.auth.items()))
-        files.append(File(f"{nginx_dir}/auth/{domain.name}.htpasswd", lines, 0, ids["nginx"], "0640",
-                          sensitive=True))
+        files.append(File(paths["htpasswd"], lines, 0, ids["nginx"], "0640", sensitive=True, domain=domain.name))
     return files
 
 

@@ -61,21 +61,3 @@ def _volume(mount) -> dict[str, Any]:
         if mount.propagation:
             volume["bind"]["propagation"] = mount.propagation
     return volume
-
-
-def compose_networks(hub: HubConfig, services: list[dict[str, Any]]) -> dict[str, Any]:
-    """Network definitions for the networks these services join, named as the design names them."""
-    used = sorted({name for service in services for name in service.get("networks", [])})
-    networks: dict[str, Any] = {}
-    for name in used:
-        spec = hub.networks.get(name)
-        if spec is not None and spec.shared:
-            networks[name] = {"name": name, "external": True}
-        else:
-            networks[name] = {"name": name, "internal": bool(spec and spec.internal)}
-    return networks
-
-
-def compose_volumes(services: list[dict[str, Any]]) -> dict[str, Any]:
-    used = sorted({v["source"] for s in services for v in s.get("volumes", []) if v["type"] == "volume"})
-    return {name: {"name": name} for name in used}
