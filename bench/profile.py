@@ -52,9 +52,10 @@ def main() -> int:
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.context import ctx_host, ctx_state
 
-    from vsa_ops.deploys.hub import host_manifest, read_state
     from vsa_ops.facts import HostState
-    from vsa_ops.inventory import load_inventory
+    from vsa_ops.host_manifest import host_manifest
+    from vsa_ops.planning import read_state
+    from vsa_ops.pyinfra_glue.inventory_files import load_inventory
     from vsa_ops.plan import make_plan, managed_paths
     from vsa_ops.project import find_root
 
@@ -89,7 +90,7 @@ def main() -> int:
         connect_all(state)
         out["connect"] = time.monotonic() - t
         t = time.monotonic()
-        host_state = read_state(manifest)
+        host_state = read_state(host, manifest)
         out["state"] = time.monotonic() - t
         t = time.monotonic()
         plan = make_plan(manifest, host_state)

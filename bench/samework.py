@@ -13,7 +13,7 @@ writes under DIR (which must be private: it holds the rendered secrets):
     summary.json               {"directories": N, "files": N, "paths": N}
 
 It runs in its own process (run.py calls it) because loading a pyinfra inventory patches the
-process with gevent. The manifest is ``vsa_ops.deploys.hub.host_manifest`` of the host, its paths
+process with gevent. The manifest is ``vsa_ops.host_manifest.host_manifest`` of the host, its paths
 ``vsa_ops.plan.managed_paths``: exactly what the vsa-ops converge checks in its one state command.
 """
 
@@ -40,8 +40,8 @@ def _names(container: str, table: str) -> dict[int, str]:
 
 
 def generate(inventory: Path, host_name: str, out: Path, root: Path) -> dict:
-    from vsa_ops.deploys.hub import host_manifest
-    from vsa_ops.inventory import load_inventory
+    from vsa_ops.host_manifest import host_manifest
+    from vsa_ops.pyinfra_glue.inventory_files import load_inventory
     from vsa_ops.plan import managed_paths
 
     hosts = [h for h in load_inventory(inventory, root) if h.name == host_name]

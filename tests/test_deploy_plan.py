@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from vsa_ops.greenlets import patch
+from vsa_ops.pyinfra_glue.gevent_patch import patch
 
 patch()
 
@@ -21,7 +21,8 @@ from vsa_ops.domains import Domain  # noqa: E402
 from vsa_ops.operations.lock import Hold  # noqa: E402
 from vsa_ops.operations.stacks import COMMAND_LIMIT, transaction_commands  # noqa: E402
 from vsa_ops.plan import make_plan, managed_paths  # noqa: E402
-from vsa_ops.deploys.hub import SALT, converge_hub  # noqa: E402
+from vsa_ops.deploys.hub import converge_hub  # noqa: E402
+from vsa_ops.planning import SALT  # noqa: E402
 from vsa_ops.project import load_sources  # noqa: E402
 from vsa_ops.render import render_host  # noqa: E402
 from vsa_ops.state_read import LOCK_DIR, MARK, parse_host_state  # noqa: E402

@@ -214,7 +214,7 @@ def test_secret_files_are_compared_by_salted_hash(render):
 
 @pytest.mark.parametrize("name", ["0day.example.com", "shop.example.com"])
 def test_the_plan_names_each_domain_added_and_removed_whatever_its_name(render, name):
-    from vsa_ops.planview import HostPlan
+    from vsa_ops.plan_report import HostPlan
 
     domain = Domain(name=name, upstream="demo-app:8080", tls=False)
     before, after = render(), render(domains=[domain])

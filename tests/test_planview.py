@@ -4,7 +4,7 @@ from vsa_ops.domains import Domain
 from vsa_ops.state_read import PathState
 from vsa_ops.htpasswd import hash_password
 from vsa_ops.plan import make_plan
-from vsa_ops.planview import MASKED, HostPlan, contents_script, file_diffs, parse_contents, render_json, render_markdown
+from vsa_ops.plan_report import MASKED, HostPlan, contents_script, file_diffs, parse_contents, render_json, render_markdown
 
 from tests.test_plan import converged
 

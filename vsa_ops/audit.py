@@ -42,7 +42,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from .errors import VsaError
-from .remote import Run, connected
+from .pyinfra_glue.connections import Run, connected
 
 GENESIS = "0" * 64
 RESULTS = ("ok", "failed", "rolled_back")
@@ -636,7 +636,8 @@ def _unpack(value: str) -> bytes:
 
 def inspect(inventory_file: Path, root: Path, host: str | None = None) -> dict[str, HostAudit]:
     """Each host's audit trail (JSONL and SQLite) in one remote command per host, and its problems."""
-    from .inventory import load_inventory, select_hosts
+    from .inventory import select_hosts
+    from .pyinfra_glue.inventory_files import load_inventory
 
     names = [h.name for h in select_hosts(load_inventory(inventory_file, root), host)]
     audits: dict[str, HostAudit] = {}

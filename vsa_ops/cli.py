@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .greenlets import patch
+from .pyinfra_glue.gevent_patch import patch
 
 # pyinfra runs inside this process (deploy, add-domain, plan): its connections are gevent greenlets,
 # and like its own CLI it needs the standard library patched before anything opens a socket.
@@ -14,23 +14,26 @@ from pathlib import Path
 
 import click
 
-from . import planview, review, sites
+from . import domain_changes, listings, plan_report, plan_review
 from .audit import Entry
 from .audit_cli import audit as audit_commands
 from .cli_support import Command, host_option, inventory_option
-from .deploys.hub import RunOptions, host_manifest
-from .inventory import InventoryError, host_config, inventory_path, limited, load_inventory, select_hosts
+from .deploys.request import DeployRequest
+from .host_manifest import host_manifest
+from .inventory import InventoryError, host_config, inventory_path, limited, select_hosts
 from .lab import hosts as lab_hosts
 from .lint import lint as lint_manifest
 from .project import find_root
-from .runner import audit as record_audit
-from .runner import deploying
+from .pyinfra_glue.inventory_files import load_inventory
+from .pyinfra_glue.runner import deploying
+from .recording import record_audit
 from .writer import write_manifest
 
 limit_option = click.option("--limit", "limit", default=None, metavar="HOST", help="Only this host (or group).")
 format_option = click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
                              show_default=True)
-RENDERERS = {"text": planview.render_text, "markdown": planview.render_markdown, "json": planview.render_json}
+RENDERERS = {"text": plan_report.render_text, "markdown": plan_report.render_markdown,
+             "json": plan_report.render_json}
 
 
 @click.group(cls=Command)
@@ -81,7 +84,9 @@ def lint(inventory: str | None, host_name: str | None):
 @inventory_option
 @limit_option
 @click.option("--force-fstab", is_flag=True, help="Let an fstab entry replace the device of a mounted mount point.")
-def deploy(inventory: str | None, limit: str | None, force_fstab: bool):
+@click.option("--lock-wait", default=60, show_default=True, type=click.IntRange(0, 3600), metavar="SECONDS",
+              help="How long to wait for another run's lock.")
+def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wait: int):
     """Converge every host (or --limit HOST) with `pyinfra -y INVENTORY deploy.py`."""
     root = find_root()
     path = inventory_path(inventory).resolve()
@@ -91,9 +96,10 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool):
         raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
     # Configuration, secrets and templates are checked for every host before any host is touched;
     # the deploy starts from these manifests.
-    options = RunOptions.from_environment(force_fstab=force_fstab or None)
-    options.manifests = {host.name: host_manifest(host, None) for host in hosts}
-    with deploying(root, path, [limit] if limit else [], options, echo=click.echo, inventory=inventory_hosts) as run:
+    manifests = {host.name: host_manifest(host, None, root=root) for host in hosts}
+    request = DeployRequest(force_fstab=force_fstab, lock_wait=lock_wait)
+    with deploying(root, path, [limit] if limit else [], request, manifests, echo=click.echo,
+                   inventory=inventory_hosts) as run:
         result = run.result
         entries = []
         for host in hosts:
@@ -103,7 +109,7 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool):
                 entries.append(Entry(host.name, "deploy", "hub", "failed" if failed else "ok", result.duration,
                                      summary, f"failed at {result.failed_step}" if failed else None))
         if entries:
-            run.audit(entries, echo=lambda line: click.echo(line, err=True))
+            record_audit(root, None, entries, echo=lambda line: click.echo(line, err=True), run=run)
     sys.exit(result.returncode)
 
 
@@ -174,8 +180,8 @@ def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, inventory, n
     root = find_root()
     path = inventory_path(inventory).resolve()
     password = _read_password(auth_user) if auth_user is not None else None
-    site = sites.new_domain(domain, upstream, list(aliases), not no_tls, list(hosts), auth_user, password)
-    probes = sites.add_domain(root, path, site, password=password, apply=not no_apply,
+    site = domain_changes.new_domain(domain, upstream, list(aliases), not no_tls, list(hosts), auth_user, password)
+    probes = domain_changes.add_domain(root, path, site, password=password, apply=not no_apply,
                               echo=lambda line: click.echo(line, err=True))
     if no_apply:
         click.echo(f"{site.name}: declared (not applied)")
@@ -192,7 +198,7 @@ def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, inventory, n
 def remove_domain(domain, keep_cert, inventory, no_apply):
     """Remove a site: vhost, htpasswd, certificate (unless kept) and registry entry. Logs stay."""
     root = find_root()
-    sites.remove_domain(root, inventory_path(inventory).resolve(), domain, keep_cert=keep_cert, apply=not no_apply,
+    domain_changes.remove_domain(root, inventory_path(inventory).resolve(), domain, keep_cert=keep_cert, apply=not no_apply,
                         echo=lambda line: click.echo(line, err=True))
     click.echo(f"{domain}: removed" + (" (not applied)" if no_apply else ""))
 
@@ -202,7 +208,7 @@ def remove_domain(domain, keep_cert, inventory, no_apply):
 @click.option("--json", "as_json", is_flag=True)
 def domains(inventory, as_json):
     """Each declared domain with its live state on the hosts serving it."""
-    rows, unread = sites.domain_status(find_root(), inventory_path(inventory).resolve())
+    rows, unread = listings.domain_status(find_root(), inventory_path(inventory).resolve())
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     for r in [] if as_json else rows:
@@ -217,7 +223,7 @@ def domains(inventory, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def certs(inventory, as_json):
     """Certificates on every host, the soonest to expire first."""
-    rows, unread = sites.certificate_inventory(find_root(), inventory_path(inventory).resolve())
+    rows, unread = listings.certificate_inventory(find_root(), inventory_path(inventory).resolve())
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     for r in [] if as_json else rows:
@@ -234,7 +240,7 @@ def _unread(hosts: dict[str, str]) -> None:
 
 
 def _review(root: Path, path: Path, limit: str | None, fmt: str) -> list:
-    plans = review.plan_hosts(root, path, limit)
+    plans = plan_review.plan_hosts(root, path, limit)
     if not plans:
         raise InventoryError(f"--limit: no host {limit!r} in the inventory")
     click.echo(RENDERERS[fmt](plans), nl=False)

@@ -1,4 +1,6 @@
-"""Hosts and their configuration, read from a pyinfra inventory and its group_data/."""
+"""Hosts and their configuration: which inventory file, which hosts a command names, and each host's
+validated configuration from its data layers. Loading the inventory file itself is pyinfra's work
+(pyinfra_glue.inventory_files)."""
 
 from __future__ import annotations
 
@@ -23,20 +25,6 @@ def inventory_path(option: str | None) -> Path:
     if not path.is_file():
         raise InventoryError(f"inventory: no such file {str(path)!r}")
     return path
-
-
-def load_inventory(path: Path, project_root: Path):
-    """The pyinfra inventory, with group_data/ from the project and from beside the inventory."""
-    from pyinfra.api import State
-    from pyinfra.context import ctx_state
-    from pyinfra_cli.inventory import make_inventory_from_files  # patches gevent: import only when needed
-
-    # pyinfra executes inventory and group_data files with a state in context.
-    with ctx_state.use(State()):
-        inventory = make_inventory_from_files(str(path), cwd=str(project_root))
-    if not list(inventory):
-        raise InventoryError(f"inventory: {str(path)!r} defines no hosts")
-    return inventory
 
 
 def host_layers(host) -> list[dict[str, Any]]:

@@ -33,8 +33,19 @@ def operation_order(state) -> list[int]:
     return numbers
 
 
+class GlueError(RuntimeError):
+    """pyinfra no longer has what this module replaces: a pyinfra upgrade that needs this glue revisited."""
+
+
 def install() -> None:
-    """Use ``operation_order`` for the operations of this process (pyinfra 3 looks it up by this name)."""
+    """Use ``operation_order`` for the operations of this process (pyinfra 3.10 looks it up by this
+    name in pyinfra.api.operation). Fails loudly when pyinfra no longer does, rather than silently
+    losing the speed-up or replacing the wrong thing."""
     module = importlib.import_module("pyinfra.api.operation")  # the module; pyinfra.api.operation is the decorator
-    if getattr(module, "get_operation_order_from_stack", None) is util.get_operation_order_from_stack:
-        module.get_operation_order_from_stack = operation_order
+    current = getattr(module, "get_operation_order_from_stack", None)
+    if current is operation_order:
+        return
+    if current is not util.get_operation_order_from_stack:
+        raise GlueError("pyinfra.api.operation.get_operation_order_from_stack is not pyinfra.api.util's: "
+                        "revisit vsa_ops/pyinfra_glue/operation_order.py for this pyinfra version")
+    module.get_operation_order_from_stack = operation_order

@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .inventory import limited, load_inventory
+from ..inventory import limited
+from .inventory_files import load_inventory
 
 Run = Callable[[str], tuple[bool, str]]
 # name -> (host, run(command) -> (ok, stdout)), or why the host is not available
@@ -38,7 +39,7 @@ def connected(inventory_file: Path, root: Path, names: Iterable[str] | None = No
               limit: str | None = None) -> Iterator[Sessions]:
     """Sessions to the hosts named (all when None; or those of ``limit``, a host or group), kept
     open for the block. Named hosts missing from the inventory get "not in the inventory"."""
-    from .greenlets import patch
+    from .gevent_patch import patch
 
     patch()
     from pyinfra.api import Config, State

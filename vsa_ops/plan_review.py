@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pyinfra.api import StringCommand
 
-from .deploys.hub import plan_host
-from .planview import HostPlan, contents_script, file_diffs, parse_contents
-from .remote import on_hosts
+from .planning import plan_host
+from .plan_report import HostPlan, contents_script, file_diffs, parse_contents
+from .pyinfra_glue.connections import on_hosts
 
 
 def plan_hosts(root: Path, inventory_file: Path, limit: str | None = None) -> list[HostPlan]:

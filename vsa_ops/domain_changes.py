@@ -1,29 +1,26 @@
-"""Domain commands: add, remove and inspect the sites a hub serves. The CLI only parses and prints;
-the logic is here. Adding is all or nothing: a failure at any step restores the registry and the
-hosts as they were, and names the step."""
+"""Adding and removing the sites a hub serves. The CLI only parses and prints; the logic is here.
+Adding is all or nothing: a failure at any step restores the registry and the hosts as they were,
+and names the step."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
 from pydantic import ValidationError
 
-from .errors import VsaError
-from .config.storage import REVERSE_PROXY
-from .deploys.hub import RunOptions, host_manifest
-from .deploys.hub import registry_path as host_registry
-from .domains import (DOMAINS_FILE, Domain, RegistryError, check_unique, load_registry,
-                      save_registry, served_by)
-from .htpasswd import hash_password
-from .inventory import load_inventory
-from .probe import probe_until_ok
-from .remote import run_on_hosts
 from .audit import Entry
-from .runner import DeployResult, deploying
+from .deploys.request import DeployRequest
+from .domains import DOMAINS_FILE, Domain, RegistryError, check_unique, load_registry, save_registry, served_by
+from .errors import VsaError
+from .host_manifest import host_manifest
+from .host_manifest import registry_path as host_registry
+from .htpasswd import hash_password
+from .probe import probe_until_ok
+from .pyinfra_glue.inventory_files import load_inventory
+from .pyinfra_glue.runner import DeployResult, deploying
+from .recording import record_audit
 
 
 class DomainError(VsaError):
@@ -108,9 +105,8 @@ def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: st
 def _apply(root, inventory_file, inventory, path, before, domain, targets, password, echo, action,
            delete_certificate=None, manifests=None) -> list:
     limits = [t.host.name for t in targets]
-    options = RunOptions.from_environment(target_domain=domain.name, delete_certificate=delete_certificate)
-    options.manifests = manifests or {}
-    with deploying(root, inventory_file, limits, options, echo=echo, inventory=inventory) as run:
+    request = DeployRequest(target_domain=domain.name, delete_certificate=delete_certificate)
+    with deploying(root, inventory_file, limits, request, manifests, echo=echo, inventory=inventory) as run:
         result = run.result
         failure, probes = None, []
         if result.returncode != 0:
@@ -122,8 +118,8 @@ def _apply(root, inventory_file, inventory, path, before, domain, targets, passw
             if failed:
                 failure = f"failed at step 'probe': {'; '.join(failed[0].problems)}"
         if not failure:
-            run.audit([Entry(name, action, domain.name, "ok", result.duration, result.summaries.get(name, ""))
-                       for name in limits], echo=echo)
+            record_audit(root, None, [Entry(name, action, domain.name, "ok", result.duration,
+                                            result.summaries.get(name, "")) for name in limits], echo=echo, run=run)
     if failure:
         undone = _rollback(root, inventory_file, path, before, domain, limits, echo,
                            [Entry(name, action, domain.name, "rolled_back", result.duration,
@@ -148,9 +144,8 @@ def _rollback(root, inventory_file, path, before, domain, limits, echo, entries)
     """Registry back, then the same targeted converge puts the hosts back (the vhost goes away,
     NGINX reloads with what it had), and the failed change is recorded."""
     _restore(path, before)
-    with deploying(root, inventory_file, limits, RunOptions.from_environment(target_domain=domain.name),
-                   echo=echo) as run:
-        run.audit(entries, echo=echo)
+    with deploying(root, inventory_file, limits, DeployRequest(target_domain=domain.name), echo=echo) as run:
+        record_audit(root, None, entries, echo=echo, run=run)
     return run.result
 
 
@@ -170,80 +165,3 @@ def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: boo
         return
     _apply(root, inventory_file, inventory, path, before, domain, targets, None, echo, action="remove-domain",
            delete_certificate=None if keep_cert else domain.name)
-
-
-def _unreachable(outputs: dict[str, tuple[bool, str]]) -> dict[str, str]:
-    """The hosts a listing could not read, with why."""
-    return {name: text for name, (ok, text) in outputs.items() if not ok}
-
-
-def _certificate_script(names: list[str]) -> str:
-    live = f"{REVERSE_PROXY}/letsencrypt/live"
-    conf = f"{REVERSE_PROXY}/nginx/conf.d"
-    parts = []
-    for name in names:
-        parts.append(f"echo '@@vhost {name}'; test -f {conf}/{name}.conf && echo yes; "
-                     f"echo '@@cert {name}'; cat {live}/{name}/cert.pem 2>/dev/null")
-    return "; ".join(parts) + "; true" if parts else "true"
-
-
-def _parse_sections(text: str) -> dict[tuple[str, str], str]:
-    sections, current, buffer = {}, None, []
-    for line in text.splitlines():
-        if line.startswith("@@"):
-            if current:
-                sections[current] = "\n".join(buffer)
-            kind, _, name = line[2:].partition(" ")
-            current, buffer = (kind, name), []
-        else:
-            buffer.append(line)
-    if current:
-        sections[current] = "\n".join(buffer)
-    return sections
-
-
-def _certificate_facts(pem: str) -> dict:
-    if "BEGIN CERTIFICATE" not in pem:
-        return {"issuer": None, "expires": None, "days_left": None}
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    expires = cert.not_valid_after_utc
-    return {"issuer": cert.issuer.rfc4514_string(), "expires": expires.date().isoformat(),
-            "days_left": (expires - dt.datetime.now(dt.timezone.utc)).days}
-
-
-def domain_status(root: Path, inventory_file: Path) -> tuple[list[dict], dict[str, str]]:
-    """Each declared domain on each host serving it: vhost present, certificate, auth; and the hosts
-    that could not be read, with why."""
-    inventory = load_inventory(inventory_file, root)
-    registry = load_registry(registry_path(root, inventory))
-
-    def command(host):
-        names = [d.name for d in registry.values() if served_by(d, host.name, host.groups)]
-        return _certificate_script(names) if names else None
-
-    outputs = run_on_hosts(inventory_file, root, command)
-    rows = []
-    for domain in registry.values():
-        for host_name, (ok, text) in outputs.items():
-            sections = _parse_sections(text)
-            if ("vhost", domain.name) not in sections:
-                continue
-            rows.append({"domain": domain.name, "host": host_name, "upstream": domain.upstream, "tls": domain.tls,
-                         "auth": bool(domain.auth), "vhost": sections[("vhost", domain.name)].strip() == "yes",
-                         **_certificate_facts(sections.get(("cert", domain.name), ""))})
-    return rows, _unreachable(outputs)
-
-
-def certificate_inventory(root: Path, inventory_file: Path) -> tuple[list[dict], dict[str, str]]:
-    """Every certificate on every host, the soonest to expire first; and the hosts that could not be
-    read, with why."""
-    live = f"{REVERSE_PROXY}/letsencrypt/live"
-    script = (f"for d in {live}/*/; do [ -f \"$d/cert.pem\" ] || continue; n=$(basename \"$d\"); "
-              f"echo \"@@cert $n\"; cat \"$d/cert.pem\"; done; true")
-    outputs = run_on_hosts(inventory_file, root, lambda host: script)
-    rows = []
-    for host_name, (ok, text) in outputs.items():
-        for (kind, name), pem in _parse_sections(text).items() if ok else ():
-            rows.append({"host": host_name, "name": name, **_certificate_facts(pem)})
-    return (sorted(rows, key=lambda r: (r["days_left"] is None, r["days_left"] or 0, r["host"], r["name"])),
-            _unreachable(outputs))

@@ -10,16 +10,19 @@ import shlex
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pyinfra.api.state import BaseStateCallback
 
-from . import op_order
-from .deploys.hub import SECRETS_FILE_KEY, RunOptions, run_options
-from .state_read import LOCK_DIR
-from .inventory import limited, load_inventory
-from .remote import Sessions, sessions_of
+from ..errors import VsaError
+from ..deploys.request import OUTCOME_KEY, REQUEST_KEY, DeployRequest
+from ..inventory import limited
+from ..manifest import Manifest
+from ..state_read import LOCK_DIR
+from . import operation_order
+from .connections import Sessions, sessions_of
+from .inventory_files import load_inventory
 
 DEPLOY_FILE = "deploy.py"
 _DEPLOY_PREFIX = "vsa-ops hub | "
@@ -33,7 +36,7 @@ class DeployResult:
     failed_hosts: set[str] = field(default_factory=set)
     duration: float = 0.0
     error: str | None = None  # why the deploy could not even start its operations
-    audit_heads: dict[str, bytes | None] = field(default_factory=dict)  # see RunOptions.audit_heads
+    audit_heads: dict[str, bytes | None] = field(default_factory=dict)  # see HostOutcome.audit_head
 
 
 class Run:
@@ -44,9 +47,6 @@ class Run:
 
     def sessions(self) -> Sessions:
         return sessions_of(self.state, self.hosts)
-
-    def audit(self, entries: list, echo: Callable[[str], None] | None = None) -> None:
-        audit(self.root, None, entries, echo=echo, run=self)
 
 
 class _EchoHandler(logging.Handler):
@@ -91,10 +91,13 @@ class _Failures(BaseStateCallback):
 
 
 @contextmanager
-def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, options: RunOptions,
-              echo: Callable[[str], None] | None = None, inventory=None) -> Iterator[Run]:
-    """Connect, run the deploy, and keep the hosts connected for the block. A failed run gives
-    back its lock before the block starts (its last operation, the release, did not run)."""
+def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, request: DeployRequest,
+              manifests: dict[str, Manifest] | None = None, echo: Callable[[str], None] | None = None,
+              inventory=None) -> Iterator[Run]:
+    """Connect, run the project's deploy.py with ``request`` (and each host's manifest from
+    ``manifests``, when given) in every host's data, and keep the hosts connected for the block. A
+    failed run gives back its lock before the block starts (its last operation, the release, did
+    not run)."""
     import pyinfra
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all, disconnect_all
@@ -102,13 +105,16 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, op
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import StateStage
     from pyinfra.context import ctx_config, ctx_inventory, ctx_state
+    from pyinfra_cli.exceptions import UnexpectedExternalError
     from pyinfra_cli.prints import print_results
     from pyinfra_cli.util import load_deploy_file
 
-    op_order.install()
+    operation_order.install()
     start = time.monotonic()
     inventory = inventory or load_inventory(inventory_file, root)
     hosts = limited(inventory, limits)
+    for host in hosts:
+        setattr(host.data, REQUEST_KEY, replace(request, manifest=(manifests or {}).get(host.name)))
     config = Config()
     state = State(check_for_changes=False)  # -y: no separate change detection, the deploy plans itself
     state.cwd = str(root)
@@ -118,8 +124,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, op
     was_cli, pyinfra.is_cli = pyinfra.is_cli, True  # operation order from the deploy file's lines, as its CLI
     error = None
     try:
-        with _pyinfra_output(echo), ctx_state.use(state), ctx_config.use(config), ctx_inventory.use(inventory), \
-                run_options(options):
+        with _pyinfra_output(echo), ctx_state.use(state), ctx_config.use(config), ctx_inventory.use(inventory):
             from pyinfra import logger
 
             try:
@@ -136,8 +141,13 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, op
                 run_ops(state)
             except PyinfraError as failure:  # "No hosts remaining!": each host's reason is logged already
                 error = str(failure)
-            except Exception as failure:  # the deploy code refused (configuration, plan): nothing ran
-                error = f"{type(failure).__name__}: {failure}"
+            except (VsaError, UnexpectedExternalError) as failure:
+                # The deploy code refused (configuration, plan): nothing ran. A bug is not a refusal:
+                # it goes on up with its traceback.
+                refusal = getattr(failure, "exception", failure)
+                if not isinstance(refusal, VsaError):
+                    raise refusal from failure
+                error = str(refusal)
                 logger.error(f"--> {error}")
             if state.current_stage >= StateStage.Execute:
                 logger.info("--> Results:")
@@ -149,17 +159,23 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, op
             step = next(iter(failures.steps.values()), None)
             if error and step is None:
                 step = "connecting" if state.current_stage <= StateStage.Connect else "preparing the deploy"
-            result = DeployResult(1 if failed_hosts else 0, step, dict(options.summaries), failed_hosts,
-                                  time.monotonic() - start, error, dict(options.audit_heads))
+            outcomes = {h.name: h.data.get(OUTCOME_KEY) for h in hosts}
+            outcomes = {name: outcome for name, outcome in outcomes.items() if outcome is not None}
+            result = DeployResult(1 if failed_hosts else 0, step, {n: o.summary for n, o in outcomes.items()},
+                                  failed_hosts, time.monotonic() - start, error,
+                                  {n: o.audit_head for n, o in outcomes.items()})
             run = Run(root, state, hosts, result)
             if failed_hosts:
-                release_lock(run, options.run_id)
+                release_lock(run, request.run_id)
             try:
                 yield run
             finally:
                 disconnect_all(state)
     finally:
         pyinfra.is_cli = was_cli
+        for host in hosts:  # the request and outcome belong to this run only
+            host.data.override_datas.pop(REQUEST_KEY, None)
+            host.data.override_datas.pop(OUTCOME_KEY, None)
 
 
 def release_lock(run: Run, run_id: str) -> None:
@@ -172,26 +188,3 @@ def release_lock(run: Run, run_id: str) -> None:
                 session[1](command)
             except Exception:
                 pass
-
-
-def audit(root: Path, inventory_file: Path | None, entries: list, echo=None, run: Run | None = None) -> None:
-    """Append audit records (one per host and action) to the hosts, over the connections of ``run``
-    when given; problems are warnings, never failures of the command that did the work. Secret values
-    of the project are refused in records."""
-    from .audit import append
-    from .project import load_secrets
-
-    inventory = run.state.inventory if run else load_inventory(inventory_file, root)
-    from .inventory import host_config
-
-    secrets: set[str] = set()
-    for host in inventory:
-        named = host.data.get(SECRETS_FILE_KEY)
-        secrets |= set(load_secrets(root, host_config(host).secrets.names(),
-                                    file=Path(named) if named else None).values())
-    sessions, heads = (run.sessions(), run.result.audit_heads) if run else (None, None)
-    for name, result in append(inventory_file, root, entries, secrets=secrets, sessions=sessions,
-                               heads=heads).items():
-        problem = result.error or result.warning
-        if problem and echo:
-            echo(f"vsa-ops: audit on {name}: {problem}")
