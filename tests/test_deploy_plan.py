@@ -75,6 +75,19 @@ def test_a_converged_host_costs_one_command(fake_run):
     assert len(commands) == 1 and "@@vsa:stat" in commands[0]
 
 
+def test_variables_left_in_the_environment_neither_narrow_a_deploy_nor_delete_a_certificate(fake_run, monkeypatch):
+    manifest = fake_manifest()
+    state = converged(manifest, salt=SALT)
+    state.certificates = {"shop.example.com"}
+    _changed(state, "/srv/flowbiz/observability/prometheus/prometheus.yml")
+    for name, value in {"VSA_TARGET_DOMAIN": "shop.example.com", "VSA_DELETE_CERTIFICATE": "shop.example.com",
+                        "VSA_FORCE_FSTAB": "1", "VSA_LOCK_WAIT": "0"}.items():
+        monkeypatch.setenv(name, value)
+    text = "\n".join(fake_run(state))
+    assert "restart prometheus" in text  # the whole host converges, not one domain's files
+    assert "certbot delete" not in text
+
+
 def test_a_changed_prometheus_setting_sends_the_lock_the_files_and_a_restart(fake_run):
     manifest = fake_manifest()
     state = converged(manifest, salt=SALT)

@@ -182,7 +182,7 @@ def test_a_second_run_waits_for_the_lock_then_fails_naming_the_holder(deployed, 
     lab.sh(f"mkdir /var/lib/vsa-ops.lock && echo '{holder}' > /var/lib/vsa-ops.lock/owner")
     try:
         inventory = lab.inventory_with(tmp_path, {"observability": {"prometheus": {"scrape_interval": "20s"}}})
-        result = lab.deploy(inventory=inventory, check=False, env={"VSA_LOCK_WAIT": "2"})
+        result = lab.deploy("--lock-wait", "2", inventory=inventory, check=False)
         assert result.returncode != 0
         assert f"this host is locked by another run: {holder}" in result.stdout
         assert "scrape_interval: 15s" in lab.sh("cat /srv/flowbiz/observability/prometheus/prometheus.yml")
