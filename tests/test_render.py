@@ -148,10 +148,10 @@ def test_promtail_config_has_the_six_jobs_and_their_labels(render):
     assert jobs["system-journal"]["journal"]["path"] == "/var/log/journal"
     assert jobs["nginx-domain-access"]["static_configs"][0]["labels"]["__path__"] == \
         "/srv/flowbiz/reverse-proxy/logs/domains/*.access.json"
-    assert set(jobs["vsa-audit"]["pipeline_stages"][1]["labels"]) == {"actor", "action", "result", "vps_id"}
-    assert set(jobs["nginx-domain-access"]["pipeline_stages"][1]["labels"]) == {"domain", "method", "status"}
+    assert set(jobs["vsa-audit"]["pipeline_stages"][-1]["labels"]) == {"actor", "action", "result", "vps_id"}
+    assert set(jobs["nginx-domain-access"]["pipeline_stages"][-1]["labels"]) == {"domain", "method", "status_class"}
     targets = {r["target_label"] for r in jobs["docker-containers"]["relabel_configs"]}
-    assert targets == {"container", "compose_service", "compose_project", "stream"}
+    assert targets == {"job", "container", "compose_service", "compose_project", "stream"}
     assert config["positions"]["filename"].startswith("/var/lib/promtail/")
 
 

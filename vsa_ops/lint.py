@@ -257,6 +257,18 @@ def published_ports(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
                               f"publishes {text} on every interface; bind it to 127.0.0.1", "warning")
 
 
+@rule
+def log_label_cardinality(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
+    """Loki labels come only from fields with few values; one stream per client address, URI or request id
+    soon hits Loki's stream limit and logs stop arriving."""
+    shipper = hub.observability.log_shipper
+    for job in shipper.jobs:
+        for label in job.unbounded_labels():
+            yield Finding("log-label-cardinality", "observability", shipper.kind,
+                          f"job {job.job_name}: label {label.name} is fed from {label.field}, whose values are "
+                          "unbounded; keep it in the line (LogQL | json) or label a bounded field")
+
+
 def _end_of_life(manifest: Manifest, today: dt.date) -> Iterator[Finding]:
     for stack, name, spec in _services(manifest):
         image = str(spec.get("image", ""))

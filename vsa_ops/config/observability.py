@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from .base import Duration, Model, Size
 from .component import Component
 from .containers import Container, RunAs
-from .storage import OBSERVABILITY, ROOT
+from .log_shipping import LogShipper
+from .storage import OBSERVABILITY
 
 INTERNAL = ["observability_internal"]
 
@@ -83,85 +84,6 @@ class Loki(Component):
     def allow_structured_metadata(self) -> bool:
         """Loki 3 accepts structured metadata only with the tsdb index and schema v13."""
         return self.store == "tsdb" and self.schema_version == "v13"
-
-
-class ShipJob(Model):
-    """A log shipper scrape job (design: "Promtail", scrape jobs table)."""
-
-    job_name: str
-    source: Literal["journal", "file", "docker"]
-    path: str | None = None
-    format: Literal["json", "raw"] = "raw"
-    labels: list[str] = []
-
-    @model_validator(mode="after")
-    def _path_for_files(self) -> "ShipJob":
-        if (self.source in ("file", "journal")) != (self.path is not None):
-            raise ValueError("path is required for file and journal jobs, and only for them")
-        return self
-
-
-_SHIPPER_IMAGES = {"promtail": "grafana/promtail:3.0.0", "alloy": "grafana/alloy:v1.5.1"}
-_SHIPPER_CONFIG = {"promtail": "promtail-config.yml", "alloy": "config.alloy"}
-
-
-class LogShipper(Component):
-    """The log shipper. The design's Promtail reached end of life on 2026-03-02; ``kind: alloy``
-    swaps in Grafana Alloy with the same jobs."""
-
-    kind: Literal["promtail", "alloy"] = "promtail"
-    container: Container = Container(
-        image=_SHIPPER_IMAGES["promtail"],
-        container_name="promtail",
-        runs_as=RunAs(name="root", uid=0),
-        mounts=[
-            f"{OBSERVABILITY}/log-shipper:/etc/log-shipper:ro",
-            "obs-promtail-data:/var/lib/promtail",
-            "/var/log/journal:/var/log/journal:ro",
-            # Logs, read as they grow: a change under these needs no restart.
-            {"source": ROOT, "target": ROOT, "read_only": True, "live": True},
-            {"source": "/var/log/vsa", "target": "/var/log/vsa", "read_only": True, "live": True},
-            "/var/run/docker.sock:/var/run/docker.sock:ro",
-        ],
-        networks=INTERNAL,
-    )
-    loki_push_url: str = "http://loki:3100/loki/api/v1/push"
-    # Design: Promtail "Scrape jobs" table.
-    jobs: list[ShipJob] = [
-        ShipJob(job_name="system-journal", source="journal", path="/var/log/journal", labels=["systemd_unit"]),
-        ShipJob(job_name="nginx-access", source="file", path=f"{ROOT}/*/logs/nginx/access*.log", format="json",
-                labels=["remote_addr", "method", "status"]),
-        ShipJob(job_name="nginx-domain-access", source="file", format="json",
-                path=f"{ROOT}/reverse-proxy/logs/domains/*.access.json", labels=["domain", "method", "status"]),
-        ShipJob(job_name="nginx-error", source="file", path=f"{ROOT}/*/logs/nginx/error*.log"),
-        ShipJob(job_name="vsa-audit", source="file", path="/var/log/vsa/audit.jsonl", format="json",
-                labels=["actor", "action", "result", "vps_id"]),
-        ShipJob(job_name="docker-containers", source="docker",
-                labels=["container", "compose_service", "compose_project", "stream"]),
-    ]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _image_follows_kind(cls, data):
-        # kind alloy with Promtail's image and name still in place swaps in Alloy's.
-        if isinstance(data, dict) and data.get("kind") == "alloy" and isinstance(data.get("container"), dict):
-            container = dict(data["container"])
-            if container.get("image", _SHIPPER_IMAGES["promtail"]) == _SHIPPER_IMAGES["promtail"]:
-                container["image"] = _SHIPPER_IMAGES["alloy"]
-            if container.get("container_name", "promtail") == "promtail":
-                container["container_name"] = "alloy"
-            data = {**data, "container": container}
-        return data
-
-    @property
-    def config_file(self) -> str:
-        return _SHIPPER_CONFIG[self.kind]
-
-    def derived_command(self) -> list[str]:
-        if self.kind == "alloy":
-            return ["run", "--storage.path=/var/lib/promtail", "--server.http.listen-addr=0.0.0.0:9080",
-                    "/etc/log-shipper/config.alloy"]
-        return ["-config.file=/etc/log-shipper/promtail-config.yml"]
 
 
 class Datasource(Model):

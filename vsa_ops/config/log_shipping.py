@@ -1,0 +1,214 @@
+"""The log shipper (design: "Promtail", scrape jobs table): its jobs, the Loki labels each job sets and the
+field each label is read from. Both templates (Promtail and Alloy) render the jobs from here."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import field_validator, model_validator
+
+from .base import AbsPath, Model
+from .component import Component
+from .containers import Container, RunAs
+from .storage import OBSERVABILITY, ROOT
+
+# Every distinct label set is one Loki stream, and Loki 3.0 refuses new streams past
+# max_global_streams_per_user (5,000): a label fed from a field with unbounded values (client address, URI,
+# user agent, request id, timings) stops the logs on a busy day. These are the only fields a job may turn
+# into labels, each with why its values are few; everything else stays in the line (LogQL `| json`).
+BOUNDED_FIELDS: dict[str, dict[str, str]] = {
+    "file": {
+        "domain": "NGINX $host in a per-domain log: the names of that vhost",
+        "method": "HTTP method; the label keeps only the standard methods (NGINX accepts any token)",
+        "status": "HTTP status code, 100-599; labelled as its class (2xx, 4xx...)",
+        "level": "log level",
+        "actor": "audit: the operators running vsa-ops",
+        "action": "audit: the vsa-ops actions",
+        "result": "audit: ok, failed, rolled_back",
+        "vps_id": "audit: the host",
+    },
+    "journal": {
+        "__journal__systemd_unit": "the host's systemd units",
+        "__journal_priority_keyword": "syslog priority (emerg ... debug)",
+    },
+    "docker": {
+        "__meta_docker_container_name": "the hub's containers",
+        "__meta_docker_container_label_com_docker_compose_service": "compose services",
+        "__meta_docker_container_label_com_docker_compose_project": "compose projects",
+        "__meta_docker_container_log_stream": "stdout or stderr",
+    },
+}
+# Where each kind of job reads its label fields: JSON keys of the line, or the shipper's meta labels.
+_FIELD_PREFIX = {"file": "", "journal": "__journal_", "docker": "__meta_docker_"}
+HTTP_METHODS = "(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS|CONNECT|TRACE)"
+IDENTITY = ("(.*)", "$1")
+
+
+class ShipLabel(Model):
+    """A Loki label and the field that feeds it, with Prometheus relabel semantics: the field's whole value
+    must match ``regex`` (else the entry gets no such label) and the label is ``replacement``, where $1 is
+    the regex's first group."""
+
+    name: str
+    field: str
+    regex: str = IDENTITY[0]
+    replacement: str = IDENTITY[1]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_after_its_field(cls, data):
+        return {"name": data, "field": data} if isinstance(data, str) else data
+
+    @field_validator("name", "field")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must be letters, digits and _ (a Loki label name or a field name)")
+        return value
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"is not a regular expression: {error}") from None
+        return value
+
+    @property
+    def rewrites(self) -> bool:
+        return (self.regex, self.replacement) != IDENTITY
+
+    @property
+    def pipeline_template(self) -> str:
+        """The Go template a pipeline's template stage applies to the matched value (relabel's replacement);
+        an empty result removes the value, so an entry that did not match gets no label."""
+        return f'{{{{ if .Value }}}}{{{{ regexReplaceAll "^(?:{_go_string(self.regex)})$" .Value ' \
+               f'"{_go_string(self.replacement)}" }}}}{{{{ end }}}}'
+
+
+def _go_string(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class ShipJob(Model):
+    """A log shipper scrape job (design: "Promtail", scrape jobs table)."""
+
+    job_name: str
+    source: Literal["journal", "file", "docker"]
+    path: str | None = None
+    format: Literal["json", "raw"] = "raw"
+    labels: list[ShipLabel] = []
+
+    @model_validator(mode="after")
+    def _fields_fit_the_source(self) -> "ShipJob":
+        if (self.source in ("file", "journal")) != (self.path is not None):
+            raise ValueError("path is required for file and journal jobs, and only for them")
+        if self.source == "file" and self.labels and self.format != "json":
+            raise ValueError("labels of a file job are read from JSON lines: set format json")
+        prefix = _FIELD_PREFIX[self.source]
+        for label in self.labels:
+            if not label.field.startswith(prefix) or (not prefix and label.field.startswith("__")):
+                raise ValueError(f"label {label.name}: a {self.source} job reads its fields from "
+                                 + (f"meta labels {prefix}*" if prefix else "the line's JSON keys"))
+        return self
+
+    def unbounded_labels(self) -> list[ShipLabel]:
+        """Labels fed from a field not known to have few values (BOUNDED_FIELDS)."""
+        return [label for label in self.labels if label.field not in BOUNDED_FIELDS[self.source]]
+
+
+_SHIPPER_IMAGES = {"promtail": "grafana/promtail:3.0.0", "alloy": "grafana/alloy:v1.5.1"}
+_SHIPPER_CONFIG = {"promtail": "promtail-config.yml", "alloy": "config.alloy"}
+# Both shippers keep their read positions here, on the obs-promtail-data volume (README "Log shipping").
+STATE_DIR = "/var/lib/promtail"
+
+
+class LogShipper(Component):
+    """The log shipper. The design's Promtail reached end of life on 2026-03-02; ``kind: alloy``
+    swaps in Grafana Alloy with the same jobs and labels, taking over Promtail's file positions."""
+
+    kind: Literal["promtail", "alloy"] = "promtail"
+    container: Container = Container(
+        image=_SHIPPER_IMAGES["promtail"],
+        container_name="promtail",
+        runs_as=RunAs(name="root", uid=0),
+        mounts=[
+            f"{OBSERVABILITY}/log-shipper:/etc/log-shipper:ro",
+            f"obs-promtail-data:{STATE_DIR}",
+            "/var/log/journal:/var/log/journal:ro",
+            # Logs, read as they grow: a change under these needs no restart.
+            {"source": ROOT, "target": ROOT, "read_only": True, "live": True},
+            {"source": "/var/log/vsa", "target": "/var/log/vsa", "read_only": True, "live": True},
+            "/var/run/docker.sock:/var/run/docker.sock:ro",
+        ],
+        networks=["observability_internal"],
+    )
+    loki_push_url: str = "http://loki:3100/loki/api/v1/push"
+    # Promtail's positions file, and Alloy's --storage.path (one folder per component) beside it. Alloy
+    # converts this file on its first start (legacy_positions_file), so it resumes where Promtail stopped.
+    state_dir: AbsPath = STATE_DIR
+    # Alloy: a file with no recorded position (never read by either shipper) is read from its end, not
+    # re-sent whole. The price: a file created while Alloy runs loses what it gets before Alloy's next
+    # discovery (local.file_match syncs every 10s).
+    tail_from_end: bool = True
+    # Design: Promtail "Scrape jobs" table, with labels only from bounded fields (README "Log shipping").
+    jobs: list[ShipJob] = [
+        ShipJob(job_name="system-journal", source="journal", path="/var/log/journal",
+                labels=[ShipLabel(name="systemd_unit", field="__journal__systemd_unit")]),
+        ShipJob(job_name="nginx-access", source="file", path=f"{ROOT}/*/logs/nginx/access*.log", format="json",
+                labels=[ShipLabel(name="method", field="method", regex=HTTP_METHODS),
+                        ShipLabel(name="status_class", field="status", regex="([1-5])[0-9][0-9]",
+                                  replacement="${1}xx")]),
+        ShipJob(job_name="nginx-domain-access", source="file", format="json",
+                path=f"{ROOT}/reverse-proxy/logs/domains/*.access.json",
+                labels=[ShipLabel(name="domain", field="domain"),
+                        ShipLabel(name="method", field="method", regex=HTTP_METHODS),
+                        ShipLabel(name="status_class", field="status", regex="([1-5])[0-9][0-9]",
+                                  replacement="${1}xx")]),
+        ShipJob(job_name="nginx-error", source="file", path=f"{ROOT}/*/logs/nginx/error*.log"),
+        ShipJob(job_name="vsa-audit", source="file", path="/var/log/vsa/audit.jsonl", format="json",
+                labels=["actor", "action", "result", "vps_id"]),
+        ShipJob(job_name="docker-containers", source="docker", labels=[
+            ShipLabel(name="container", field="__meta_docker_container_name", regex="/(.*)"),
+            ShipLabel(name="compose_service", field="__meta_docker_container_label_com_docker_compose_service"),
+            ShipLabel(name="compose_project", field="__meta_docker_container_label_com_docker_compose_project"),
+            ShipLabel(name="stream", field="__meta_docker_container_log_stream"),
+        ]),
+    ]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _image_follows_kind(cls, data):
+        # kind alloy with Promtail's image and name still in place swaps in Alloy's.
+        if isinstance(data, dict) and data.get("kind") == "alloy" and isinstance(data.get("container"), dict):
+            container = dict(data["container"])
+            if container.get("image", _SHIPPER_IMAGES["promtail"]) == _SHIPPER_IMAGES["promtail"]:
+                container["image"] = _SHIPPER_IMAGES["alloy"]
+            if container.get("container_name", "promtail") == "promtail":
+                container["container_name"] = "alloy"
+            data = {**data, "container": container}
+        return data
+
+    @model_validator(mode="after")
+    def _positions_persist(self) -> "LogShipper":
+        # Positions lost with the container would make the next shipper re-read every file.
+        if not any(m.target == self.state_dir and not m.is_bind for m in self.container.mounts):
+            raise ValueError(f"state_dir {self.state_dir} must be the target of a named volume in container.mounts")
+        return self
+
+    @property
+    def config_file(self) -> str:
+        return _SHIPPER_CONFIG[self.kind]
+
+    @property
+    def positions_file(self) -> str:
+        """Promtail's positions; Alloy's loki.source.file components convert it on their first start."""
+        return f"{self.state_dir}/positions.yaml"
+
+    def derived_command(self) -> list[str]:
+        if self.kind == "alloy":
+            return ["run", f"--storage.path={self.state_dir}", "--server.http.listen-addr=0.0.0.0:9080",
+                    "/etc/log-shipper/config.alloy"]
+        return ["-config.file=/etc/log-shipper/promtail-config.yml"]
