@@ -42,7 +42,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from .errors import VsaError
-from .pyinfra_glue.connections import Run, connected
+from .pyinfra_glue.connections import RunCommand, connected
 
 GENESIS = "0" * 64
 RESULTS = ("ok", "failed", "rolled_back")
@@ -548,7 +548,7 @@ def _batches(entries: list[Entry]) -> list[list[Entry]]:
     return batches
 
 
-def _append_host(run: Run, paths: Paths, name: str, entries: list[Entry], who: str,
+def _append_host(run: RunCommand, paths: Paths, name: str, entries: list[Entry], who: str,
                  head: bytes | None = None) -> AppendResult:
     """``head``: the log's last line as read moments ago (by the deploy's state read); the append
     still checks it under the lock, and a stale one costs a retry, never a broken chain."""

@@ -17,10 +17,10 @@ import click
 from . import domain_changes, listings, plan_report, plan_review
 from .audit import Entry
 from .audit_cli import audit as audit_commands
-from .cli_support import Command, host_option, inventory_option
+from .cli_support import Command, inventory_option, limit_option
 from .deploys.request import DeployRequest
 from .host_manifest import host_manifest
-from .inventory import InventoryError, host_config, inventory_path, limited, select_hosts
+from .inventory import InventoryError, host_config, inventory_path, limited
 from .lab import hosts as lab_hosts
 from .lint import lint as lint_manifest
 from .project import find_root
@@ -29,7 +29,6 @@ from .pyinfra_glue.runner import deploying
 from .recording import record_audit
 from .writer import write_manifest
 
-limit_option = click.option("--limit", "limit", default=None, metavar="HOST", help="Only this host (or group).")
 format_option = click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
                              show_default=True)
 RENDERERS = {"text": plan_report.render_text, "markdown": plan_report.render_markdown,
@@ -41,21 +40,24 @@ def main():
     """vsa-ops: the VSA hub as code."""
 
 
-def _hosts(inventory: str | None, host_name: str | None) -> list:
-    return select_hosts(load_inventory(inventory_path(inventory), find_root()), host_name)
+def _hosts(inventory: str | None, limit: str | None) -> list:
+    """The hosts a command acts on: every host of the inventory, or those ``--limit`` names."""
+    hosts = limited(load_inventory(inventory_path(inventory), find_root()), [limit] if limit else None)
+    if not hosts:
+        raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
+    return hosts
 
 
 @main.command()
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the files under, at their paths on the host.")
 @inventory_option
-@host_option
-def render(out: Path, inventory: str | None, host_name: str | None):
+@limit_option
+def render(out: Path, inventory: str | None, limit: str | None):
     """Write every file of a host's manifest under OUT for review."""
-    hosts = _hosts(inventory, host_name)
+    hosts = _hosts(inventory, limit)
     if len(hosts) > 1:
-        raise InventoryError(f"--host: the inventory has {len(hosts)} hosts; name one of "
-                             f"{', '.join(h.name for h in hosts)}")
+        raise InventoryError(f"--limit: {len(hosts)} hosts selected; name one of {', '.join(h.name for h in hosts)}")
     host = hosts[0]
     manifest = host_manifest(host, None)
     written = write_manifest(manifest, out)
@@ -65,11 +67,11 @@ def render(out: Path, inventory: str | None, host_name: str | None):
 
 @main.command()
 @inventory_option
-@host_option
-def lint(inventory: str | None, host_name: str | None):
+@limit_option
+def lint(inventory: str | None, limit: str | None):
     """Check each host's manifest against the design's rules; exit 1 on any error."""
     errors = 0
-    for host in _hosts(inventory, host_name):
+    for host in _hosts(inventory, limit):
         findings = lint_manifest(host_manifest(host, None, with_secrets=False), host_config(host))
         for finding in findings:
             click.echo(f"{host.name}: {finding}")

@@ -9,11 +9,11 @@ from pathlib import Path
 from .audit import append
 from .host_manifest import host_secrets
 from .pyinfra_glue.inventory_files import load_inventory
-from .pyinfra_glue.runner import Run
+from .pyinfra_glue.runner import DeployRun
 
 
 def record_audit(root: Path, inventory_file: Path | None, entries: list, echo: Callable[[str], None] | None = None,
-                 run: Run | None = None) -> None:
+                 run: DeployRun | None = None) -> None:
     """Append ``entries`` to their hosts' audit trails. The secrets the hosts' configuration declares
     are the values the audit guard keeps out of records."""
     inventory = run.state.inventory if run else load_inventory(inventory_file, root)

@@ -45,7 +45,7 @@ DEFAULT_FSTAB = [
 ]
 
 
-class Directory(Model):
+class DirectorySpec(Model):
     """A directory on the root disk with its owner, group and mode.
 
     Owners and groups are names from the container user model (``nginx``, ``postgres``, ...) or
@@ -77,42 +77,42 @@ def domain_files(name: str) -> dict[str, str]:
     return {"vhost": f"{VHOSTS}/{name}.conf", "htpasswd": f"{HTPASSWD}/{name}.htpasswd"}
 
 
-def _tree() -> list[Directory]:
+def _tree() -> list[DirectorySpec]:
     rp, dash, obs = REVERSE_PROXY, DASHBOARD, OBSERVABILITY
     return [
-        Directory(path=ROOT),
+        DirectorySpec(path=ROOT),
         # Design, "Root Disk": reverse proxy.
-        Directory(path=rp),
-        Directory(path=f"{rp}/nginx"),
-        Directory(path=VHOSTS, purpose="NGINX vhost configs", owned=True),
-        Directory(path=f"{rp}/nginx/snippets", purpose="Shared NGINX snippets", owned=True),
-        Directory(path=HTPASSWD, group="nginx", mode="0750", purpose="htpasswd files (bcrypt)",
+        DirectorySpec(path=rp),
+        DirectorySpec(path=f"{rp}/nginx"),
+        DirectorySpec(path=VHOSTS, purpose="NGINX vhost configs", owned=True),
+        DirectorySpec(path=f"{rp}/nginx/snippets", purpose="Shared NGINX snippets", owned=True),
+        DirectorySpec(path=HTPASSWD, group="nginx", mode="0750", purpose="htpasswd files (bcrypt)",
                   owned=True),
-        Directory(path=f"{rp}/letsencrypt", purpose="Let's Encrypt certs + renewal configs"),
-        Directory(path=f"{rp}/letsencrypt/renewal-hooks"),
-        Directory(path=f"{rp}/letsencrypt/renewal-hooks/deploy", owned=True),
-        Directory(path=f"{rp}/certbot-www", purpose="ACME challenge webroot"),
-        Directory(path=f"{rp}/logs", owner="nginx", group="nginx", purpose="NGINX access/error logs"),
-        Directory(path=f"{rp}/logs/domains", owner="nginx", group="nginx", purpose="per-domain JSON access logs"),
+        DirectorySpec(path=f"{rp}/letsencrypt", purpose="Let's Encrypt certs + renewal configs"),
+        DirectorySpec(path=f"{rp}/letsencrypt/renewal-hooks"),
+        DirectorySpec(path=f"{rp}/letsencrypt/renewal-hooks/deploy", owned=True),
+        DirectorySpec(path=f"{rp}/certbot-www", purpose="ACME challenge webroot"),
+        DirectorySpec(path=f"{rp}/logs", owner="nginx", group="nginx", purpose="NGINX access/error logs"),
+        DirectorySpec(path=f"{rp}/logs/domains", owner="nginx", group="nginx", purpose="per-domain JSON access logs"),
         # Design, "Root Disk": dashboard.
-        Directory(path=dash),
-        Directory(path=f"{dash}/data"),
-        Directory(path=f"{dash}/data/postgres", owner="postgres", group="postgres", mode="0700",
+        DirectorySpec(path=dash),
+        DirectorySpec(path=f"{dash}/data"),
+        DirectorySpec(path=f"{dash}/data/postgres", owner="postgres", group="postgres", mode="0700",
                   purpose="PostgreSQL data directory"),
-        Directory(path=f"{dash}/secrets", mode="0751", purpose="database password files (each 0640, group of its reader)"),
+        DirectorySpec(path=f"{dash}/secrets", mode="0751", purpose="database password files (each 0640, group of its reader)"),
         # Design, "Root Disk": observability; config folders follow "Configuration File Locations".
-        Directory(path=obs),
-        Directory(path=f"{obs}/data"),
-        Directory(path=f"{obs}/data/grafana-provisioning", purpose="Grafana datasource/dashboard YAML"),
-        Directory(path=f"{obs}/data/grafana-provisioning/datasources"),
-        Directory(path=f"{obs}/data/grafana-provisioning/dashboards"),
-        Directory(path=f"{obs}/prometheus", purpose="Prometheus scrape config"),
-        Directory(path=f"{obs}/loki", purpose="Loki storage + retention config"),
-        Directory(path=f"{obs}/log-shipper", purpose="Promtail (or Alloy) scrape jobs"),
-        Directory(path=f"{obs}/secrets", mode="0751", purpose="Grafana admin password file (0640, group grafana)"),
+        DirectorySpec(path=obs),
+        DirectorySpec(path=f"{obs}/data"),
+        DirectorySpec(path=f"{obs}/data/grafana-provisioning", purpose="Grafana datasource/dashboard YAML"),
+        DirectorySpec(path=f"{obs}/data/grafana-provisioning/datasources"),
+        DirectorySpec(path=f"{obs}/data/grafana-provisioning/dashboards"),
+        DirectorySpec(path=f"{obs}/prometheus", purpose="Prometheus scrape config"),
+        DirectorySpec(path=f"{obs}/loki", purpose="Loki storage + retention config"),
+        DirectorySpec(path=f"{obs}/log-shipper", purpose="Promtail (or Alloy) scrape jobs"),
+        DirectorySpec(path=f"{obs}/secrets", mode="0751", purpose="Grafana admin password file (0640, group grafana)"),
         # Design, "Root Disk": audit trail.
-        Directory(path="/var/log/vsa", purpose="Audit log JSONL"),
-        Directory(path="/var/lib/vsa", purpose="Audit SQLite database"),
+        DirectorySpec(path="/var/log/vsa", purpose="Audit log JSONL"),
+        DirectorySpec(path="/var/lib/vsa", purpose="Audit SQLite database"),
     ]
 
 
@@ -140,7 +140,7 @@ class Storage(Model):
     """Everything about disks: fstab, the root-disk tree and the Docker disk's volumes."""
 
     fstab: list[FstabEntry] = Field(default_factory=lambda: list(DEFAULT_FSTAB))
-    extra_directories: list[Directory] = []
+    extra_directories: list[DirectorySpec] = []
     volumes: dict[str, Volume] = Field(default_factory=lambda: dict(DEFAULT_VOLUMES))
     # Design: "Large dedicated disk (246G)". Lint checks that the retention caps fit in it.
     docker_disk: Size = "246GB"
@@ -158,5 +158,5 @@ class Storage(Model):
         return entries
 
     @property
-    def directories(self) -> list[Directory]:
+    def directories(self) -> list[DirectorySpec]:
         return _tree() + list(self.extra_directories)

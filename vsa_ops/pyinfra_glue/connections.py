@@ -13,9 +13,9 @@ from typing import Any
 from ..inventory import limited
 from .inventory_files import load_inventory
 
-Run = Callable[[str], tuple[bool, str]]
+RunCommand = Callable[[str], tuple[bool, str]]
 # name -> (host, run(command) -> (ok, stdout)), or why the host is not available
-Sessions = dict[str, "tuple[Any, Run] | str"]
+Sessions = dict[str, "tuple[Any, RunCommand] | str"]
 
 
 def sessions_of(state, hosts: Iterable, errors: dict[str, str] | None = None) -> Sessions:
@@ -23,7 +23,7 @@ def sessions_of(state, hosts: Iterable, errors: dict[str, str] | None = None) ->
     from pyinfra.api import StringCommand
     from pyinfra.context import ctx_host, ctx_state
 
-    def runner(host) -> Run:
+    def runner(host) -> RunCommand:
         def run(command: str) -> tuple[bool, str]:
             with ctx_state.use(state), ctx_host.use(host):
                 ok, output = host.run_shell_command(StringCommand(command), print_output=False)

@@ -39,7 +39,7 @@ class DeployResult:
     audit_heads: dict[str, bytes | None] = field(default_factory=dict)  # see HostOutcome.audit_head
 
 
-class Run:
+class DeployRun:
     """A finished deploy whose hosts are still connected."""
 
     def __init__(self, root: Path, state, hosts: list, result: DeployResult):
@@ -93,7 +93,7 @@ class _Failures(BaseStateCallback):
 @contextmanager
 def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, request: DeployRequest,
               manifests: dict[str, Manifest] | None = None, echo: Callable[[str], None] | None = None,
-              inventory=None) -> Iterator[Run]:
+              inventory=None) -> Iterator[DeployRun]:
     """Connect, run the project's deploy.py with ``request`` (and each host's manifest from
     ``manifests``, when given) in every host's data, and keep the hosts connected for the block. A
     failed run gives back its lock before the block starts (its last operation, the release, did
@@ -164,7 +164,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
             result = DeployResult(1 if failed_hosts else 0, step, {n: o.summary for n, o in outcomes.items()},
                                   failed_hosts, time.monotonic() - start, error,
                                   {n: o.audit_head for n, o in outcomes.items()})
-            run = Run(root, state, hosts, result)
+            run = DeployRun(root, state, hosts, result)
             if failed_hosts:
                 release_lock(run, request.run_id)
             try:
@@ -178,7 +178,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
             host.data.override_datas.pop(OUTCOME_KEY, None)
 
 
-def release_lock(run: Run, run_id: str) -> None:
+def release_lock(run: DeployRun, run_id: str) -> None:
     """Remove the run lock where this run still holds it; unreachable hosts keep it until it goes stale."""
     command = (f"[ \"$(cut -d' ' -f1 {LOCK_DIR}/owner 2>/dev/null)\" = {shlex.quote(run_id)} ] "
                f"&& rm -rf {LOCK_DIR}; true")
