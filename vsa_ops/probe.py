@@ -1,5 +1,6 @@
 """Probe a domain as a client would: TLS handshake with SNI, the certificate it serves, the status
-and headers of its answer, and basic auth (401 without or with a wrong password, not with the right one)."""
+and headers of its answer, and basic auth (401 without a password and with a wrong one, not with the
+right one)."""
 
 from __future__ import annotations
 
@@ -97,10 +98,15 @@ def probe_domain(address: str, https_port: int, http_port: int, domain, *, ca_fi
         if missing:
             result.problems.append(f"missing headers: {', '.join(missing)}")
     if user is not None:
-        anonymous, _ = request(address, https_port if domain.tls else http_port, domain.name, tls=domain.tls,
-                               ca_file=ca_file)
+        port = https_port if domain.tls else http_port
+        anonymous, _ = request(address, port, domain.name, tls=domain.tls, ca_file=ca_file)
         if anonymous.status != 401:
             result.problems.append(f"without a password the answer is {anonymous.status}, not 401")
+        # A password that differs from the right one in every position (never the right one itself).
+        wrong = "".join("b" if c == "a" else "a" for c in (password or "x"))
+        refused, _ = request(address, port, domain.name, tls=domain.tls, ca_file=ca_file, user=user, password=wrong)
+        if refused.status != 401:
+            result.problems.append(f"with a wrong password the answer is {refused.status}, not 401")
     return result
 
 
