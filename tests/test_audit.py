@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from vsa_ops import audit
-from vsa_ops.audit import GENESIS, AuditError, Entry, Problem
-from vsa_ops.audit_cli import audit as audit_group
+from vsa_ops.audit import GENESIS, AuditError, Entry, Problem, host_scripts, records, trail
+from vsa_ops.audit.cli import audit as audit_group
 
 WHO = "alice@laptop (Alice Doe <alice@example.com>)"
 
@@ -116,29 +117,70 @@ SECRET = "pg-Secret-123"
 
 
 @pytest.mark.parametrize("field", ["target", "changes", "error", "action"])
-def test_secret_guard_refuses_a_record_containing_a_secret(field):
+def test_secret_guard_masks_a_secret_and_names_the_field(field):
     values = {"target": "hub", "changes": ["nothing"], "error": None, "action": "deploy"}
     values[field] = f"password={SECRET}!" if field != "changes" else ["ok", f"set {SECRET}"]
     entry = Entry("hub", values["action"], values["target"], "failed", 1, values["changes"], values["error"])
-    with pytest.raises(AuditError) as caught:
-        audit.check_entry(entry, WHO, secrets=[SECRET, ""])
-    assert field in str(caught.value)
-    assert SECRET not in str(caught.value)  # the refusal itself leaks nothing
+    masked, names = audit.Masker([SECRET, ""]).entry(audit.check_entry(entry, WHO))
+    assert names == [field]
+    assert SECRET not in json.dumps(masked._asdict())
+    assert getattr(masked, field) == ("password=[secret]!" if field != "changes" else ["ok", "set [secret]"])
 
 
 def test_secret_guard_sees_json_escaped_secrets_and_ignores_tiny_values():
     tricky = 'a"b\\c-secret'
-    with pytest.raises(AuditError):
-        audit.check_secrets({"error": json.dumps(tricky)}, [tricky])
+    assert audit.Masker([tricky]).text(json.dumps({"password": tricky})) == '{"password": "[secret]"}'
     # An empty or 1-3 character "secret" would match ordinary text: not searched for.
-    audit.check_entry(Entry("hub", "deploy", "hub", "ok", 1, ["a", "x"]), WHO, secrets=["", "a", "ok"])
+    entry = audit.check_entry(Entry("hub", "deploy", "hub", "ok", 1, ["a", "x"]), WHO)
+    assert audit.Masker(["", "a", "ok"]).entry(entry) == (entry, [])
 
 
-def test_append_refuses_before_touching_any_host(tmp_path):
-    bad = Entry("hub", "add-domain", "x.example.com", "ok", 1, [f"auth password {SECRET}"])
+def test_append_refuses_a_bad_field_before_touching_any_host(tmp_path):
+    bad = Entry("hub", "add-domain", "x.example.com", "done", 1, ["vhost"])
     with pytest.raises(AuditError):
         # The inventory does not exist: the refusal comes first, nothing is connected or written.
-        audit.append(tmp_path / "no-inventory.py", tmp_path, [bad], secrets=[SECRET], who=WHO)
+        audit.append(tmp_path / "no-inventory.py", tmp_path, [bad], who=WHO)
+
+
+@pytest.fixture
+def local_host(tmp_path, tool, monkeypatch):
+    """A project whose one host is this machine (pyinfra's @local), its audit files under tmp_path."""
+    for name in ("sh", "flock", "dd", "base64", "gzip", "sha256sum", "tail"):
+        tool(name)
+    jsonl, database = tmp_path / "log" / "audit.jsonl", tmp_path / "lib" / "audit.db"
+    settings = {"vsa": {"audit": {"jsonl": str(jsonl), "database": str(database)}}}
+    (tmp_path / "inventory.py").write_text(f"hubs = [('@local', {settings!r})]\n")
+    for name in [n for n in os.environ if n.startswith("VSA_")]:
+        monkeypatch.delenv(name)
+    return tmp_path, jsonl
+
+
+def record_after_failure(project: Path, jsonl: Path, error: str) -> tuple[dict, list[str]]:
+    """What a command that did its work and then failed leaves in the audit log, and what it printed."""
+    from vsa_ops.recording import record_audit
+
+    said: list[str] = []
+    record_audit(project, project / "inventory.py", [Entry("@local", "deploy", "hub", "failed", 2, ["vhost"], error)],
+                 echo=said.append)
+    [line] = jsonl.read_text().splitlines()
+    return json.loads(line), said
+
+
+def test_a_declared_secret_in_a_record_is_masked_and_the_record_written(local_host, monkeypatch):
+    project, jsonl = local_host
+    monkeypatch.setenv("VSA_POSTGRES_PASSWORD", SECRET)
+    record, said = record_after_failure(project, jsonl, f"psql: password {SECRET} rejected")
+    assert record["error"] == "psql: password [secret] rejected"
+    assert SECRET not in jsonl.read_text() and SECRET not in "".join(said)
+    assert any("secret value was masked in the error of the deploy record" in line for line in said), said
+
+
+def test_another_variable_in_a_record_is_written_unchanged(local_host, monkeypatch):
+    project, jsonl = local_host
+    monkeypatch.setenv("VSA_HUB_ADDRESS", "hub-203.0.113.7")
+    record, said = record_after_failure(project, jsonl, "ssh: hub-203.0.113.7 refused the connection")
+    assert record["error"] == "ssh: hub-203.0.113.7 refused the connection"
+    assert not any("masked" in line for line in said), said
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,8 +311,8 @@ def no_global_git(monkeypatch, tmp_path):
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.delenv("SUDO_USER", raising=False)
-    monkeypatch.setattr(audit.getpass, "getuser", lambda: "alice")
-    monkeypatch.setattr(audit.socket, "gethostname", lambda: "laptop")
+    monkeypatch.setattr(records.getpass, "getuser", lambda: "alice")
+    monkeypatch.setattr(records.socket, "gethostname", lambda: "laptop")
 
 
 def test_actor_has_the_git_identity_of_the_project(tmp_path, no_global_git, tool):
@@ -310,16 +352,16 @@ def local(tmp_path, tool):
 
 def test_append_then_read_back(local):
     paths, run, calls = local
-    result = audit._append_host(run, paths, "hub", [audit.check_entry(e, WHO) for e in entries(3)], WHO)
+    result = trail._append_host(run, paths, "hub", [audit.check_entry(e, WHO) for e in entries(3)], WHO)
     assert result.ok and [r["seq"] for r in result.records] == [1, 2, 3]
     assert len(calls) == 2  # read the last line, then compare-and-append
-    result = audit._append_host(run, paths, "hub", [audit.check_entry(e, WHO) for e in entries(2)], WHO)
+    result = trail._append_host(run, paths, "hub", [audit.check_entry(e, WHO) for e in entries(2)], WHO)
     assert [r["seq"] for r in result.records] == [4, 5]
     text = Path(paths.jsonl).read_text()
     assert text.count("\n") == 5
     assert audit.verify_chain(audit.split_lines(text)) == []
     assert oct(Path(paths.jsonl).stat().st_mode & 0o777) == "0o640"
-    found = audit.host_audit(*run(audit.read_script(paths)))
+    found = audit.host_audit(*run(host_scripts.read_script(paths)))
     assert [r["seq"] for r in found.records] == [1, 2, 3, 4, 5] and found.problems == []
     if shutil.which("sqlite3"):
         assert result.warning is None
@@ -331,15 +373,15 @@ def test_append_then_read_back(local):
 
 def test_append_retries_when_another_writer_came_first(local):
     paths, run, calls = local
-    audit._append_host(run, paths, "hub", [audit.check_entry(entries(1)[0], WHO)], WHO)
+    trail._append_host(run, paths, "hub", [audit.check_entry(entries(1)[0], WHO)], WHO)
     raced = []
 
     def racing_run(command: str):
         if "dd of=" in command and not raced:  # another controller appends between our read and write
-            raced.append(audit._append_host(run, paths, "hub", [audit.check_entry(entries(2)[1], "bob@x")], "bob@x"))
+            raced.append(trail._append_host(run, paths, "hub", [audit.check_entry(entries(2)[1], "bob@x")], "bob@x"))
         return run(command)
 
-    result = audit._append_host(racing_run, paths, "hub", [audit.check_entry(entries(3)[2], WHO)], WHO)
+    result = trail._append_host(racing_run, paths, "hub", [audit.check_entry(entries(3)[2], WHO)], WHO)
     assert raced[0].records[0]["seq"] == 2
     assert result.ok and result.records[0]["seq"] == 3
     lines = audit.split_lines(Path(paths.jsonl).read_text())
@@ -348,17 +390,17 @@ def test_append_retries_when_another_writer_came_first(local):
 
 def test_append_refuses_to_chain_onto_a_damaged_last_line(local):
     paths, run, _ = local
-    audit._append_host(run, paths, "hub", [audit.check_entry(e, WHO) for e in entries(2)], WHO)
+    trail._append_host(run, paths, "hub", [audit.check_entry(e, WHO) for e in entries(2)], WHO)
     with open(paths.jsonl, "r+b") as handle:
         handle.truncate(Path(paths.jsonl).stat().st_size - 10)
-    result = audit._append_host(run, paths, "hub", [audit.check_entry(entries(1)[0], WHO)], WHO)
+    result = trail._append_host(run, paths, "hub", [audit.check_entry(entries(1)[0], WHO)], WHO)
     assert not result.ok and "damaged" in result.error
-    assert first(audit.host_audit(*run(audit.read_script(paths))).problems) == (2, "truncated")
+    assert first(audit.host_audit(*run(host_scripts.read_script(paths))).problems) == (2, "truncated")
 
 
 def test_read_of_a_host_without_audit_log(local):
     paths, run, _ = local
-    found = audit.host_audit(*run(audit.read_script(paths)))
+    found = audit.host_audit(*run(host_scripts.read_script(paths)))
     assert found.records == [] and found.problems == []
 
 

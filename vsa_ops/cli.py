@@ -16,7 +16,7 @@ import click
 
 from . import domain_changes, listings, plan_report, plan_review
 from .audit import Entry
-from .audit_cli import audit as audit_commands
+from .audit.cli import audit as audit_commands
 from .cli_support import Command, inventory_option, limit_option
 from .deploys.request import DeployRequest
 from .host_manifest import host_manifest

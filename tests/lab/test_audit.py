@@ -13,13 +13,15 @@ import time
 import pytest
 
 from vsa_ops import audit
+from vsa_ops.config import hub_config
 
 from tests.lab.conftest import ROOT
 
 pytestmark = pytest.mark.lab
 
-JSONL = audit.DEFAULT_JSONL
-DB = audit.DEFAULT_DATABASE
+# The lab host's audit files: the configuration's (the lab sets no vsa.audit of its own).
+JSONL = hub_config().audit.jsonl
+DB = hub_config().audit.database
 
 APPEND = """
 import json, sys, time
@@ -52,7 +54,7 @@ def append(inventory, entries: list[tuple], repeat: int = 1) -> dict:
 
 def audit_cli(*args: str) -> subprocess.CompletedProcess:
     """`vsa-ops audit ...`, through the click group itself until the lead registers it in main."""
-    return subprocess.run([sys.executable, "-c", "from vsa_ops.audit_cli import audit; audit()", *args],
+    return subprocess.run([sys.executable, "-c", "from vsa_ops.audit.cli import audit; audit()", *args],
                           cwd=ROOT, env=_environment(), capture_output=True, text=True, timeout=300)
 
 

@@ -8,10 +8,11 @@ import sys
 
 import click
 
-from . import audit as trail
-from .cli_support import Command, host_option, inventory_option
-from .inventory import inventory_path
-from .project import find_root
+from ..cli_support import Command, host_option, inventory_option
+from ..inventory import inventory_path
+from ..project import find_root
+from . import query, trail
+
 
 def _where(ctx: click.Context, inventory: str | None):
     """The project root and the inventory: this command's -i, else the group's, else the default."""
@@ -45,7 +46,7 @@ def audit(ctx, inventory, host_name, since, action, as_json):
     ctx.obj = {"inventory": inventory}
     if ctx.invoked_subcommand is not None:
         return
-    since_time = trail.parse_since(since) if since else None
+    since_time = query.parse_since(since) if since else None
     root, path = _where(ctx, inventory)
     found = trail.read(path, root, host_name)
     records, unreadable = [], []
@@ -55,7 +56,7 @@ def audit(ctx, inventory, host_name, since, action, as_json):
             click.echo(f"vsa-ops: {host}: {rows}", err=True)
         else:
             records += rows
-    chosen = trail.select(records, since_time, action)
+    chosen = query.select(records, since_time, action)
     if as_json:
         click.echo(json.dumps(chosen, indent=2, ensure_ascii=False))
     else:

@@ -1,0 +1,234 @@
+"""The audit trail over connections to the hosts: append records (read the last line, then
+compare-and-append under a lock), read a host's trail back and check it."""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..pyinfra_glue.connections import RunCommand, connected
+from . import host_scripts
+from .host_scripts import Paths, append_script, head_script, read_script, unpack
+from .integrity import Problem, compare_sqlite, parse_line, parse_rows, split_lines, verify_chain
+from .records import MAX_LINE, AuditError, Entry, Masker, actor, canonical, chain, check_entry
+
+MAX_BATCH = 64 * 1024
+# Compare-and-append attempts when other writers append between our read and our write.
+ATTEMPTS = 12
+
+
+@dataclass
+class AppendResult:
+    """What ``append`` did on one host: the records written, or why none were; ``warning`` says what was
+    written only to the JSONL (SQLite skipped or failed) and which fields had a secret value masked."""
+
+    records: list[dict] = field(default_factory=list)
+    error: str | None = None
+    warning: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class HostAudit:
+    """A host's audit trail as read: the JSONL's records, the SQLite rows (None when not checked, with
+    the reason in ``sqlite_note``) and the problems found."""
+
+    records: list[dict] = field(default_factory=list)
+    sqlite_rows: list[tuple[int, str, str]] | None = None
+    sqlite_note: str = ""
+    problems: list[Problem] = field(default_factory=list)
+    error: str | None = None
+
+
+def host_paths(host) -> Paths:
+    """The host's audit paths from its configuration (``vsa.audit``), the one place they are set."""
+    from ..inventory import host_config
+
+    audit = host_config(host).audit
+    return Paths(audit.jsonl, audit.database)
+
+
+def _last(head_line: bytes, host: str) -> tuple[int, str] | None:
+    """(seq, hash) of the JSONL's last line; None for an empty log. A damaged last line stops appends:
+    chaining onto it would hide the damage."""
+    if not head_line:
+        return None
+    record = parse_line(head_line.decode("utf-8", errors="replace"))
+    if not head_line.endswith(b"\n") or record is None or not isinstance(record.get("seq"), int) \
+            or not isinstance(record.get("hash"), str):
+        raise AuditError(f"{host}: the audit log ends with a damaged line; not appending "
+                         f"(see `vsa-ops audit verify`)")
+    return record["seq"], record["hash"]
+
+
+def _batches(entries: list[Entry]) -> list[list[Entry]]:
+    """Entries in groups whose lines fit in one append command."""
+    batches, size = [[]], 0
+    for entry in entries:
+        if batches[-1] and size + MAX_LINE > MAX_BATCH:
+            batches.append([])
+            size = 0
+        batches[-1].append(entry)
+        size += MAX_LINE
+    return batches
+
+
+def _append_host(run: RunCommand, paths: Paths, name: str, entries: list[Entry], who: str,
+                 head: bytes | None = None) -> AppendResult:
+    """``head``: the log's last line as read moments ago (by the deploy's state read); the append
+    still checks it under the lock, and a stale one costs a retry, never a broken chain."""
+    result = AppendResult()
+    if head is None:
+        ok, stdout = run(head_script(paths))
+        fields = host_scripts.fields(stdout)
+        if not ok or "head" not in fields:
+            return AppendResult(error=f"could not read {paths.jsonl}: {stdout.strip()[:300]}")
+        head = base64.b64decode(fields["head"] or b"")
+    warnings = set()
+    for batch in _batches(entries):
+        for attempt in range(ATTEMPTS):
+            try:
+                last = _last(head, name)
+            except AuditError as error:
+                result.error = str(error)
+                return result
+            records = chain(batch, who, last)
+            lines = [canonical(r) + "\n" for r in records]
+            ok, stdout = run(append_script(paths, head, lines, records[-1]["seq"]))
+            fields = host_scripts.fields(stdout)
+            if "conflict" in fields:
+                head = base64.b64decode(fields["conflict"] or b"")
+                time.sleep(random.uniform(0.02, 0.1 * (attempt + 1)))
+                continue
+            if not ok or "appended" not in fields:
+                result.error = f"appending to {paths.jsonl} failed: {stdout.strip()[:300]}"
+                return result
+            result.records += records
+            head = lines[-1].encode("utf-8")
+            sqlite = fields.get("sqlite", "")
+            if sqlite == "missing":
+                warnings.add(f"SQLite skipped: sqlite3 is not installed (written to {paths.jsonl} only)")
+            elif sqlite != "ok":
+                warnings.add(f"SQLite {sqlite or 'not reported'} (written to {paths.jsonl} only)")
+            break
+        else:
+            result.error = f"gave up after {ATTEMPTS} attempts: other writers kept appending"
+            return result
+    result.warning = "; ".join(sorted(warnings)) or None
+    return result
+
+
+def append(inventory_file: Path | None, root: Path, entries: Iterable[Entry | tuple], secrets: Iterable[str] = (),
+           who: str | None = None, sessions: dict | None = None,
+           heads: dict[str, bytes | None] | None = None) -> dict[str, AppendResult]:
+    """Append one record per entry on its host (``entry.vps_id``), in order. Every entry is checked
+    first (AuditError: bad field; nothing is written then). A value of ``secrets`` (the declared
+    secrets) inside a record is replaced by MASK and the record written: the host's ``warning`` names
+    the field, never the value. Hosts that cannot be reached or written get an AppendResult with
+    ``error``: an audit failure never stops the caller.
+    ``sessions``: connections already open (``remote.Sessions``), else the inventory's hosts are connected;
+    ``heads``: each log's last line if just read (see ``_append_host``)."""
+    masker = Masker(secrets)
+    who = who or actor(root)
+    masked_who = masker.text(who)
+    by_host: dict[str, list[Entry]] = {}
+    masked: dict[str, list[str]] = {}
+    for entry in [check_entry(e, who) for e in entries]:
+        entry, names = masker.entry(entry)
+        names = (["actor"] if masked_who != who else []) + names
+        if names:
+            masked.setdefault(entry.vps_id, []).append(f"{' and '.join(names)} of the {entry.action} record")
+        by_host.setdefault(entry.vps_id, []).append(entry)
+    who = masked_who
+    if not by_host:
+        return {}
+    results: dict[str, AppendResult] = {}
+    try:
+        opened = nullcontext(sessions) if sessions is not None else connected(inventory_file, root, by_host)
+        with opened as sessions:
+            for name, host_entries in by_host.items():
+                session = sessions.get(name, "not connected")
+                if isinstance(session, str):
+                    results[name] = AppendResult(error=session)
+                    continue
+                host, run = session
+                try:
+                    results[name] = _append_host(run, host_paths(host), name, host_entries, who,
+                                                 (heads or {}).get(name))
+                except Exception as error:  # an audit failure is reported, never raised into a deploy
+                    results[name] = AppendResult(error=f"{type(error).__name__}: {error}")
+    except Exception as error:  # the inventory or pyinfra itself: every host not done yet gets the reason
+        for name in by_host:
+            results.setdefault(name, AppendResult(error=f"{type(error).__name__}: {error}"))
+    for name, notes in masked.items():
+        note = f"a secret value was masked in the {', '.join(notes)}"
+        result = results[name]
+        result.warning = f"{result.warning}; {note}" if result.warning else note
+    return results
+
+
+def inspect(inventory_file: Path, root: Path, host: str | None = None) -> dict[str, HostAudit]:
+    """Each host's audit trail (JSONL and SQLite) in one remote command per host, and its problems."""
+    from ..inventory import select_hosts
+    from ..pyinfra_glue.inventory_files import load_inventory
+
+    names = [h.name for h in select_hosts(load_inventory(inventory_file, root), host)]
+    audits: dict[str, HostAudit] = {}
+    with connected(inventory_file, root, names) as sessions:
+        for name in names:
+            session = sessions[name]
+            if isinstance(session, str):
+                audits[name] = HostAudit(error=session, problems=[Problem(None, "unreadable", session)])
+                continue
+            remote, run = session
+            ok, stdout = run(read_script(host_paths(remote)))
+            audits[name] = host_audit(ok, stdout)
+    return audits
+
+
+def host_audit(ok: bool, stdout: str) -> HostAudit:
+    """Parse read_script's output and check it: the chain, then SQLite against the JSONL."""
+    fields = host_scripts.fields(stdout)
+    if not ok or "jsonl" not in fields:
+        error = f"could not read the audit trail: {stdout.strip()[:300]}"
+        return HostAudit(error=error, problems=[Problem(None, "unreadable", error)])
+    audit = HostAudit()
+    text = "" if fields["jsonl"] == "-" else unpack(fields["jsonl"]).decode("utf-8", errors="replace")
+    lines = split_lines(text)
+    audit.records = [r for r in map(parse_line, lines) if r is not None]
+    audit.problems = verify_chain(lines)
+    sqlite = fields.get("sqlite", "missing")
+    if sqlite == "missing":
+        audit.sqlite_note = "SQLite not checked: sqlite3 is not installed"
+    elif sqlite == "nodb":
+        audit.sqlite_note = "SQLite not checked: no database yet"
+        if lines:
+            audit.sqlite_note += " (the records were written before sqlite3 was installed)"
+    elif sqlite.startswith("failed"):
+        audit.problems.append(Problem(None, "unreadable", f"SQLite: {sqlite.removeprefix('failed').strip()}"))
+    else:
+        audit.sqlite_rows = parse_rows(unpack(sqlite).decode("utf-8", errors="replace"))
+        audit.problems += compare_sqlite(lines, audit.sqlite_rows)
+    # The first broken record first, whichever check found it (a stable sort keeps the chain's first).
+    audit.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
+    return audit
+
+
+def read(inventory_file: Path, root: Path, host: str | None = None) -> dict[str, list[dict] | str]:
+    """Records by host, from the JSONL; a text instead of a list says why a host could not be read."""
+    return {name: a.error if a.error else a.records for name, a in inspect(inventory_file, root, host).items()}
+
+
+def verify(inventory_file: Path, root: Path, host: str | None = None) -> dict[str, list[Problem]]:
+    """Problems by host (an empty list: intact). An unreachable host is an ``unreadable`` problem."""
+    return {name: a.problems for name, a in inspect(inventory_file, root, host).items()}
+
+
