@@ -446,3 +446,32 @@ def test_cli_missing_inventory_is_one_line_and_exit_1(tmp_path, monkeypatch):
     monkeypatch.delenv("VSA_INVENTORY", raising=False)
     result = CliRunner().invoke(audit_group, ["verify", "-i", str(tmp_path / "nope.py")])
     assert result.exit_code == 1 and "inventory: no such file" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# The audit paths: set once (vsa.audit), followed by the tree, the mounts and the shipper job
+
+
+def test_every_audit_path_follows_the_configured_one(render):
+    moved = {"audit": {"jsonl": "/data/trail/audit.jsonl", "database": "/data/mirror/audit.db"}}
+    for kind, shipper_file in (("promtail", "promtail-config.yml"), ("alloy", "config.alloy")):
+        manifest = render([moved, {"observability": {"log_shipper": {"kind": kind}}}])
+        everything = json.dumps([[f.path, f.content] for f in manifest.files] + [d.path for d in manifest.directories])
+        assert "/var/log/vsa" not in everything and "/var/lib/vsa" not in everything, kind
+        assert {"/data/trail", "/data/mirror"} <= {d.path for d in manifest.directories}
+        shipper = manifest.file(f"/srv/flowbiz/observability/log-shipper/{shipper_file}").content
+        assert '"/data/trail/audit.jsonl"' in shipper
+        compose = {s.name: s.compose for s in manifest.stacks}
+        binds = {name: {(v["source"], v["target"], v["read_only"]) for v in spec.get("volumes", [])
+                        if isinstance(v, dict)}
+                 for stack in compose.values() for name, spec in stack["services"].items()}
+        assert ("/data/trail", "/data/trail", True) in binds[kind]
+        assert {("/data/trail", "/data/trail", True), ("/data/mirror", "/data/mirror", True)} <= binds["api"]
+        assert ("/data/mirror", "/data/mirror", True) not in binds[kind]  # the shipper reads the JSONL only
+
+
+def test_audit_files_directly_in_the_root_folder_are_refused():
+    from vsa_ops.config import ConfigError, hub_config
+
+    with pytest.raises(ConfigError, match="vsa.audit.jsonl: must be a file inside a folder"):
+        hub_config([{"audit": {"jsonl": "/audit.jsonl"}}])

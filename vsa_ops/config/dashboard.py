@@ -56,11 +56,10 @@ class Api(Component):
             "DATABASE_HOST": "dashboard-postgres",
             "DATABASE_PASSWORD_FILE": "/run/secrets/api_database_password",
         },
-        # Design: "Read-only mounts". The API reads them as they change.
+        # Design: "Read-only mounts". The API reads them as they change. The audit folders are added
+        # from vsa.audit (HubConfig.builtin_stacks).
         mounts=[
             "/var/run/docker.sock:/var/run/docker.sock:ro",
-            {"source": "/var/log/vsa", "target": "/var/log/vsa", "read_only": True, "live": True},
-            {"source": "/var/lib/vsa", "target": "/var/lib/vsa", "read_only": True, "live": True},
             {"source": f"{REVERSE_PROXY}/letsencrypt", "target": "/etc/letsencrypt", "read_only": True, "live": True},
             {"source": f"{REVERSE_PROXY}/nginx/conf.d", "target": "/etc/nginx/conf.d", "read_only": True,
              "live": True},

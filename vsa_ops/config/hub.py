@@ -2,30 +2,63 @@
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from ..errors import VsaError
 from .base import AbsPath, Model, parse_size
 from .component import Component
+from .containers import Mount
 from .dashboard import Dashboard
 from .docker import DockerDaemon
 from .network import DEFAULT_NETWORKS, Network
 from .observability import Observability
 from .reverse_proxy import ReverseProxy
-from .storage import Storage
+from .storage import DirectorySpec, Storage
 
 # The host-data key that holds vsa-ops settings in inventory.py and group_data/*.py.
 DATA_KEY = "vsa"
 
 
 class Audit(Model):
-    """Design: "/var/log/vsa/ Audit log JSONL" and "/var/lib/vsa/ Audit SQLite database"."""
+    """Design: "/var/log/vsa/ Audit log JSONL" and "/var/lib/vsa/ Audit SQLite database". The one place
+    these paths are set: the directory tree, the mounts of the readers (log shipper, dashboard API) and
+    the shipper's ``vsa-audit`` job follow from them."""
 
     jsonl: AbsPath = "/var/log/vsa/audit.jsonl"
     database: AbsPath = "/var/lib/vsa/audit.db"
+
+    @field_validator("jsonl", "database")
+    @classmethod
+    def _in_a_folder(cls, value: str) -> str:
+        # The folder is created, owned and mounted into containers: never the root itself.
+        if posixpath.dirname(value) == "/":
+            raise ValueError("must be a file inside a folder, not directly in /")
+        return value
+
+    @property
+    def log_folder(self) -> str:
+        return posixpath.dirname(self.jsonl)
+
+    @property
+    def database_folder(self) -> str:
+        return posixpath.dirname(self.database)
+
+    @property
+    def directories(self) -> list[DirectorySpec]:
+        # Design, "Root Disk": audit trail.
+        return [DirectorySpec(path=self.log_folder, purpose="Audit log JSONL"),
+                *([DirectorySpec(path=self.database_folder, purpose="Audit SQLite database")]
+                  if self.database_folder != self.log_folder else [])]
+
+    def mounts(self, database: bool) -> list[Mount]:
+        """Read-only binds of the audit folders at the same path, read as they grow (no restart);
+        ``database``: the SQLite folder too, not only the JSONL's."""
+        folders = dict.fromkeys([self.log_folder, *([self.database_folder] if database else [])])
+        return [Mount(source=folder, target=folder, read_only=True, live=True) for folder in folders]
 
 
 class Secrets(Model):
@@ -62,18 +95,37 @@ class HubConfig(Model):
                 caps[mount.source] = parse_size(prometheus.retention_size)
         return caps
 
+    @property
+    def directories(self) -> list[DirectorySpec]:
+        """The root-disk tree: the audit trail's folders, then storage's (whose entries win)."""
+        return [*self.audit.directories, *self.storage.directories]
+
     def builtin_stacks(self) -> dict[str, dict[str, Component]]:
-        """Built-in stacks by compose project name, each service name mapped to its component."""
+        """Built-in stacks by compose project name, each service name mapped to its component. The log
+        shipper and the dashboard API get the audit folders mounted (from ``audit``)."""
         obs, rp, dash = self.observability, self.reverse_proxy, self.dashboard
         shipper = "alloy" if obs.log_shipper.kind == "alloy" else "promtail"
         return {
             "reverse-proxy": {"nginx": rp.nginx, "certbot": rp.certbot, "reloader": rp.reloader},
             "observability": {
-                "prometheus": obs.prometheus, "loki": obs.loki, shipper: obs.log_shipper,
+                "prometheus": obs.prometheus, "loki": obs.loki,
+                shipper: _with_mounts(obs.log_shipper, self.audit.mounts(database=False)),
                 "grafana": obs.grafana, "node-exporter": obs.node_exporter, "cadvisor": obs.cadvisor,
             },
-            "dashboard": {"postgres": dash.postgres, "api": dash.api, "ui": dash.ui},
+            "dashboard": {"postgres": dash.postgres, "api": _with_mounts(dash.api, self.audit.mounts(database=True)),
+                          "ui": dash.ui},
         }
+
+
+def _with_mounts(component: Component, mounts: list[Mount]) -> Component:
+    """The component with ``mounts`` added, except where its container already mounts that target."""
+    container = component.container
+    targets = {m.target for m in container.mounts}
+    extra = [m for m in mounts if m.target not in targets]
+    if not extra:
+        return component
+    return component.model_copy(update={"container": container.model_copy(
+        update={"mounts": [*container.mounts, *extra]})})
 
 
 class ConfigError(VsaError):

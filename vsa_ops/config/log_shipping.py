@@ -98,12 +98,16 @@ class ShipJob(Model):
     job_name: str
     source: Literal["journal", "file", "docker"]
     path: str | None = None
+    # A file job that reads the audit trail's JSONL: its path is vsa.audit.jsonl (``path`` stays unset).
+    audit_trail: bool = False
     format: Literal["json", "raw"] = "raw"
     labels: list[ShipLabel] = []
 
     @model_validator(mode="after")
     def _fields_fit_the_source(self) -> "ShipJob":
-        if (self.source in ("file", "journal")) != (self.path is not None):
+        if self.audit_trail and (self.source != "file" or self.path is not None):
+            raise ValueError("audit_trail is for a file job without path: it reads vsa.audit.jsonl")
+        if (self.source in ("file", "journal")) != (self.path is not None or self.audit_trail):
             raise ValueError("path is required for file and journal jobs, and only for them")
         if self.source == "file" and self.labels and self.format != "json":
             raise ValueError("labels of a file job are read from JSON lines: set format json")
@@ -138,9 +142,9 @@ class LogShipper(Component):
             f"{OBSERVABILITY}/log-shipper:/etc/log-shipper:ro",
             f"obs-promtail-data:{STATE_DIR}",
             "/var/log/journal:/var/log/journal:ro",
-            # Logs, read as they grow: a change under these needs no restart.
+            # Logs, read as they grow: a change under these needs no restart. The audit log's
+            # folder is added from vsa.audit (HubConfig.builtin_stacks).
             {"source": ROOT, "target": ROOT, "read_only": True, "live": True},
-            {"source": "/var/log/vsa", "target": "/var/log/vsa", "read_only": True, "live": True},
             "/var/run/docker.sock:/var/run/docker.sock:ro",
         ],
         networks=["observability_internal"],
@@ -168,7 +172,7 @@ class LogShipper(Component):
                         ShipLabel(name="status_class", field="status", regex="([1-5])[0-9][0-9]",
                                   replacement="${1}xx")]),
         ShipJob(job_name="nginx-error", source="file", path=f"{ROOT}/*/logs/nginx/error*.log"),
-        ShipJob(job_name="vsa-audit", source="file", path="/var/log/vsa/audit.jsonl", format="json",
+        ShipJob(job_name="vsa-audit", source="file", audit_trail=True, format="json",
                 labels=["actor", "action", "result", "vps_id"]),
         ShipJob(job_name="docker-containers", source="docker", labels=[
             ShipLabel(name="container", field="__meta_docker_container_name", regex="/(.*)"),

@@ -110,9 +110,7 @@ def _tree() -> list[DirectorySpec]:
         DirectorySpec(path=f"{obs}/loki", purpose="Loki storage + retention config"),
         DirectorySpec(path=f"{obs}/log-shipper", purpose="Promtail (or Alloy) scrape jobs"),
         DirectorySpec(path=f"{obs}/secrets", mode="0751", purpose="Grafana admin password file (0640, group grafana)"),
-        # Design, "Root Disk": audit trail.
-        DirectorySpec(path="/var/log/vsa", purpose="Audit log JSONL"),
-        DirectorySpec(path="/var/lib/vsa", purpose="Audit SQLite database"),
+        # The audit trail's folders follow vsa.audit (HubConfig.directories).
     ]
 
 

@@ -87,7 +87,7 @@ def render_host(
         return ids[name]
 
     directories = {d.path: Directory(d.path, uid(d.owner, d.path), uid(d.group, d.path), d.mode, d.owned)
-                   for d in hub.storage.directories}
+                   for d in hub.directories}
     files: list[File] = []
     stacks: list[Stack] = []
     bodies: dict[str, str] = {}
