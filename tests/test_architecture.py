@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vsa_ops"
 
-# Lowest first. A module belongs to the first layer one of whose prefixes it starts with.
+# Lowest first. A module belongs to the layer of the longest prefix it starts with (vsa_ops.audit.cli is cli).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("vsa_ops.errors", "vsa_ops.yamlio")),
     ("config", ("vsa_ops.config",)),
@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pyinfra_glue", ("vsa_ops.pyinfra_glue",)),
     ("services", ("vsa_ops.audit", "vsa_ops.recording", "vsa_ops.domain_changes", "vsa_ops.listings",
                   "vsa_ops.plan_review")),
-    ("cli", ("vsa_ops.cli", "vsa_ops.cli_support", "vsa_ops.audit_cli")),
+    ("cli", ("vsa_ops.cli", "vsa_ops.cli_support", "vsa_ops.audit.cli")),
 ]
 PURE = {"base", "config", "model", "render", "assembly"}
 FRAMEWORKS = ("pyinfra", "pyinfra_cli", "gevent", "click", "paramiko")
@@ -54,10 +54,9 @@ def imports(path: Path) -> set[str]:
 
 
 def layer_of(module: str) -> int | None:
-    for index, (_, prefixes) in enumerate(LAYERS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return index
-    return None
+    matches = [(len(p), index) for index, (_, prefixes) in enumerate(LAYERS) for p in prefixes
+               if module == p or module.startswith(p + ".")]
+    return max(matches)[1] if matches else None
 
 
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if "lab" not in p.relative_to(PACKAGE).parts)
