@@ -27,4 +27,3 @@ inventory_option = click.option("-i", "--inventory", "inventory", default=None, 
 # One meaning for every command that acts on hosts: --limit names a host or a group of the inventory.
 limit_option = click.option("--limit", "limit", default=None, metavar="HOST|GROUP",
                             help="Only this host, or the hosts of this group.")
-host_option = click.option("--host", "host_name", default=None, metavar="NAME", help="Only this host.")

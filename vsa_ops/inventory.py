@@ -53,13 +53,3 @@ def limited(inventory, limits) -> list:
     """The hosts named by ``limits`` (host or group names; empty or None: every host), in inventory order."""
     limits = set(limits or ())
     return [h for h in inventory if not limits or h.name in limits or limits & set(h.groups)]
-
-
-def select_hosts(inventory, name: str | None) -> list:
-    hosts = list(inventory)
-    if name is None:
-        return hosts
-    chosen = [h for h in hosts if h.name == name]
-    if not chosen:
-        raise InventoryError(f"--host: no host {name!r} in the inventory (hosts: {', '.join(h.name for h in hosts)})")
-    return chosen

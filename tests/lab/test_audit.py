@@ -96,7 +96,7 @@ def test_records_land_in_jsonl_and_sqlite(host):
     listed = audit_cli("-i", str(host.inventory), "--json", "--since", "1h", "--action", "add-domain")
     assert listed.returncode == 0, listed.stderr
     assert records[1] in json.loads(listed.stdout)
-    text = audit_cli("-i", str(host.inventory), "--host", host.name)
+    text = audit_cli("-i", str(host.inventory), "--limit", host.name)
     assert f"#{before + 2} add-domain shop.example.test: failed" in text.stdout
     verified = audit_cli("verify", "-i", str(host.inventory))
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..cli_support import Command, host_option, inventory_option
+from ..cli_support import Command, inventory_option, limit_option
 from ..inventory import inventory_path
 from ..project import find_root
 from . import query, trail
@@ -35,20 +35,20 @@ def _line(record: dict) -> str:
 
 @click.group(cls=Command, invoke_without_command=True)
 @inventory_option
-@host_option
+@limit_option
 @click.option("--since", "since", default=None, metavar="WHEN",
               help="Only records since WHEN: an ISO date/time (UTC unless given) or a duration like 2h, 7d.")
 @click.option("--action", "action", default=None, metavar="ACTION", help="Only this action (deploy, ...).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable: a JSON list of records.")
 @click.pass_context
-def audit(ctx, inventory, host_name, since, action, as_json):
+def audit(ctx, inventory, limit, since, action, as_json):
     """The audit trail on each host: what vsa-ops did, by whom, with what result (oldest first)."""
     ctx.obj = {"inventory": inventory}
     if ctx.invoked_subcommand is not None:
         return
     since_time = query.parse_since(since) if since else None
     root, path = _where(ctx, inventory)
-    found = trail.read(path, root, host_name)
+    found = trail.read(path, root, limit)
     records, unreadable = [], []
     for host, rows in found.items():
         if isinstance(rows, str):
@@ -69,13 +69,13 @@ def audit(ctx, inventory, host_name, since, action, as_json):
 
 @audit.command("verify")
 @inventory_option
-@host_option
+@limit_option
 @click.pass_context
-def verify(ctx, inventory, host_name):
+def verify(ctx, inventory, limit):
     """Check each host's hash chain and its SQLite mirror; exit 1 naming the first broken record."""
     root, path = _where(ctx, inventory)
     broken = 0
-    for host, result in trail.inspect(path, root, host_name).items():
+    for host, result in trail.inspect(path, root, limit).items():
         if not result.problems:
             rows = f", SQLite {len(result.sqlite_rows)} rows" if result.sqlite_rows is not None else ""
             note = f" ({result.sqlite_note})" if result.sqlite_note else ""

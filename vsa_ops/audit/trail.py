@@ -175,12 +175,15 @@ def append(inventory_file: Path | None, root: Path, entries: Iterable[Entry | tu
     return results
 
 
-def inspect(inventory_file: Path, root: Path, host: str | None = None) -> dict[str, HostAudit]:
-    """Each host's audit trail (JSONL and SQLite) in one remote command per host, and its problems."""
-    from ..inventory import select_hosts
+def inspect(inventory_file: Path, root: Path, limit: str | None = None) -> dict[str, HostAudit]:
+    """Each host's audit trail (JSONL and SQLite) in one remote command per host, and its problems.
+    ``limit``: a host or group (all hosts when None)."""
+    from ..inventory import InventoryError, limited
     from ..pyinfra_glue.inventory_files import load_inventory
 
-    names = [h.name for h in select_hosts(load_inventory(inventory_file, root), host)]
+    names = [h.name for h in limited(load_inventory(inventory_file, root), [limit] if limit else None)]
+    if not names:
+        raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
     audits: dict[str, HostAudit] = {}
     with connected(inventory_file, root, names) as sessions:
         for name in names:
@@ -222,13 +225,13 @@ def host_audit(ok: bool, stdout: str) -> HostAudit:
     return audit
 
 
-def read(inventory_file: Path, root: Path, host: str | None = None) -> dict[str, list[dict] | str]:
+def read(inventory_file: Path, root: Path, limit: str | None = None) -> dict[str, list[dict] | str]:
     """Records by host, from the JSONL; a text instead of a list says why a host could not be read."""
-    return {name: a.error if a.error else a.records for name, a in inspect(inventory_file, root, host).items()}
+    return {name: a.error if a.error else a.records for name, a in inspect(inventory_file, root, limit).items()}
 
 
-def verify(inventory_file: Path, root: Path, host: str | None = None) -> dict[str, list[Problem]]:
+def verify(inventory_file: Path, root: Path, limit: str | None = None) -> dict[str, list[Problem]]:
     """Problems by host (an empty list: intact). An unreachable host is an ``unreadable`` problem."""
-    return {name: a.problems for name, a in inspect(inventory_file, root, host).items()}
+    return {name: a.problems for name, a in inspect(inventory_file, root, limit).items()}
 
 
