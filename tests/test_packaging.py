@@ -6,11 +6,10 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, missing
 
 
 def _tracked(*paths: str) -> list[str]:
@@ -24,7 +23,7 @@ def wheel_files(tmp_path_factory) -> set[str]:
     reuse (and leave) build/ and *.egg-info, whose stale files could hide a missing rule."""
     if shutil.which("git") is None or subprocess.run(["git", "-C", str(ROOT), "rev-parse"],
                                                      capture_output=True).returncode:
-        pytest.skip("not a git checkout")
+        missing("a git checkout")
     source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
     for name in _tracked():
         if (ROOT / name).is_file():
