@@ -17,11 +17,10 @@ import click
 from . import domain_changes, listings, plan_report, plan_review
 from .audit import Entry
 from .audit.cli import audit as audit_commands
-from .cli_support import Command, inventory_option, limit_option
+from .cli_support import Command, LazyGroup, inventory_option, limit_option
 from .deploys.request import DeployRequest
 from .host_manifest import host_manifest
 from .inventory import InventoryError, host_config, inventory_path, limited
-from .lab import hosts as lab_hosts
 from .lint import lint as lint_manifest
 from .project import find_root
 from .pyinfra_glue.inventory_files import load_inventory
@@ -115,49 +114,8 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
     sys.exit(result.returncode)
 
 
-@main.group(cls=Command)
-def lab():
-    """Local lab VPS hosts: containers with sshd and Docker, reached over SSH on 127.0.0.1."""
-
-
-@lab.command("up")
-@click.option("--hosts", "count", default=1, show_default=True, type=click.IntRange(1, 20))
-def lab_up(count: int):
-    """Build the lab images (cached) and start vsa-lab-1 .. vsa-lab-N."""
-    root = find_root()
-    for host in lab_hosts.up(root, count, log=lambda line: click.echo(line, err=True)):
-        click.echo(f"{host.name}: ssh -i {host.ssh_key} -p {host.ssh_port} {host.ssh_user}@127.0.0.1 "
-                   f"(http 127.0.0.1:{host.http_port}, https 127.0.0.1:{host.https_port})")
-    click.echo(f"inventory: {lab_hosts.lab_dir(root) / 'inventory.py'}")
-
-
-@lab.command("down")
-def lab_down():
-    """Remove every lab host, its volumes and the lab inventory."""
-    removed = lab_hosts.down(find_root(), log=lambda line: click.echo(line, err=True))
-    click.echo(f"removed {removed} lab hosts")
-
-
-@lab.command("status")
-def lab_status():
-    """What runs in the lab."""
-    rows = lab_hosts.status(find_root())
-    for name, state in rows:
-        click.echo(f"{name}: {state}")
-    if not rows:
-        click.echo("no lab hosts")
-
-
-@lab.command("info")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable.")
-def lab_info(as_json: bool):
-    """Ports, user and key of each lab host."""
-    data = lab_hosts.info(find_root())
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    for host in data["hosts"]:
-        click.echo(f"{host['name']}: ssh {host['ssh_port']}, http {host['http_port']}, https {host['https_port']}")
+# The lab (images, lab hosts, test CA) is a development tool: the product's commands never load it.
+main.add_command(LazyGroup("lab", "vsa_ops.lab.cli:lab", "Local lab VPS hosts for development and tests."))
 
 
 def _read_password(user: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import sys
 
 import click
@@ -20,6 +22,29 @@ class Command(click.Group):
             for line in str(error).splitlines():
                 click.echo(f"vsa-ops: {line}", err=True)
             sys.exit(1)
+
+
+class LazyGroup(click.Group):
+    """A group whose commands live in a module imported only when the group is used: the parent's
+    ``--help`` lists it by ``short_help`` alone. The real group takes no options of its own."""
+
+    def __init__(self, name: str, target: str, short_help: str):
+        super().__init__(name, short_help=short_help)
+        self.target = target  # "module:attribute" of the real click group
+
+    @functools.cached_property
+    def group(self) -> click.Group:
+        module, attribute = self.target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def list_commands(self, ctx):
+        return self.group.list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        return self.group.get_command(ctx, name)
+
+    def format_help(self, ctx, formatter):
+        self.group.format_help(ctx, formatter)
 
 
 inventory_option = click.option("-i", "--inventory", "inventory", default=None, metavar="INVENTORY",

@@ -1,4 +1,4 @@
-"""Lab images built from Debian packages (vsa_ops.lab.images).
+"""Lab images built from Debian packages (vsa_ops.lab.images, from vsa_ops.lab.recipes).
 
 The ``lab`` tests build real images and run containers: they need root and a running dockerd.
 Without dockerd they fail when $CI is set and are skipped otherwise.
@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from vsa_ops.lab import images
+from vsa_ops.lab.recipe import FILES_DIR
 
 # ---------------------------------------------------------------------------------------------
 # Recipes (no docker needed)
@@ -26,7 +27,7 @@ def test_every_recipe_file_exists_and_hashes():
             assert recipe.packages, f"{name}: keep needs packages to take the paths from"
         for file in recipe.files:
             if file.src:
-                assert (images.FILES_DIR / file.src).is_file(), f"{name}: {file.src}"
+                assert (FILES_DIR / file.src).is_file(), f"{name}: {file.src}"
         if name != "vps":  # the vps recipe hashes the compose plugin of this machine
             assert len(images.recipe_hash(recipe)) == 64
 

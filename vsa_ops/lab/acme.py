@@ -1,15 +1,11 @@
 """The lab's ACME test CA: Debian's pebble in the container ``vsa-lab-acme``, so that certbot inside a
 lab host gets real certificates through real HTTP-01 validation against the deployed NGINX.
 
-Network. The Docker network ``vsa-lab`` (``internal``: no way out, nothing published) joins the CA and
-every lab host, each at a fixed address (``ACME_IP``; lab host N at ``host_ip(N)``):
-
-- certbot runs in an *inner* container of a lab host, whose DNS knows neither ``vsa-lab-acme`` nor any
-  outer container; it reaches the CA by address, ``https://10.203.7.2:14000/dir``, routed and NATed
-  by the lab host. The subnet lies outside the inner engines' address pools (172.17-31/16, 192.168/16).
-- pebble asks its own ``pebble-challtestsrv`` for the addresses of test names: by default lab host 1
-  (``point`` sends a name elsewhere) and pebble's validator fetches
-  ``http://NAME/.well-known/acme-challenge/TOKEN`` from that lab host's port 80, i.e. the deployed NGINX.
+Network. The CA sits on the network ``vsa-lab`` with the lab hosts (see ``network``); certbot in a
+lab host's inner container reaches it by address, ``https://10.203.7.2:14000/dir``. pebble asks its
+own ``pebble-challtestsrv`` for the addresses of test names: by default lab host 1 (``point`` sends
+a name elsewhere), and pebble's validator fetches ``http://NAME/.well-known/acme-challenge/TOKEN``
+from that lab host's port 80, i.e. the deployed NGINX.
 
 Trust. pebble's own HTTPS listener has a certificate made here (``listener_ca``; the CA key is thrown
 away after signing it, so that CA can vouch for nothing else). Certificates pebble issues chain to a
@@ -33,26 +29,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .hosts import PREFIX, LabError, _docker, lab_dir
+from . import engine, network
+from .errors import LabError
 from .images import ensure_images
+from .names import ACME_LABEL, lab_dir
+from .network import ACME_IP, NETWORK, host_ip
 
-NETWORK = "vsa-lab"
-SUBNET = "10.203.7.0/24"
-GATEWAY = "10.203.7.1"
-DYNAMIC_RANGE = "10.203.7.128/25"  # for anything connected without an address; fixed ones stay below
 CONTAINER = "vsa-lab-acme"
-LABEL = "vsa.lab.acme"  # not vsa.lab: that label marks lab hosts
-ACME_IP = "10.203.7.2"
 ACME_PORT, MANAGEMENT_PORT, CHALLTESTSRV_PORT = 14000, 15000, 8055
 IMAGE = "acme"
-
-
-def host_ip(host: str | int) -> str:
-    """Fixed address of lab host ``vsa-lab-N`` (or N) on ``vsa-lab``: 10.203.7.(10+N)."""
-    index = int(str(host).removeprefix(PREFIX))
-    if not 1 <= index <= 100:
-        raise LabError(f"lab host index {index} is out of range (1..100)")
-    return str(ipaddress.ip_network(SUBNET)[10 + index])
 
 
 def directory_url() -> str:
@@ -74,20 +59,24 @@ def start(root: Path, lab_hosts: list[str], log=print) -> None:
     if not lab_hosts:
         raise LabError("the ACME test CA needs at least one lab host")
     tag = ensure_images([IMAGE], log=log)[IMAGE]
-    _network()
+    network.ensure()
     for name in lab_hosts:
-        _connect(name)
+        network.connect(name, host_ip(name))
     tls = _listener_tls(root)
     default_ip = host_ip(lab_hosts[0])
-    wanted = f"{_docker('image', 'inspect', '-f', '{{.Id}}', tag).strip()} {default_ip}"
-    current = _docker("inspect", "-f", "{{.Image}} {{index .Config.Labels \"" + LABEL + "\"}} {{.State.Running}}",
-                      CONTAINER, check=False).strip()
-    if current != f"{wanted} true":
-        _docker("rm", "-f", CONTAINER, check=False)
+    image, current = engine.image(tag), engine.container(CONTAINER)
+    if (current is None or image is None or current.attrs["Image"] != image.id
+            or current.labels.get(ACME_LABEL) != default_ip or not current.attrs["State"]["Running"]):
+        engine.remove_container(CONTAINER)
         log(f"lab: starting {CONTAINER} (pebble at {directory_url()})")
-        _docker("run", "-d", "--name", CONTAINER, "--hostname", CONTAINER, "--init", "--label", f"{LABEL}={default_ip}",
-                "--network", NETWORK, "--ip", ACME_IP, "-e", f"ACME_DEFAULT_IPV4={default_ip}",
-                "-v", f"{tls.resolve()}:/etc/pebble/tls:ro", "--log-opt", "max-size=1m", tag)
+        client = engine.client()
+        with engine.failing(f"start {CONTAINER}"):
+            client.containers.run(
+                tag, detach=True, name=CONTAINER, hostname=CONTAINER, init=True, labels={ACME_LABEL: default_ip},
+                network=NETWORK, networking_config={NETWORK: client.api.create_endpoint_config(ipv4_address=ACME_IP)},
+                environment={"ACME_DEFAULT_IPV4": default_ip},
+                volumes={str(tls.resolve()): {"bind": "/etc/pebble/tls", "mode": "ro"}},
+                log_config={"type": "json-file", "config": {"max-size": "1m"}})
     _wait_ready(root)
     ca_bundle(root)
 
@@ -95,18 +84,15 @@ def start(root: Path, lab_hosts: list[str], log=print) -> None:
 def stop(root: Path | None = None) -> None:
     """Remove the CA container and the ``vsa-lab`` network (detaching whatever is still on it), and
     with ``root`` the copies of its issuing root, which no longer exists. The listener's TLS files stay."""
-    _docker("rm", "-f", CONTAINER, check=False)
+    engine.remove_container(CONTAINER)
     if root is not None:
         for name in ("acme-roots.pem", "acme-ca.pem"):
             (lab_dir(root) / name).unlink(missing_ok=True)
-    attached = _docker("network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", NETWORK, check=False)
-    for name in attached.split():
-        _docker("network", "disconnect", "-f", NETWORK, name, check=False)
-    _docker("network", "rm", NETWORK, check=False)
+    network.remove()
 
 
 def running() -> bool:
-    return _docker("inspect", "-f", "{{.State.Running}}", CONTAINER, check=False).strip() == "true"
+    return engine.running(CONTAINER)
 
 
 def point(name: str, ip: str | None = None) -> None:
@@ -144,26 +130,6 @@ def info(root: Path) -> dict:
 
 def _folder(root: Path) -> Path:
     return lab_dir(root) / "acme"
-
-
-def _network() -> None:
-    found = _docker("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", NETWORK, check=False)
-    if not found.strip():
-        _docker("network", "create", "--internal", "--subnet", SUBNET, "--gateway", GATEWAY,
-                "--ip-range", DYNAMIC_RANGE, "--label", LABEL, NETWORK)
-    elif found.strip() != SUBNET:
-        raise LabError(f"Docker network {NETWORK} has subnet {found.strip()}, not {SUBNET}; "
-                       f"remove it (vsa-ops lab down) and run vsa-ops lab up again")
-
-
-def _connect(name: str) -> None:
-    networks = json.loads(_docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", name) or "{}")
-    ip = host_ip(name)
-    if NETWORK in networks:
-        if networks[NETWORK].get("IPAddress") == ip:
-            return
-        _docker("network", "disconnect", "-f", NETWORK, name)
-    _docker("network", "connect", "--ip", ip, NETWORK, name)
 
 
 def _listener_tls(root: Path) -> Path:

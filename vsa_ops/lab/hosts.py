@@ -1,48 +1,32 @@
-"""Lab VPS hosts: containers with their own sshd and Docker engine, reached over real SSH on
-127.0.0.1, so that ``pyinfra .lab/inventory.py deploy.py`` works exactly as against a server.
-
-``up`` builds the images (cached), starts ``vsa-lab-1`` .. ``vsa-lab-N``, writes ``.lab/inventory.py``,
-starts the demo upstream ``demo-app`` on flowbiz_ext in each host and the ACME test CA ``vsa-lab-acme``
-(see ``acme``). ``down`` removes all of it.
+"""Lab VPS hosts: containers ``vsa-lab-N`` with their own sshd and Docker engine, reached over real SSH
+on 127.0.0.1, each with the demo upstream ``demo-app`` on its flowbiz_ext network.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
+import shlex
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import VsaError
-from ..config import deep_merge
-from .images import ensure_images
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-PREFIX = "vsa-lab-"
-LABEL = "vsa.lab"
-VPS_IMAGE = "vps"
-DEMO_IMAGE = "demo-app"
-# Every lab container runs with these; see shared/LAB-NOTES.md (no --privileged here).
-RUN_FLAGS = ["--init", "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
-             "--security-opt", "apparmor=unconfined", "--cgroupns", "host",
-             "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run"]
-# What a container cannot do that a VPS can: no privileged containers inside, / is not a shared mount,
-# /proc/sys is read-only (the engine cannot route published ports to loopback without its proxy).
-LAB_OVERRIDES = {
-    "docker": {"userland_proxy": True, "pull": "never"},
-    # Renewed certificates reach NGINX within seconds, so tests need not wait a minute.
-    "reverse_proxy": {"reloader": {"check_every": "5s"}},
-    "observability": {
-        "cadvisor": {"container": {"privileged": False}},
-        "node_exporter": {"container": {"mounts": [{"source": "/", "target": "/host", "read_only": True,
-                                                    "live": True}]}},
-    },
+from . import engine
+from .errors import LabError
+from .names import HOST_LABEL, PREFIX, host_name
+
+# Every lab host runs with these; see shared/LAB-NOTES.md (--privileged fails here).
+RUN_OPTIONS = {
+    "init": True,
+    "cap_add": ["ALL"],
+    "cap_drop": ["SYS_RESOURCE"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    "cgroupns": "host",
+    "tmpfs": {"/run": ""},
 }
-
-
-class LabError(VsaError):
-    pass
+PORTS = (22, 80, 443)  # each published on a free port of 127.0.0.1
 
 
 @dataclass(frozen=True)
@@ -55,96 +39,109 @@ class LabHost:
     https_port: int
 
 
-def _docker(*args: str, input: bytes | None = None, check: bool = True) -> str:
-    result = subprocess.run(["docker", *args], input=input, capture_output=True)
-    if check and result.returncode != 0:
-        raise LabError(f"docker {' '.join(args[:3])}: {result.stderr.decode(errors='replace').strip()}")
-    return result.stdout.decode(errors="replace")
-
-
-def lab_dir(root: Path) -> Path:
-    return root / ".lab"
-
-
-def _ssh_key(folder: Path) -> Path:
+def ssh_key(folder: Path) -> Path:
+    """``folder/id_ed25519`` (and ``.pub``), made once: the key every lab host lets in as root."""
     key = folder / "id_ed25519"
     if not key.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vsa-ops-lab", "-f", str(key)],
-                       check=True, capture_output=True)
+        private = ed25519.Ed25519PrivateKey.generate()
+        public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        key.with_suffix(".pub").write_bytes(public + b" vsa-ops-lab\n")
+        key.touch(mode=0o600)
+        key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                              serialization.NoEncryption()))
     return key
 
 
-def _port(container: str, port: int) -> int:
-    return int(_docker("port", container, f"{port}/tcp").splitlines()[0].rsplit(":", 1)[1])
+def names() -> list[str]:
+    """Every lab host container, running or not, in index order."""
+    with engine.failing("list lab hosts"):
+        found = engine.client().containers.list(all=True, sparse=True, filters={"label": HOST_LABEL})
+    listed = [c.attrs["Names"][0].lstrip("/") for c in found]
+    return sorted(listed, key=lambda n: int(n.removeprefix(PREFIX)) if n.removeprefix(PREFIX).isdigit() else 0)
 
 
-def _containers() -> list[str]:
-    names = _docker("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").split()
-    return sorted(names, key=lambda n: int(n.removeprefix(PREFIX)) if n.removeprefix(PREFIX).isdigit() else 0)
+def running_hosts(key: Path) -> list[LabHost]:
+    """The running lab hosts with their published ports, reached as root with ``key``."""
+    found = []
+    for name in names():
+        container = engine.container(name)
+        if container is not None and container.attrs["State"]["Running"]:
+            ports = [engine.published_port(container, port) for port in PORTS]
+            found.append(LabHost(name, ports[0], "root", str(key), ports[1], ports[2]))
+    return found
 
 
-def hosts(root: Path) -> list[LabHost]:
-    key = str(lab_dir(root) / "id_ed25519")
-    return [LabHost(name, _port(name, 22), "root", key, _port(name, 80), _port(name, 443))
-            for name in _containers() if _running(name)]
+def start(count: int, key: Path, vps_image: str, demo_image: str, log=print) -> None:
+    """Start lab hosts 1..count (keeping those already running), each with demo-app, SSH answering."""
+    public = key.with_suffix(".pub").read_text().strip()
+    for index in range(1, count + 1):
+        name = host_name(index)
+        if engine.running(name):
+            continue
+        engine.remove_container(name, volumes=True)
+        log(f"lab: starting {name}")
+        with engine.failing(f"start {name}"):
+            engine.client().containers.run(
+                vps_image, detach=True, name=name, hostname=name, labels={HOST_LABEL: ""},
+                volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+                         f"{name}-docker": {"bind": "/var/lib/docker", "mode": "rw"}},
+                environment={"SSH_AUTHORIZED_KEYS": public},
+                ports={f"{port}/tcp": ("127.0.0.1", None) for port in PORTS}, **RUN_OPTIONS)
+    for index in range(1, count + 1):
+        name = host_name(index)
+        _wait(name, ["docker", "info"], "its Docker engine")
+        _start_demo_app(name, demo_image)
+    for lab_host in running_hosts(key):
+        _wait_ssh(lab_host)
 
 
-def _running(name: str) -> bool:
-    return _docker("inspect", "-f", "{{.State.Running}}", name, check=False).strip() == "true"
+def remove_all(log=print) -> list[str]:
+    """Remove every lab host and its Docker volume; returns their names."""
+    removed = names()
+    for name in removed:
+        log(f"lab: removing {name}")
+        engine.remove_container(name, volumes=True)
+        engine.remove_volume(f"{name}-docker")
+    return removed
+
+
+def status() -> list[tuple[str, str]]:
+    """Each lab host and its container state (running, exited, ...)."""
+    rows = []
+    for name in names():
+        container = engine.container(name)
+        rows.append((name, container.status if container is not None else "removed"))
+    return rows
 
 
 def _wait(name: str, command: list[str], what: str, seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if subprocess.run(["docker", "exec", name, *command], capture_output=True).returncode == 0:
+        if engine.exec_ok(name, command):
             return
         time.sleep(0.5)
     raise LabError(f"{name}: {what} did not come up within {seconds:.0f} s (see docker logs {name})")
 
 
-def up(root: Path, count: int = 1, log=print) -> list[LabHost]:
-    """Start lab hosts 1..count (keeping those already running) and write the lab inventory."""
-    # Every image, so that deploys can ship what hosts lack; the hosts themselves start with only
-    # demo-app loaded.
-    tags = ensure_images(log=log)
-    folder = lab_dir(root)
-    key = _ssh_key(folder)
-    public = (key.with_suffix(".pub")).read_text().strip()
-    for index in range(1, count + 1):
-        name = f"{PREFIX}{index}"
-        if _running(name):
-            continue
-        _docker("rm", "-f", "-v", name, check=False)
-        log(f"lab: starting {name}")
-        _docker("run", "-d", "--name", name, "--hostname", name, "--label", LABEL, *RUN_FLAGS,
-                "-v", f"{name}-docker:/var/lib/docker", "-e", f"SSH_AUTHORIZED_KEYS={public}",
-                "-p", "127.0.0.1::22", "-p", "127.0.0.1::80", "-p", "127.0.0.1::443", tags[VPS_IMAGE])
-    for index in range(1, count + 1):
-        name = f"{PREFIX}{index}"
-        _wait(name, ["docker", "info"], "its Docker engine")
-        _start_demo_app(name, tags[DEMO_IMAGE])
-    lab_hosts = hosts(root)
-    for lab_host in lab_hosts:
-        _wait_ssh(lab_host)
-    from . import acme  # here, not at the top: acme builds on this module
-
-    acme.start(root, [h.name for h in lab_hosts], log=log)  # the ACME test CA, on the network vsa-lab
-    write_inventory(folder, lab_hosts, acme.directory_url(), acme.listener_ca(root).read_text(),
-                    acme.issuer_roots(root))
-    return lab_hosts
-
-
 def _start_demo_app(name: str, image: str) -> None:
     """demo-app on flowbiz_ext, port 8080: the upstream that lab domains point at."""
-    if _docker("exec", name, "docker", "image", "inspect", image, check=False).strip() in ("", "[]"):
-        saved = subprocess.run(["docker", "save", image], capture_output=True, check=True).stdout
-        _docker("exec", "-i", name, "docker", "load", "-q", input=saved)
-    _docker("exec", name, "sh", "-c",
-            "docker network inspect flowbiz_ext >/dev/null 2>&1 || docker network create flowbiz_ext >/dev/null; "
-            f"if docker inspect demo-app >/dev/null 2>&1; then docker start demo-app >/dev/null; "
-            f"else docker run -d --name demo-app --network flowbiz_ext "
-            f"--restart unless-stopped --log-opt max-size=1m {image} >/dev/null; fi")
+    if not engine.exec_ok(name, ["docker", "image", "inspect", image]):
+        # The inner engine is reached only through exec, and the SDK's exec has no plain stdin stream:
+        # the docker CLI's pipe streams the image from the outer engine without holding it in memory.
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        load = subprocess.run(["docker", "exec", "-i", name, "docker", "load", "-q"], stdin=save.stdout,
+                              capture_output=True)
+        save.stdout.close()
+        saved = save.wait()
+        if saved or load.returncode:
+            errors = (save.stderr.read() + load.stderr).decode(errors="replace").strip()
+            raise LabError(f"{name}: docker save {image} | docker load: {errors[-2000:]}")
+    engine.exec_output(name, ["sh", "-c",
+        "docker network inspect flowbiz_ext >/dev/null 2>&1 || docker network create flowbiz_ext >/dev/null; "
+        "if docker inspect demo-app >/dev/null 2>&1; then docker start demo-app >/dev/null; "
+        "else docker run -d --name demo-app --network flowbiz_ext "
+        f"--restart unless-stopped --log-opt max-size=1m {shlex.quote(image)} >/dev/null; fi"])  # fmt: skip
 
 
 def _wait_ssh(lab_host: LabHost, seconds: float = 30) -> None:
@@ -158,67 +155,3 @@ def _wait_ssh(lab_host: LabHost, seconds: float = 30) -> None:
             return
         time.sleep(0.5)
     raise LabError(f"{lab_host.name}: SSH on 127.0.0.1:{lab_host.ssh_port} did not answer within {seconds:.0f} s")
-
-
-def _secrets(folder: Path) -> Path:
-    """Random passwords for the lab's secrets, made once, private to root."""
-    path = folder / "secrets.env"
-    if not path.exists():
-        names = ("VSA_POSTGRES_PASSWORD", "VSA_GRAFANA_ADMIN_PASSWORD")
-        text = "".join(f"{name}={secrets.token_urlsafe(18)}\n" for name in names)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-    return path
-
-
-def write_inventory(folder: Path, lab_hosts: list[LabHost], acme_directory: str, acme_listener_ca: str,
-                    acme_roots: Path) -> Path:
-    """``.lab/inventory.py``: the lab hosts as a pyinfra inventory, in the groups ``lab`` and ``hubs``.
-
-    Their data points certbot at the lab's ACME CA and trusts its HTTPS, keeps the lab's domain
-    registry and secrets in .lab/, and tells probes where each host's ports 80 and 443 are
-    published and which root signs the certificates they serve.
-    """
-    overrides = deep_merge(LAB_OVERRIDES, {"reverse_proxy": {"certbot": {
-        "acme_server": acme_directory, "acme_ca_bundle": acme_listener_ca}}})
-    entries = []
-    for h in lab_hosts:
-        data = {"ssh_hostname": "127.0.0.1", "ssh_port": h.ssh_port, "ssh_user": h.ssh_user, "ssh_key": h.ssh_key,
-                "ssh_strict_host_key_checking": "off", "ssh_known_hosts_file": "/dev/null",
-                "vsa_http_port": h.http_port, "vsa_https_port": h.https_port, "vsa_probe_address": "127.0.0.1",
-                "vsa_probe_ca_file": str(acme_roots), "vsa_secrets_file": str(_secrets(folder)),
-                "vsa_domains_file": str(folder / "domains.yml"), "vsa": overrides}
-        entries.append(f"    ({h.name!r}, {data!r}),")
-    text = ("\"\"\"Lab hosts, written by `vsa-ops lab up`. Not committed; rewritten on every `lab up`.\"\"\"\n\n"
-            "lab = [\n" + "\n".join(entries) + "\n]\n\nhubs = [name for name, _ in lab]\n")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "inventory.py"
-    path.write_text(text)
-    return path
-
-
-def down(root: Path, log=print) -> int:
-    """Remove every lab container and its Docker volume, and the lab inventory."""
-    names = _containers()
-    for name in names:
-        log(f"lab: removing {name}")
-        _docker("rm", "-f", "-v", name, check=False)
-        _docker("volume", "rm", "-f", f"{name}-docker", check=False)
-    from . import acme
-
-    acme.stop(root)
-    for name in ("inventory.py", "domains.yml"):
-        (lab_dir(root) / name).unlink(missing_ok=True)
-    return len(names)
-
-
-def info(root: Path) -> dict:
-    """Lab hosts, and the ACME test CA: ``ca_bundle`` (its issuing root + listener CA), directory URL."""
-    from . import acme
-
-    return {"hosts": [asdict(h) for h in hosts(root)], **acme.info(root)}
-
-
-def status(root: Path) -> list[tuple[str, str]]:
-    return [(name, _docker("inspect", "-f", "{{.State.Status}}", name, check=False).strip()) for name in _containers()]

@@ -1,0 +1,51 @@
+"""The lab as a whole: ``up`` builds the images (cached), starts lab hosts ``vsa-lab-1`` ..
+``vsa-lab-N`` and the ACME test CA, and writes ``.lab/inventory.py``, so that
+``pyinfra .lab/inventory.py deploy.py`` works exactly as against a server; ``down`` removes it all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from . import acme, hosts
+from .hosts import LabHost
+from .images import ensure_images
+from .inventory import write_inventory
+from .names import lab_dir
+
+VPS_IMAGE = "vps"
+DEMO_IMAGE = "demo-app"
+
+
+def up(root: Path, count: int = 1, log=print) -> list[LabHost]:
+    """Start lab hosts 1..count (keeping those already running) and the CA; write the lab inventory."""
+    # Every image, so that deploys can ship what hosts lack; the hosts themselves start with only
+    # demo-app loaded.
+    tags = ensure_images(log=log)
+    folder = lab_dir(root)
+    key = hosts.ssh_key(folder)
+    hosts.start(count, key, tags[VPS_IMAGE], tags[DEMO_IMAGE], log=log)
+    lab_hosts = hosts.running_hosts(key)
+    acme.start(root, [h.name for h in lab_hosts], log=log)
+    write_inventory(folder, lab_hosts, acme.directory_url(), acme.listener_ca(root).read_text(),
+                    acme.issuer_roots(root))
+    return lab_hosts
+
+
+def down(root: Path, log=print) -> int:
+    """Remove every lab host and its Docker volume, the CA and its network, and the lab inventory."""
+    removed = hosts.remove_all(log=log)
+    acme.stop(root)
+    for name in ("inventory.py", "domains.yml"):
+        (lab_dir(root) / name).unlink(missing_ok=True)
+    return len(removed)
+
+
+def info(root: Path) -> dict:
+    """Lab hosts, and the ACME test CA: ``ca_bundle`` (its issuing root + listener CA), directory URL."""
+    return {"hosts": [asdict(h) for h in hosts.running_hosts(lab_dir(root) / "id_ed25519")], **acme.info(root)}
+
+
+def status() -> list[tuple[str, str]]:
+    return hosts.status()
