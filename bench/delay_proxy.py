@@ -10,7 +10,7 @@ Two parts:
   SYN-ACK, ACK then data). It prints one JSON line ``{"TARGET": LISTEN, ...}`` once it listens, and
   exits when its standard input closes (its parent died) or on SIGTERM/SIGINT.
 
-* ``Wan``, used by ``run.py``: runs that proxy as user nobody (``setpriv --reuid=nobody
+* ``Wan``, used by ``session.py``: runs that proxy as user nobody (``setpriv --reuid=nobody
   --regid=nogroup --clear-groups``) and redirects every other user's connections to the SSH ports
   through it with ``iptables -t nat -I OUTPUT -p tcp -d 127.0.0.1 --dport SSH_PORT -m owner !
   --uid-owner nobody -j REDIRECT --to-ports PROXY_PORT`` (the proxy's own connections, as nobody, go
@@ -32,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 COMMENT = "vsa-ops-bench"
@@ -281,21 +280,6 @@ class Wan:
                 self.watchdog.kill()
                 self.watchdog.wait()
             self.watchdog = None
-
-
-def measure_rtt(port: int, count: int = 5) -> float:
-    """Median seconds from sending a byte to reading the SSH banner's first bytes on a new connection
-    (includes the connect). For a quick check of the added latency."""
-    import socket
-
-    times = []
-    for _ in range(count):
-        start = time.monotonic()
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            s.recv(1)
-        times.append(time.monotonic() - start)
-    times.sort()
-    return times[len(times) // 2]
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 """Where the time of a no-op converge goes, step by step, in one process that does what
-`vsa-ops deploy` does (run.py runs it, on loopback and through the delay proxy):
+`vsa-ops deploy` does (rows_vsa_ops.py runs it, on loopback and through the delay proxy):
 
     python3 bench/profile.py --inventory INVENTORY --host vsa-lab-1
 

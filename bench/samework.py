@@ -12,7 +12,7 @@ writes under DIR (which must be private: it holds the rendered secrets):
     ansible/inventory.ini, ansible/ansible.cfg (pipelining on), ansible/playbook.yml
     summary.json               {"directories": N, "files": N, "paths": N}
 
-It runs in its own process (run.py calls it) because loading a pyinfra inventory patches the
+It runs in its own process (rows_same_work.py calls it) because loading a pyinfra inventory patches the
 process with gevent. The manifest is ``vsa_ops.host_manifest.host_manifest`` of the host, its paths
 ``vsa_ops.plan.managed_paths``: exactly what the vsa-ops converge checks in its one state command.
 """
