@@ -241,7 +241,8 @@ def test_a_deploy_killed_inside_its_transaction_changes_no_file_and_the_next_run
             stopped = lab.sh(f"cat {STOP_MARK} 2>/dev/null", check=False).split()
         os.killpg(process.pid, signal.SIGKILL)  # the controller dies, then the host's side of the run
         process.wait()
-        lab.sh(f"kill -9 {' '.join(stopped)}")
+        lab.sh(f"kill -9 {' '.join(stopped)} 2>/dev/null; sleep 0.5; "
+               + " && ".join(f"! kill -0 {pid} 2>/dev/null" for pid in stopped))
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
