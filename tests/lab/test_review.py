@@ -93,9 +93,9 @@ def test_removing_a_basic_auth_domain_shows_no_hash(hub):
     try:
         for fmt in ("text", "markdown", "json"):
             result = plan(hub, "--format", fmt)
+            assert "$2" not in result.stdout and "bob:" not in result.stdout, result.stdout
             assert result.returncode == 2, result.stdout + result.stderr
             assert htpasswd in result.stdout and "content hidden" in result.stdout
-            assert "$2" not in result.stdout and "bob:" not in result.stdout
     finally:
         hub.deploy()
     hub.sh(f"test ! -e {htpasswd}")
