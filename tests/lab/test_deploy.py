@@ -200,7 +200,7 @@ def test_a_second_run_waits_for_the_lock_then_fails_naming_the_holder(deployed, 
 STOP_MARK = "/run/vsa-test-stopped"
 STOPPING_DOCKER = f"""#!/bin/sh
 case "$*" in
-  *compose*.vsa-new*config*)
+  *compose*config*)
     if [ -d /var/lib/vsa-ops.lock ] && [ ! -e {STOP_MARK} ]; then
       echo "$PPID $$" > {STOP_MARK}
       exec sleep 600
