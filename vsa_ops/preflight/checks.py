@@ -177,6 +177,8 @@ def docker(facts: HostFacts) -> Check:
             return Check("docker", "warn", f"Docker {facts.docker_version} without the compose v2 plugin: "
                          "the deploy installs it with apt")
         return Check("docker", "ok", f"Docker {facts.docker_version}, compose {facts.compose_version}")
+    if facts.docker_installed and facts.uid != 0:
+        return Check("docker", "warn", f"{facts.docker_installed} is installed; only root can ask its daemon more")
     if facts.docker_installed:
         return Check("docker", "fail", f"{facts.docker_installed} is installed but its daemon does not answer",
                      "Start it (`systemctl enable --now docker`) and check `journalctl -u docker`.")
