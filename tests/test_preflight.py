@@ -285,7 +285,8 @@ def test_json_lists_every_check_and_an_unreachable_host_fails(project, tmp_path)
     assert found["host key"]["status"] == "fail"
     assert "shop.example.com resolves to 192.0.2.7" in found["dns shop.example.com"]["message"]
     text = run_cli("preflight", cwd=project)
-    assert text.returncode == 1 and re.search(r"^hub: fail dns shop\.example\.com: ", text.stdout, re.M)
+    assert text.returncode == 1
+    assert re.search(r"^hub: fail dns shop\.example\.com: .*192\.0\.2\.7.*\. Fix: Point shop\.example\.com", text.stdout, re.M)
     assert "hub: not ready" in text.stdout
 
 

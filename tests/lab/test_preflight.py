@@ -101,3 +101,14 @@ def test_port_80_held_by_another_process_fails_naming_it(fresh, tmp_path):
     assert "busybox (pid " in checks["port 80"]["message"] and checks["port 80"]["fix"]
     assert checks["port 443"]["status"] == "ok"
     assert checks["dns"]["status"] == "ok" and checks["acme"]["status"] == "ok"
+
+
+def test_after_the_first_deploy_the_hubs_own_nginx_holds_80_and_443(fresh, tmp_path):
+    """What the README's morning routine runs: preflight on a serving hub still passes."""
+    fresh.deploy()
+    code, checks = run(preflight_inventory(fresh, tmp_path, {}, {}))
+    assert code == 0, json.dumps(checks, indent=1)
+    for port in (80, 443):
+        assert checks[f"port {port}"]["status"] == "ok"
+        assert checks[f"port {port}"]["message"] == "held by the hub's NGINX (reverse-proxy-nginx)"
+    assert checks["docker"]["status"] == "ok"

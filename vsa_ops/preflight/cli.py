@@ -25,9 +25,8 @@ def preflight(inventory: str | None, limit: str | None, as_json: bool):
     else:
         for report in reports:
             for check in report.checks:
-                click.echo(f"{report.host}: {check.status:<4} {check.name}: {check.message}")
-                if check.fix and check.status != "ok":
-                    click.echo(f"{report.host}:      fix: {check.fix}")
+                fix = f" Fix: {check.fix}" if check.fix and check.status != "ok" else ""
+                click.echo(f"{report.host}: {check.status:<4} {check.name}: {check.message}.{fix}")
             counts = {s: sum(c.status == s for c in report.checks) for s in ("ok", "warn", "fail")}
             verdict = "not ready" if report.failed else "ready"
             click.echo(f"{report.host}: {verdict} ({counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail)")
