@@ -116,23 +116,23 @@ def disk_space(facts: HostFacts, hub: HubConfig) -> list[Check]:
     if separate and DOCKER_MOUNT in facts.disk_free:
         checks.append(_room("disk Docker", f"the Docker disk ({facts.mounts[DOCKER_MOUNT]})",
                             *facts.disk_free[DOCKER_MOUNT], caps, "the retention caps"))
-        root_need, what = ROOT_FLOOR, "vsa-ops' floor for the tree, logs and audit trail"
+        root_need, what = ROOT_FLOOR, "the tree, logs and audit trail"
     elif docker_label and docker_label in facts.labels and facts.labels[docker_label] in facts.device_sizes:
         size = facts.device_sizes[facts.labels[docker_label]]
         checks.append(_room("disk Docker", f"the Docker disk ({facts.labels[docker_label]}, not mounted yet)",
                             size, size, caps, "the retention caps"))
-        root_need, what = ROOT_FLOOR, "vsa-ops' floor for the tree, logs and audit trail"
+        root_need, what = ROOT_FLOOR, "the tree, logs and audit trail"
     else:
-        root_need, what = caps + ROOT_FLOOR, "the retention caps (Docker's data is on /) and vsa-ops' floor"
+        root_need, what = caps + ROOT_FLOOR, "the retention caps (Docker's data is on /), the tree, logs and audit trail"
     if "/" in facts.disk_free:
-        checks.insert(0, _room("disk /", "/", *facts.disk_free["/"], root_need, what))
+        checks.insert(0, _room("disk /", "the root disk", *facts.disk_free["/"], root_need, what))
     else:
         checks.insert(0, Check("disk /", "warn", "could not read the free space on / (no df output)"))
     return checks
 
 
 def _room(name: str, where: str, size: int, available: int, need: int, what: str) -> Check:
-    text = f"{where}: {available / GIB:.1f} GiB free of {size / GIB:.1f} GiB; {what} take up to {need / GIB:.1f} GiB"
+    text = f"{where}: {available / GIB:.1f} GiB free of {size / GIB:.1f} GiB; {what} need {need / GIB:.1f} GiB"
     if available >= need:
         return Check(name, "ok", text)
     if size >= need:
@@ -161,7 +161,7 @@ def ports(facts: HostFacts, hub: HubConfig) -> list[Check]:
                 names.append(f"container {', '.join(published)}")
             who = ", ".join(names) or "a process preflight cannot name (not read as root)"
             checks.append(Check(f"port {port}", "fail", f"held by {who}",
-                                f"Stop and disable {who} (or run it behind the hub as a domain's upstream) "
+                                f"Stop and disable {who}, or run it behind the hub as a domain's upstream, "
                                 f"so that the hub's NGINX can listen on {port}."))
     return checks
 
@@ -192,15 +192,16 @@ def clock(facts: HostFacts, controller_before: float, controller_after: float) -
     slack = (controller_after - controller_before) / 2
     offset = facts.epoch - (controller_before + controller_after) / 2
     off = max(0.0, abs(offset) - slack - 1)  # `date +%s` is whole seconds
-    text = f"{offset:+.0f} s from the controller's clock"
+    text = f"{round(offset):+d} s from the controller's clock"
     fix = "Turn on time synchronisation (`timedatectl set-ntp true`, or install chrony) and check the controller's clock too."
     if off > CLOCK_FAIL_SECONDS:
         return Check("clock", "fail", f"{text}: ACME and TLS need clocks within minutes", fix)
     if off > CLOCK_OK_SECONDS:
         return Check("clock", "warn", f"{text}: drifting", fix)
     if not facts.systemd:
-        why = f"unavoidable {_container(facts)}, whose clock is the machine's" if facts.in_container else "no systemd"
-        return Check("clock", "warn", f"{text}; no systemd in it ({why}): whether NTP keeps it right cannot be read")
+        why = (f"no systemd, unavoidable {_container(facts)}, whose clock is the machine's" if facts.in_container
+               else "no systemd to ask")
+        return Check("clock", "warn", f"{text}; whether NTP keeps it right cannot be read: {why}")
     if facts.ntp_synchronized != "yes":
         return Check("clock", "warn", f"{text}, but timedatectl says it is not synchronised", fix)
     return Check("clock", "ok", f"{text}, synchronised (timedatectl)")
