@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import ipaddress
 import json
 import re
 import shlex
@@ -23,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from vsa_ops.config import hub_config
 from vsa_ops.preflight import checks, controller_checks
-from vsa_ops.preflight.host_facts import HostFacts, parse, program_text, read_command
+from vsa_ops.preflight.host_facts import HostFacts, parse, read_command
 from vsa_ops.preflight.run import pinned, resolve
 
 from tests.conftest import ROOT, run_cli
@@ -69,7 +70,7 @@ def _certificate(tmp_path: Path) -> tuple[Path, Path, str]:
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
             .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                            critical=False)
             .sign(key, hashes.SHA256()))
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
