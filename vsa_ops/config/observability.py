@@ -135,6 +135,10 @@ class Cadvisor(Component):
         container_name="cadvisor",
         runs_as=RunAs(name="root", uid=0),
         privileged=True,
+        # Containers only, sampled as often as Prometheus scrapes; of the containers' labels only the
+        # compose ones become metric labels (each label is a series dimension).
+        command=["--docker_only=true", "--housekeeping_interval=15s", "--store_container_labels=false",
+                 "--whitelisted_container_labels=com.docker.compose.project,com.docker.compose.service"],
         mounts=[{"source": source, "target": target, "read_only": True, "live": True} for source, target in (
             ("/", "/rootfs"), ("/var/run", "/var/run"), ("/sys", "/sys"), ("/var/lib/docker", "/var/lib/docker"),
             ("/dev/disk", "/dev/disk"))],
