@@ -5,18 +5,23 @@ the server, where Loki, Promtail or Alloy would refuse to start."""
 import pytest
 import yaml
 
+from vsa_ops.config import ConfigError, hub_config
+
 from tests.config_schemas import check_alloy, check_flags, check_yaml, schema
 
 OBS = "/srv/flowbiz/observability/"
 ALLOY = [{"observability": {"log_shipper": {"kind": "alloy"}}}]
-TSDB = [{"observability": {"loki": {"store": "tsdb", "schema_version": "v13"}}}]
+V13 = {"start": "2026-12-01", "store": "tsdb", "schema_version": "v13"}
+TSDB_LATER = [{"observability": {"loki": {"schema_periods": [
+    {"start": "2024-01-01", "store": "boltdb-shipper", "schema_version": "v12"}, V13]}}}]
+TSDB_ONLY = [{"observability": {"loki": {"schema_periods": [V13]}}}]
 
 
 def loaded(manifest, path):
     return yaml.safe_load(manifest.file(OBS + path).content)
 
 
-@pytest.mark.parametrize("overrides", [[], TSDB], ids=["boltdb-v12", "tsdb-v13"])
+@pytest.mark.parametrize("overrides", [[], TSDB_LATER, TSDB_ONLY], ids=["boltdb-v12", "then-tsdb-v13", "tsdb-v13"])
 def test_the_loki_config_has_only_options_loki_3_0_accepts(render, overrides):
     assert check_yaml(loaded(render(overrides), "loki/loki-config.yml"), schema("loki-3.0.0.yml")) == []
 
@@ -73,3 +78,20 @@ def test_cadvisor_gets_only_flags_v0_49_1_knows(render):
     assert command and check_flags(command, schema("cadvisor-v0.49.1.yml")) == []
     assert check_flags([*command, "--docker-only=true"], schema("cadvisor-v0.49.1.yml")) == [
         "--docker-only=true: unknown flag -docker-only"]
+
+
+def test_a_v13_tsdb_period_is_appended_and_leaves_the_existing_one_as_it_was(render):
+    before = loaded(render(), "loki/loki-config.yml")
+    after = loaded(render(TSDB_LATER), "loki/loki-config.yml")
+    assert after["schema_config"]["configs"][0] == before["schema_config"]["configs"][0]
+    assert after["schema_config"]["configs"][1]["store"] == "tsdb"
+    assert after["storage_config"]["boltdb_shipper"] == before["storage_config"]["boltdb_shipper"]
+    assert "tsdb_shipper" in after["storage_config"]
+    # Loki 3.0 checks structured metadata against the active period, which the day decides.
+    assert after["limits_config"]["allow_structured_metadata"] is False
+    assert loaded(render(TSDB_ONLY), "loki/loki-config.yml")["limits_config"]["allow_structured_metadata"] is True
+
+
+def test_periods_out_of_order_are_refused():
+    with pytest.raises(ConfigError, match="schema_periods: periods must start on distinct days"):
+        hub_config([{"observability": {"loki": {"schema_periods": [V13, {"start": "2024-01-01"}]}}}])

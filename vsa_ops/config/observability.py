@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import Duration, Model, Size
 from .component import Component
@@ -57,6 +58,24 @@ class Prometheus(Component):
         ]
 
 
+class SchemaPeriod(Model):
+    """One entry of Loki's schema_config: the index and schema of data written from ``start`` (UTC day)."""
+
+    start: str
+    store: Literal["boltdb-shipper", "tsdb"] = "tsdb"
+    schema_version: Literal["v11", "v12", "v13"] = "v13"
+    index_period: Literal["24h"] = "24h"
+
+    @field_validator("start")
+    @classmethod
+    def _a_day(cls, value: str) -> str:
+        try:
+            datetime.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be a day, YYYY-MM-DD") from None
+        return value
+
+
 class Loki(Component):
     """Design: "Loki (grafana/loki:3.0.0)", filesystem storage with the BoltDB shipper."""
 
@@ -68,10 +87,10 @@ class Loki(Component):
         mounts=[f"{OBSERVABILITY}/loki:/etc/loki:ro", "obs-loki-data:/loki"],
         networks=["flowbiz_ext", "observability_internal"],
     )
-    store: Literal["boltdb-shipper", "tsdb"] = "boltdb-shipper"
-    schema_version: Literal["v11", "v12", "v13"] = "v12"
-    schema_from: str = "2024-01-01"
-    index_period: Literal["24h"] = "24h"
+    # Design: BoltDB shipper, schema v12, 24h index period. Data keeps the schema it was written with:
+    # a new schema is a new period appended with a later start, and the earlier ones stay as they are.
+    schema_periods: list[SchemaPeriod] = [SchemaPeriod(start="2024-01-01", store="boltdb-shipper",
+                                                       schema_version="v12")]
     retention_enabled: bool = True
     retention_period: Duration = "30d"
     compaction_interval: Duration = "10m"
@@ -80,10 +99,25 @@ class Loki(Component):
     # Loki 3 refuses retention without it (reliability.md section 4.1).
     delete_request_store: Literal["filesystem"] | None = "filesystem"
 
+    @field_validator("schema_periods")
+    @classmethod
+    def _periods_in_order(cls, periods: list[SchemaPeriod]) -> list[SchemaPeriod]:
+        if not periods:
+            raise ValueError("needs at least one period")
+        starts = [p.start for p in periods]
+        if starts != sorted(set(starts)):
+            raise ValueError("periods must start on distinct days, earliest first (append a new one)")
+        return periods
+
+    @property
+    def stores(self) -> set[str]:
+        return {p.store for p in self.schema_periods}
+
     @property
     def allow_structured_metadata(self) -> bool:
-        """Loki 3 accepts structured metadata only with the tsdb index and schema v13."""
-        return self.store == "tsdb" and self.schema_version == "v13"
+        """Loki 3 refuses structured metadata unless its active period is tsdb + v13; which period is
+        active depends on the day Loki starts, so it is allowed only once every period is."""
+        return all(p.store == "tsdb" and p.schema_version == "v13" for p in self.schema_periods)
 
 
 class Datasource(Model):
