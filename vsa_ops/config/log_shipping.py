@@ -150,6 +150,8 @@ class LogShipper(Component):
         networks=["observability_internal"],
     )
     loki_push_url: str = "http://loki:3100/loki/api/v1/push"
+    # Where either shipper serves its /metrics (Prometheus scrapes <container_name>:<http_port>).
+    http_port: int = 9080
     # Promtail's positions file, and Alloy's --storage.path (one folder per component) beside it. Alloy
     # converts this file on its first start (legacy_positions_file), so it resumes where Promtail stopped.
     state_dir: AbsPath = STATE_DIR
@@ -213,6 +215,6 @@ class LogShipper(Component):
 
     def derived_command(self) -> list[str]:
         if self.kind == "alloy":
-            return ["run", f"--storage.path={self.state_dir}", "--server.http.listen-addr=0.0.0.0:9080",
+            return ["run", f"--storage.path={self.state_dir}", f"--server.http.listen-addr=0.0.0.0:{self.http_port}",
                     "/etc/log-shipper/config.alloy"]
         return ["-config.file=/etc/log-shipper/promtail-config.yml"]

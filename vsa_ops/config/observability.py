@@ -37,12 +37,12 @@ class Prometheus(Component):
     retention_size: Size = "1GB"
     external_url: str = "https://prometheus.flowbiz.ai"
     route_prefix: str = "/"
-    # Design: "Scrape targets (15s interval)".
+    # Design: "Scrape targets (15s interval)"; the log shipper's job is added from its kind
+    # (Observability.scrape_jobs).
     scrape_jobs: list[ScrapeJob] = [
         ScrapeJob(job_name="prometheus", targets=["prometheus:9090"]),
         ScrapeJob(job_name="loki", targets=["loki:3100"]),
         ScrapeJob(job_name="grafana", targets=["grafana:3000"]),
-        ScrapeJob(job_name="promtail", targets=["promtail:9080"]),
         ScrapeJob(job_name="node-exporter", targets=["node-exporter:9100"]),
         ScrapeJob(job_name="cadvisor", targets=["cadvisor:8080"]),
     ]
@@ -187,3 +187,9 @@ class Observability(Model):
     grafana: Grafana = Grafana()
     node_exporter: NodeExporter = NodeExporter()
     cadvisor: Cadvisor = Cadvisor()
+
+    def scrape_jobs(self) -> list[ScrapeJob]:
+        """Prometheus' jobs: its own, then the log shipper in place (Promtail or Alloy, by kind)."""
+        shipper = self.log_shipper
+        jobs = [job for job in self.prometheus.scrape_jobs if job.job_name not in ("promtail", "alloy")]
+        return [*jobs, ScrapeJob(job_name=shipper.kind, targets=[f"{shipper.container.container_name}:{shipper.http_port}"])]

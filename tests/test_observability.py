@@ -1,0 +1,53 @@
+"""Issue 16: the log shipper swap is whole (point 2) and Prometheus scrapes only services it can reach."""
+
+import yaml
+
+from vsa_ops.config import hub_config
+from vsa_ops.lint import lint
+
+OBS = "/srv/flowbiz/observability/"
+ALLOY = {"observability": {"log_shipper": {"kind": "alloy"}}}
+
+
+def scrape_targets(manifest):
+    config = yaml.safe_load(manifest.file(OBS + "prometheus/prometheus.yml").content)
+    return {job["job_name"]: [t for s in job["static_configs"] for t in s["targets"]] for job in config["scrape_configs"]}
+
+
+def observability(manifest):
+    return next(s for s in manifest.stacks if s.name == "observability").compose["services"]
+
+
+def test_with_alloy_prometheus_scrapes_alloy_where_alloy_listens(render):
+    manifest = render([ALLOY])
+    targets = scrape_targets(manifest)
+    assert targets["alloy"] == ["alloy:9080"] and "promtail" not in targets
+    services = observability(manifest)
+    assert "promtail" not in services and services["alloy"]["container_name"] == "alloy"
+    assert "--server.http.listen-addr=0.0.0.0:9080" in services["alloy"]["command"]
+    assert not [f for f in manifest.files if "promtail" in f.path]
+    assert scrape_targets(render())["promtail"] == ["promtail:9080"]
+
+
+def test_the_shipper_port_moves_its_listener_and_its_scrape_target_together(render):
+    manifest = render([ALLOY, {"observability": {"log_shipper": {"http_port": 12345}}}])
+    assert scrape_targets(manifest)["alloy"] == ["alloy:12345"]
+    assert "--server.http.listen-addr=0.0.0.0:12345" in observability(manifest)["alloy"]["command"]
+    promtail = render([{"observability": {"log_shipper": {"http_port": 12345}}}])
+    assert scrape_targets(promtail)["promtail"] == ["promtail:12345"]
+    assert "http_listen_port: 12345" in promtail.file(OBS + "log-shipper/promtail-config.yml").content
+
+
+def lint_scrape_targets(render, overrides):
+    return [f.why for f in lint(render(overrides), hub_config(overrides)) if f.rule == "scrape-target"]
+
+
+def test_lint_catches_a_job_whose_target_is_no_reachable_service(render):
+    assert lint_scrape_targets(render, []) == [] and lint_scrape_targets(render, [ALLOY]) == []
+    jobs = hub_config().observability.prometheus.model_dump()["scrape_jobs"]
+    # A job left over from the other shipper, and a service on a network Prometheus is not on.
+    extra = [{"job_name": "old-promtail", "targets": ["promtail:9080"]},
+             {"job_name": "nginx", "targets": ["reverse-proxy-nginx:80"]}]
+    found = lint_scrape_targets(render, [ALLOY, {"observability": {"prometheus": {"scrape_jobs": jobs + extra}}}])
+    assert found == ["job old-promtail: target promtail:9080 is no service on a network of prometheus",
+                     "job nginx: target reverse-proxy-nginx:80 is no service on a network of prometheus"]
