@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .base import Duration, Model, Size
+from .base import AbsPath, Duration, Model, Size
 from .component import Component
-from .containers import Container, RunAs
+from .containers import Container, Mount, RunAs
 from .log_shipping import LogShipper
 from .storage import OBSERVABILITY
 
@@ -152,15 +152,29 @@ class Grafana(Component):
     dashboards_folder: str = "VSA"
 
 
+# Inside node-exporter: where its textfile collector reads vsa-ops' own facts (vsa_ops/metrics.py).
+TEXTFILE_MOUNT = "/textfile"
+# Inside the certbot container: where its renewal hook writes the certificates' expiry.
+CERTBOT_TEXTFILE = "/var/lib/node_exporter/textfile_collector"
+
+
 class NodeExporter(Component):
     container: Container = Container(
         image="prom/node-exporter:v1.8.1",
         container_name="node-exporter",
         runs_as=RunAs(name="nobody", uid=65534),
-        command=["--path.rootfs=/host"],
         mounts=[{"source": "/", "target": "/host", "read_only": True, "propagation": "rslave", "live": True}],
         networks=INTERNAL,
     )
+    # On the host: vsa-ops (deploy, drift, add-domain) and the certbot renewal hook write *.prom files
+    # here; node-exporter serves them with its own metrics.
+    textfile_directory: AbsPath = "/var/lib/node_exporter/textfile_collector"
+
+    def derived_command(self) -> list[str]:
+        return ["--path.rootfs=/host", f"--collector.textfile.directory={TEXTFILE_MOUNT}"]
+
+    def textfile_mount(self, target: str, writable: bool = False) -> Mount:
+        return Mount(source=self.textfile_directory, target=target, read_only=not writable, live=True)
 
 
 class Cadvisor(Component):
