@@ -173,6 +173,11 @@ class NodeExporter(Component):
     def derived_command(self) -> list[str]:
         return ["--path.rootfs=/host", f"--collector.textfile.directory={TEXTFILE_MOUNT}"]
 
+    @property
+    def certbot_textfile(self) -> str:
+        """The folder as the certbot container sees it (its renewal hook writes there)."""
+        return CERTBOT_TEXTFILE
+
     def textfile_mount(self, target: str, writable: bool = False) -> Mount:
         return Mount(source=self.textfile_directory, target=target, read_only=not writable, live=True)
 
