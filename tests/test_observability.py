@@ -1,5 +1,7 @@
 """Issue 16: the log shipper swap is whole (point 2) and Prometheus scrapes only services it can reach."""
 
+import fnmatch
+
 import yaml
 
 from vsa_ops.config import hub_config
@@ -51,3 +53,28 @@ def test_lint_catches_a_job_whose_target_is_no_reachable_service(render):
     found = lint_scrape_targets(render, [ALLOY, {"observability": {"prometheus": {"scrape_jobs": jobs + extra}}}])
     assert found == ["job old-promtail: target promtail:9080 is no service on a network of prometheus",
                      "job nginx: target reverse-proxy-nginx:80 is no service on a network of prometheus"]
+
+
+def test_every_log_the_hub_writes_is_matched_by_a_shipper_job(render):
+    """Point 3: the proxy's own access and error logs, the per-domain logs, the audit trail, the journal
+    (with the machine id its reader needs) and the containers' logs."""
+    hub = hub_config()
+    shipper = hub.observability.log_shipper
+    paths = {job.job_name: hub.audit.jsonl if job.audit_trail else job.path for job in shipper.jobs}
+    written = {  # host path -> the job that must ship it
+        "/srv/flowbiz/reverse-proxy/logs/access.log": "nginx-proxy-access",
+        "/srv/flowbiz/reverse-proxy/logs/error.log": "nginx-proxy-error",
+        "/srv/flowbiz/reverse-proxy/logs/domains/a.example.access.json": "nginx-domain-access",
+        hub.audit.jsonl: "vsa-audit",
+        "/srv/flowbiz/dify/logs/nginx/access.log": "nginx-access",
+    }
+    for path, job in written.items():
+        assert [name for name, glob in paths.items() if glob and fnmatch.fnmatch(path, glob)] == [job], path
+    # Rotated files (logrotate's dateext, then compressed) are not read twice.
+    assert not [g for g in paths.values() if g and fnmatch.fnmatch("/srv/flowbiz/reverse-proxy/logs/access.log-20261130", g)]
+    services = observability(render())
+    mounts = {(v["source"], v["target"]) for v in services["promtail"]["volumes"]}
+    assert {("/var/log/journal", "/var/log/journal"), ("/etc/machine-id", "/etc/machine-id"),
+            ("/var/run/docker.sock", "/var/run/docker.sock"), ("/srv/flowbiz", "/srv/flowbiz"),
+            ("/var/log/vsa", "/var/log/vsa")} <= mounts
+    assert {job.source for job in shipper.jobs} == {"journal", "file", "docker"}

@@ -142,6 +142,8 @@ class LogShipper(Component):
             f"{OBSERVABILITY}/log-shipper:/etc/log-shipper:ro",
             f"obs-promtail-data:{STATE_DIR}",
             "/var/log/journal:/var/log/journal:ro",
+            # The journal reader finds the host's journal folder (/var/log/journal/<machine id>) by it.
+            "/etc/machine-id:/etc/machine-id:ro",
             # Logs, read as they grow: a change under these needs no restart. The audit log's
             # folder is added from vsa.audit (HubConfig.builtin_stacks).
             {"source": ROOT, "target": ROOT, "read_only": True, "live": True},
@@ -167,6 +169,13 @@ class LogShipper(Component):
                 labels=[ShipLabel(name="method", field="method", regex=HTTP_METHODS),
                         ShipLabel(name="status_class", field="status", regex="([1-5])[0-9][0-9]",
                                   replacement="${1}xx")]),
+        # The reverse proxy's own logs (default servers, NGINX's error log): its log folder is mounted at
+        # /var/log/nginx, so they are not under the design's */logs/nginx/ globs above.
+        ShipJob(job_name="nginx-proxy-access", source="file", path=f"{ROOT}/reverse-proxy/logs/access*.log",
+                format="json", labels=[ShipLabel(name="method", field="method", regex=HTTP_METHODS),
+                                       ShipLabel(name="status_class", field="status", regex="([1-5])[0-9][0-9]",
+                                                 replacement="${1}xx")]),
+        ShipJob(job_name="nginx-proxy-error", source="file", path=f"{ROOT}/reverse-proxy/logs/error*.log"),
         ShipJob(job_name="nginx-domain-access", source="file", format="json",
                 path=f"{ROOT}/reverse-proxy/logs/domains/*.access.json",
                 labels=[ShipLabel(name="domain", field="domain"),
