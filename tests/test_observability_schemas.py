@@ -2,6 +2,8 @@
 program version accepts (tests/schemas/), so that a misspelled or misplaced key fails here and not on
 the server, where Loki, Promtail or Alloy would refuse to start."""
 
+import json
+
 import pytest
 import yaml
 
@@ -95,3 +97,69 @@ def test_a_v13_tsdb_period_is_appended_and_leaves_the_existing_one_as_it_was(ren
 def test_periods_out_of_order_are_refused():
     with pytest.raises(ConfigError, match="schema_periods: periods must start on distinct days"):
         hub_config([{"observability": {"loki": {"schema_periods": [V13, {"start": "2024-01-01"}]}}}])
+
+
+DASHBOARDS = OBS + "data/grafana-provisioning/dashboards/"
+
+
+def dashboard_problems(dashboard: dict, datasources: dict[str, str]) -> list[str]:
+    """Beyond the JSON model's keys: every panel queries a provisioned datasource of its kind, has
+    queries, and sits inside the 24-column grid without overlapping another."""
+    problems = check_yaml(dashboard, schema("grafana-10.4.0.yml")["dashboard"])
+    cells: dict[tuple[int, int], int] = {}
+    for panel in dashboard.get("panels", []):
+        where = f"panel {panel.get('id')} ({panel.get('title')})"
+        source = panel.get("datasource") or {}
+        if datasources.get(source.get("uid")) != source.get("type"):
+            problems.append(f"{where}: datasource {source} is not provisioned")
+        if not panel.get("targets") or any(not t.get("expr") or t.get("datasource", source) != source
+                                           for t in panel["targets"]):
+            problems.append(f"{where}: needs queries (expr) on the panel's datasource")
+        grid = panel.get("gridPos") or {}
+        if not (1 <= grid.get("w", 0) <= 24 and grid.get("x", -1) >= 0 and grid["x"] + grid["w"] <= 24
+                and grid.get("h", 0) >= 1 and grid.get("y", -1) >= 0):
+            problems.append(f"{where}: gridPos {grid} is outside the 24-column grid")
+            continue
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                if (x, y) in cells:
+                    problems.append(f"{where}: overlaps panel {cells[x, y]}")
+                    break
+                cells[x, y] = panel["id"]
+            else:
+                continue
+            break
+    ids = [p.get("id") for p in dashboard.get("panels", [])]
+    if len(ids) != len(set(ids)):
+        problems.append("panel ids are not unique")
+    return problems
+
+
+def test_the_dashboards_are_provisioned_and_valid_for_grafana_10_4(render):
+    manifest = render()
+    datasources = {d["uid"]: d["type"] for d in loaded(manifest, "data/grafana-provisioning/datasources/datasources.yml")[
+        "datasources"]}
+    dashboards = {f.path.rsplit("/", 1)[1]: json.loads(f.content) for f in manifest.files
+                  if f.path.startswith(DASHBOARDS) and f.path.endswith(".json")}
+    assert set(dashboards) == {"hub.json", "sites.json", "audit.json"}
+    for name, dashboard in dashboards.items():
+        assert dashboard_problems(dashboard, datasources) == [], name
+    provider = loaded(manifest, "data/grafana-provisioning/dashboards/dashboards.yml")["providers"][0]
+    assert provider["options"]["path"] == "/etc/grafana/provisioning/dashboards"
+    exprs = " ".join(t["expr"] for d in dashboards.values() for p in d["panels"] for t in p["targets"])
+    for wanted in ("node_filesystem_avail_bytes", "node_memory_MemAvailable_bytes", "container_memory_working_set_bytes",
+                   'job="nginx-domain-access"', "status_class", "unwrap request_time", 'job="vsa-audit"'):
+        assert wanted in exprs
+
+
+def test_a_broken_dashboard_fails(render):
+    manifest = render()
+    hub = json.loads(manifest.file(DASHBOARDS + "hub.json").content)
+    hub["panels"][0]["datasource"] = {"type": "prometheus", "uid": "prom"}
+    hub["panels"][1]["gridPos"] = {"h": 8, "w": 12, "x": 6, "y": 0}
+    hub["panels"][2]["target"] = hub["panels"][2].pop("targets")
+    problems = dashboard_problems(hub, {"prometheus": "prometheus", "loki": "loki"})
+    assert "panels[2].target: unknown key" in problems
+    assert any("datasource {'type': 'prometheus', 'uid': 'prom'} is not provisioned" in p for p in problems)
+    assert any(p.startswith("panel 2 (Memory used): overlaps panel 1") for p in problems)
+    assert any(p.startswith("panel 3 (Container memory (working set)): needs queries") for p in problems)

@@ -122,6 +122,8 @@ class Loki(Component):
 
 class Datasource(Model):
     name: str
+    # The provisioned dashboards name their datasource by this uid.
+    uid: str
     type: Literal["prometheus", "loki"]
     url: str
     is_default: bool = False
@@ -146,8 +148,8 @@ class Grafana(Component):
         networks=["flowbiz_ext", "observability_internal"],
     )
     datasources: list[Datasource] = [
-        Datasource(name="Prometheus", type="prometheus", url="http://prometheus:9090", is_default=True),
-        Datasource(name="Loki", type="loki", url="http://loki:3100"),
+        Datasource(name="Prometheus", uid="prometheus", type="prometheus", url="http://prometheus:9090", is_default=True),
+        Datasource(name="Loki", uid="loki", type="loki", url="http://loki:3100"),
     ]
     dashboards_folder: str = "VSA"
 
