@@ -30,6 +30,10 @@ class Audit(Model):
 
     jsonl: AbsPath = "/var/log/vsa/audit.jsonl"
     database: AbsPath = "/var/lib/vsa/audit.db"
+    # Design: the dashboard API reads both as its non-root user. The folders are root's with this
+    # account's id as their group, setgid (2750): the files the audit writes inside (0640) take that
+    # group, so the API (whose group must be that id) reads them and nobody else does.
+    readers_group: str = "dashboard"
 
     @field_validator("jsonl", "database")
     @classmethod
@@ -50,8 +54,9 @@ class Audit(Model):
     @property
     def directories(self) -> list[DirectorySpec]:
         # Design, "Root Disk": audit trail.
-        return [DirectorySpec(path=self.log_folder, purpose="Audit log JSONL"),
-                *([DirectorySpec(path=self.database_folder, purpose="Audit SQLite database")]
+        readable = {"group": self.readers_group, "mode": "2750"}
+        return [DirectorySpec(path=self.log_folder, purpose="Audit log JSONL", **readable),
+                *([DirectorySpec(path=self.database_folder, purpose="Audit SQLite database", **readable)]
                   if self.database_folder != self.log_folder else [])]
 
     def mounts(self, database: bool) -> list[Mount]:
