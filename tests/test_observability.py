@@ -78,3 +78,14 @@ def test_every_log_the_hub_writes_is_matched_by_a_shipper_job(render):
             ("/var/run/docker.sock", "/var/run/docker.sock"), ("/srv/flowbiz", "/srv/flowbiz"),
             ("/var/log/vsa", "/var/log/vsa")} <= mounts
     assert {job.source for job in shipper.jobs} == {"journal", "file", "docker"}
+
+
+def test_the_audit_folders_let_the_dashboard_api_group_read_and_nobody_else(render):
+    """Point 4: the audit writes its files 0640; in these setgid folders they take the API's group."""
+    manifest = render()
+    api_uid = hub_config().dashboard.api.container.runs_as.uid
+    folders = {d.path: (d.owner, d.group, d.mode) for d in manifest.directories}
+    assert folders["/var/log/vsa"] == folders["/var/lib/vsa"] == (0, api_uid, "2750")
+    api = next(s for s in manifest.stacks if s.name == "dashboard").compose["services"]["api"]
+    binds = {(v["source"], v["target"], v.get("read_only")) for v in api["volumes"]}
+    assert {("/var/log/vsa", "/var/log/vsa", True), ("/var/lib/vsa", "/var/lib/vsa", True)} <= binds
