@@ -88,3 +88,59 @@ def test_the_textfile_folder_is_node_exporters_collector_and_certbots_to_write(r
     assert (folder, "/textfile", True) in binds(exporter)
     assert (folder, folder, False) in binds(certbot)
     assert any(d.path == folder for d in manifest.directories)
+
+
+class Finished:
+    """What the publishing reads of a finished deploy: its result and its hosts' sessions (here a local
+    shell standing in for the SSH session: the commands and files are real)."""
+
+    def __init__(self, sessions, failed=(), summaries=None):
+        self._sessions = sessions
+        self.result = type("Result", (), {"failed_hosts": set(failed), "summaries": summaries or {}})()
+
+    def sessions(self):
+        return self._sessions
+
+
+def local_sessions(tmp_path, names=("hub",)):
+    from pyinfra.api import Inventory
+    folder = tmp_path / "textfile"
+    data = {"vsa": {"observability": {"node_exporter": {"textfile_directory": str(folder)}}}}
+    inventory = Inventory(([(name, data) for name in names], {}))
+    commands = []
+
+    def run(command):
+        commands.append(command)
+        result = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+        return result.returncode == 0, result.stdout
+
+    return {name: (inventory.get_host(name), run) for name in names}, folder, commands
+
+
+def test_a_deploy_publishes_its_result_in_one_command_when_nothing_changed(tmp_path):
+    from vsa_ops.fact_publishing import publish_deploy
+    sessions, folder, commands = local_sessions(tmp_path)
+    publish_deploy(Finished(sessions, summaries={"hub": "no changes"}))
+    assert len(commands) == 1 and "vsa_deploy_last_success 1" in (folder / metrics.DEPLOY_FILE).read_text().splitlines()
+    publish_deploy(Finished(sessions, failed={"hub"}, summaries={"hub": "2 files"}))
+    assert "vsa_deploy_last_success 0" in (folder / metrics.DEPLOY_FILE).read_text().splitlines()
+    assert len(commands) == 3  # a deploy that changed something reads the certificates again
+    assert sorted(p.name for p in folder.iterdir()) == [metrics.CERTIFICATES_FILE, metrics.DEPLOY_FILE]
+
+
+def test_a_site_probe_is_published_and_removed_with_the_site(tmp_path):
+    from vsa_ops.fact_publishing import publish_site
+    sessions, folder, _ = local_sessions(tmp_path)
+    publish_site(Finished(sessions), "a.example", {"hub": False})
+    assert 'vsa_site_probe_success{domain="a.example"} 0' in (folder / metrics.site_file("a.example")).read_text()
+    publish_site(Finished(sessions), "a.example", None)
+    assert not (folder / metrics.site_file("a.example")).exists()
+
+
+def test_an_unwritable_folder_is_a_warning_naming_the_host(tmp_path):
+    from vsa_ops.fact_publishing import publish_deploy
+    sessions, folder, _ = local_sessions(tmp_path)
+    folder.write_text("a file where the folder should be")
+    warnings = []
+    publish_deploy(Finished(sessions, summaries={"hub": "no changes"}), echo=warnings.append)
+    assert warnings == [f"vsa-ops: metrics on hub: could not write {metrics.DEPLOY_FILE} in {folder}"]

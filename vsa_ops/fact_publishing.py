@@ -19,30 +19,31 @@ Echo = Callable[[str], None] | None
 
 
 def _publish(sessions: Sessions, files_for: Callable[[str], Mapping[str, str | None]], echo: Echo,
-             certificates: bool = False) -> None:
-    """Writes each host's files (name -> text; None removes the file), and its certificates' expiry."""
+             certificates: Callable[[str], bool] = lambda name: False) -> None:
+    """Writes each host's files (name -> text; None removes the file) in one remote command, after
+    reading its certificates' expiry where ``certificates(host name)`` asks for it."""
     for name, session in sessions.items():
         if isinstance(session, str):
             continue  # the command already reported an unreachable host
         host, run = session
         folder = host_config(host).observability.node_exporter.textfile_directory
         files = dict(files_for(name))
-        if certificates:
+        if certificates(name):
             ok, output = run(metrics.certificates_command(f"{REVERSE_PROXY}/letsencrypt"))
             if ok:
                 files[metrics.CERTIFICATES_FILE] = metrics.certificate_metrics(metrics.certificate_expiries(output))
-        for file, text in files.items():
-            command = metrics.remove_command(folder, file) if text is None else metrics.write_command(folder, file, text)
-            ok, _ = run(command)
-            if not ok and echo:
-                echo(f"vsa-ops: metrics on {name}: could not write {folder}/{file}")
+        commands = [metrics.remove_command(folder, file) if text is None else metrics.write_command(folder, file, text)
+                    for file, text in files.items()]
+        if commands and not run(" && ".join(f"{{ {command}; }}" for command in commands))[0] and echo:
+            echo(f"vsa-ops: metrics on {name}: could not write {', '.join(files)} in {folder}")
 
 
 def publish_deploy(run: DeployRun, echo: Echo = None) -> None:
-    """The deploy's end and result on each host it ran on, and the certificates found there."""
-    at, failed = time.time(), run.result.failed_hosts
+    """The deploy's end and result on each host it ran on; the certificates found there unless the
+    deploy changed nothing (renewals in between are the renewal hook's to write)."""
+    at, failed, summaries = time.time(), run.result.failed_hosts, run.result.summaries
     _publish(run.sessions(), lambda name: {metrics.DEPLOY_FILE: metrics.deploy_metrics(name not in failed, at)},
-             echo, certificates=True)
+             echo, certificates=lambda name: summaries.get(name) != "no changes")
 
 
 def publish_site(run: DeployRun, domain: str, probes: Mapping[str, bool] | None, echo: Echo = None) -> None:
@@ -50,7 +51,7 @@ def publish_site(run: DeployRun, domain: str, probes: Mapping[str, bool] | None,
     at = time.time()
     _publish(run.sessions(), lambda name: {metrics.site_file(domain): None if probes is None else
                                            metrics.site_metrics(domain, probes.get(name, False), at)},
-             echo, certificates=True)
+             echo, certificates=lambda name: True)
 
 
 def publish_drift(root: Path, inventory_file: Path, changes: Mapping[str, int], echo: Echo = None) -> None:
