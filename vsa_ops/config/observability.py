@@ -148,7 +148,8 @@ class Grafana(Component):
         networks=["flowbiz_ext", "observability_internal"],
     )
     datasources: list[Datasource] = [
-        Datasource(name="Prometheus", uid="prometheus", type="prometheus", url="http://prometheus:9090", is_default=True),
+        Datasource(name="Prometheus", uid="prometheus", type="prometheus", url="http://prometheus:9090",
+                   is_default=True),
         Datasource(name="Loki", uid="loki", type="loki", url="http://loki:3100"),
     ]
     dashboards_folder: str = "VSA"
@@ -213,4 +214,5 @@ class Observability(Model):
         """Prometheus' jobs: its own, then the log shipper in place (Promtail or Alloy, by kind)."""
         shipper = self.log_shipper
         jobs = [job for job in self.prometheus.scrape_jobs if job.job_name not in ("promtail", "alloy")]
-        return [*jobs, ScrapeJob(job_name=shipper.kind, targets=[f"{shipper.container.container_name}:{shipper.http_port}"])]
+        target = f"{shipper.container.container_name}:{shipper.http_port}"
+        return [*jobs, ScrapeJob(job_name=shipper.kind, targets=[target])]
