@@ -20,11 +20,12 @@ def test_defaults_carry_the_design_values():
         "--storage.tsdb.retention.time=15d", "--storage.tsdb.retention.size=1GB",
         "--web.external-url=https://prometheus.flowbiz.ai", "--web.route-prefix=/",
     ]
-    assert [(j.job_name, j.targets[0]) for j in prometheus.scrape_jobs] == [
+    assert [(j.job_name, j.targets[0]) for j in hub.observability.scrape_jobs()] == [
         ("prometheus", "prometheus:9090"), ("loki", "loki:3100"), ("grafana", "grafana:3000"),
-        ("promtail", "promtail:9080"), ("node-exporter", "node-exporter:9100"), ("cadvisor", "cadvisor:8080")]
+        ("node-exporter", "node-exporter:9100"), ("cadvisor", "cadvisor:8080"), ("promtail", "promtail:9080")]
     loki = hub.observability.loki
-    assert (loki.store, loki.schema_version, loki.index_period, loki.retention_period, loki.compaction_interval,
+    period, = loki.schema_periods
+    assert (period.store, period.schema_version, period.index_period, loki.retention_period, loki.compaction_interval,
             loki.retention_delete_delay, loki.retention_delete_worker_count) == (
         "boltdb-shipper", "v12", "24h", "30d", "10m", "2h", 150)
     users = {c.container.container_name: (c.container.runs_as.name, c.container.runs_as.uid)

@@ -160,12 +160,12 @@ def test_alloy_takes_over_promtail_positions_on_the_persistent_volume(render):
     positions = yaml.safe_load(promtail_manifest.file(SHIPPER + "promtail-config.yml").content)["positions"]["filename"]
     text = alloy_manifest.file(SHIPPER + "config.alloy").content
     sources = _blocks(text, "loki.source.file")
-    assert len(sources) == 4
+    assert len(sources) == 6
     for body in sources.values():
         assert re.search(r"legacy_positions_file = (\S+)", body).group(1) == json.dumps(positions)
         assert re.search(r"tail_from_end\s*= true", body)
     # Promtail's positions carry no labels: the converted entries match only label-free targets.
-    assert re.findall(r"path_targets = \[\{ (\w+) =", text) == ["__path__"] * 4
+    assert re.findall(r"path_targets = \[\{ (\w+) =", text) == ["__path__"] * 6
     assert "job" not in "".join(re.findall(r"path_targets = (.*)", text))
     state = positions.rsplit("/", 1)[0]
     for manifest, service in ((promtail_manifest, "promtail"), (alloy_manifest, "alloy")):

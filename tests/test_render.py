@@ -140,11 +140,11 @@ def test_loki_config_carries_the_design_values_in_a_form_loki_3_accepts(render):
     assert "shared_store" not in json.dumps(loki)
 
 
-def test_promtail_config_has_the_six_jobs_and_their_labels(render):
+def test_promtail_config_has_the_eight_jobs_and_their_labels(render):
     config = yaml.safe_load(render().file("/srv/flowbiz/observability/log-shipper/promtail-config.yml").content)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert list(jobs) == ["system-journal", "nginx-access", "nginx-domain-access", "nginx-error", "vsa-audit",
-                          "docker-containers"]
+    assert list(jobs) == ["system-journal", "nginx-access", "nginx-proxy-access", "nginx-proxy-error",
+                          "nginx-domain-access", "nginx-error", "vsa-audit", "docker-containers"]
     assert jobs["system-journal"]["journal"]["path"] == "/var/log/journal"
     assert jobs["nginx-domain-access"]["static_configs"][0]["labels"]["__path__"] == \
         "/srv/flowbiz/reverse-proxy/logs/domains/*.access.json"

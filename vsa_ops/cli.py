@@ -19,6 +19,7 @@ from .audit import Entry
 from .audit.cli import audit as audit_commands
 from .cli_support import Command, LazyGroup, inventory_option, limit_option
 from .deploys.request import DeployRequest
+from .fact_publishing import drift_counts, publish_deploy, publish_drift
 from .host_manifest import host_manifest
 from .inventory import InventoryError, host_config, inventory_path, limited
 from .lint import lint as lint_manifest
@@ -111,6 +112,7 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
                                      summary, f"failed at {result.failed_step}" if failed else None))
         if entries:
             record_audit(root, None, entries, echo=lambda line: click.echo(line, err=True), run=run)
+        publish_deploy(run, echo=lambda line: click.echo(line, err=True))
     sys.exit(result.returncode)
 
 
@@ -235,6 +237,7 @@ def drift(inventory, limit, fmt):
     entries = [Entry(hp.host, "drift-check", "hub", "failed" if hp.error else "ok", 0.0,
                      hp.changes or ["no drift"], hp.error) for hp in plans]
     record_audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
+    publish_drift(root, path, drift_counts(plans), echo=lambda line: click.echo(line, err=True))
     _review_exit(plans)
 
 

@@ -20,6 +20,7 @@ from .htpasswd import hash_password
 from .probe import probe_until_ok
 from .pyinfra_glue.inventory_files import load_inventory
 from .pyinfra_glue.runner import DeployResult, deploying
+from .fact_publishing import publish_site
 from .recording import record_audit
 
 
@@ -114,9 +115,12 @@ def _apply(root, inventory_file, inventory, path, before, domain, targets, passw
         elif action == "add-domain":
             probes = [probe_until_ok(t.address, t.https_port, t.http_port, domain, ca_file=t.ca_file,
                                      password=password) for t in targets]
+            publish_site(run, domain.name, {t.host.name: p.ok for t, p in zip(targets, probes)}, echo)
             failed = [p for p in probes if not p.ok]
             if failed:
                 failure = f"failed at step 'probe': {'; '.join(failed[0].problems)}"
+        if not failure and action == "remove-domain":
+            publish_site(run, domain.name, None, echo)
         if not failure:
             record_audit(root, None, [Entry(name, action, domain.name, "ok", result.duration,
                                             result.summaries.get(name, "")) for name in limits], echo=echo, run=run)
@@ -146,6 +150,8 @@ def _rollback(root, inventory_file, path, before, domain, limits, echo, entries)
     _restore(path, before)
     with deploying(root, inventory_file, limits, DeployRequest(target_domain=domain.name), echo=echo) as run:
         record_audit(root, None, entries, echo=echo, run=run)
+        if not run.result.returncode:
+            publish_site(run, domain.name, None, echo)  # the site is gone again: no probe result stands
     return run.result
 
 

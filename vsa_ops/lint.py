@@ -269,6 +269,26 @@ def log_label_cardinality(manifest: Manifest, hub: HubConfig) -> Iterator[Findin
                           "unbounded; keep it in the line (LogQL | json) or label a bounded field")
 
 
+@rule
+def scrape_targets(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
+    """Each Prometheus target names a service that shares a network with Prometheus (else it is down forever)."""
+    prometheus = hub.observability.prometheus.container.container_name
+    peers: dict[str, set[str]] = {}
+    for stack, name, spec in _services(manifest):
+        networks = {_network_name(stack, key) for key in _networks_of(spec)}
+        for alias in (name, spec.get("container_name", f"{stack.name}-{name}-1")):
+            peers.setdefault(alias, set()).update(networks)
+    for item in manifest.files:
+        if not item.path.endswith("/prometheus/prometheus.yml"):
+            continue
+        for job in (yamlio.load(item.content) or {}).get("scrape_configs") or []:
+            for target in (t for static in job.get("static_configs") or [] for t in static.get("targets") or []):
+                host = str(target).rpartition(":")[0] or str(target)
+                if not peers.get(host, set()) & peers.get(prometheus, set()):
+                    yield Finding("scrape-target", "observability", "prometheus",
+                                  f"job {job.get('job_name')}: target {target} is no service on a network of {prometheus}")
+
+
 def _end_of_life(manifest: Manifest, today: dt.date) -> Iterator[Finding]:
     for stack, name, spec in _services(manifest):
         image = str(spec.get("image", ""))

@@ -21,7 +21,8 @@ def _absolute_path(value: str) -> str:
 
 
 def _mode(value: str) -> str:
-    if not re.fullmatch(r"0?[0-7]{3}", value):
+    # A leading digit other than 0 is setuid/setgid/sticky (2750: new files take the folder's group).
+    if not re.fullmatch(r"[0-7]?[0-7]{3}", value):
         raise ValueError("must be an octal mode such as 0755")
     return value.rjust(4, "0")
 

@@ -15,7 +15,7 @@ from .containers import Mount
 from .dashboard import Dashboard
 from .docker import DockerDaemon
 from .network import DEFAULT_NETWORKS, Network
-from .observability import Observability
+from .observability import CERTBOT_TEXTFILE, TEXTFILE_MOUNT, Observability
 from .reverse_proxy import ReverseProxy
 from .storage import DirectorySpec, Storage
 
@@ -30,6 +30,10 @@ class Audit(Model):
 
     jsonl: AbsPath = "/var/log/vsa/audit.jsonl"
     database: AbsPath = "/var/lib/vsa/audit.db"
+    # Design: the dashboard API reads both as its non-root user. The folders are root's with this
+    # account's id as their group, setgid (2750): the files the audit writes inside (0640) take that
+    # group, so the API (whose group must be that id) reads them and nobody else does.
+    readers_group: str = "dashboard"
 
     @field_validator("jsonl", "database")
     @classmethod
@@ -50,8 +54,9 @@ class Audit(Model):
     @property
     def directories(self) -> list[DirectorySpec]:
         # Design, "Root Disk": audit trail.
-        return [DirectorySpec(path=self.log_folder, purpose="Audit log JSONL"),
-                *([DirectorySpec(path=self.database_folder, purpose="Audit SQLite database")]
+        readable = {"group": self.readers_group, "mode": "2750"}
+        return [DirectorySpec(path=self.log_folder, purpose="Audit log JSONL", **readable),
+                *([DirectorySpec(path=self.database_folder, purpose="Audit SQLite database", **readable)]
                   if self.database_folder != self.log_folder else [])]
 
     def mounts(self, database: bool) -> list[Mount]:
@@ -98,7 +103,9 @@ class HubConfig(Model):
     @property
     def directories(self) -> list[DirectorySpec]:
         """The root-disk tree: the audit trail's folders, then storage's (whose entries win)."""
-        return [*self.audit.directories, *self.storage.directories]
+        textfile = DirectorySpec(path=self.observability.node_exporter.textfile_directory,
+                                 purpose="vsa-ops facts for node-exporter's textfile collector")
+        return [*self.audit.directories, textfile, *self.storage.directories]
 
     def builtin_stacks(self) -> dict[str, dict[str, Component]]:
         """Built-in stacks by compose project name, each service name mapped to its component. The log
@@ -106,11 +113,13 @@ class HubConfig(Model):
         obs, rp, dash = self.observability, self.reverse_proxy, self.dashboard
         shipper = "alloy" if obs.log_shipper.kind == "alloy" else "promtail"
         return {
-            "reverse-proxy": {"nginx": rp.nginx, "certbot": rp.certbot, "reloader": rp.reloader},
+            "reverse-proxy": {"nginx": rp.nginx, "reloader": rp.reloader, "certbot": _with_mounts(
+                rp.certbot, [obs.node_exporter.textfile_mount(CERTBOT_TEXTFILE, writable=True)])},
             "observability": {
                 "prometheus": obs.prometheus, "loki": obs.loki,
                 shipper: _with_mounts(obs.log_shipper, self.audit.mounts(database=False)),
-                "grafana": obs.grafana, "node-exporter": obs.node_exporter, "cadvisor": obs.cadvisor,
+                "grafana": obs.grafana, "cadvisor": obs.cadvisor,
+                "node-exporter": _with_mounts(obs.node_exporter, [obs.node_exporter.textfile_mount(TEXTFILE_MOUNT)]),
             },
             "dashboard": {"postgres": dash.postgres, "api": _with_mounts(dash.api, self.audit.mounts(database=True)),
                           "ui": dash.ui},

@@ -142,6 +142,8 @@ class LogShipper(Component):
             f"{OBSERVABILITY}/log-shipper:/etc/log-shipper:ro",
             f"obs-promtail-data:{STATE_DIR}",
             "/var/log/journal:/var/log/journal:ro",
+            # The journal reader finds the host's journal folder (/var/log/journal/<machine id>) by it.
+            "/etc/machine-id:/etc/machine-id:ro",
             # Logs, read as they grow: a change under these needs no restart. The audit log's
             # folder is added from vsa.audit (HubConfig.builtin_stacks).
             {"source": ROOT, "target": ROOT, "read_only": True, "live": True},
@@ -150,6 +152,8 @@ class LogShipper(Component):
         networks=["observability_internal"],
     )
     loki_push_url: str = "http://loki:3100/loki/api/v1/push"
+    # Where either shipper serves its /metrics (Prometheus scrapes <container_name>:<http_port>).
+    http_port: int = 9080
     # Promtail's positions file, and Alloy's --storage.path (one folder per component) beside it. Alloy
     # converts this file on its first start (legacy_positions_file), so it resumes where Promtail stopped.
     state_dir: AbsPath = STATE_DIR
@@ -165,6 +169,13 @@ class LogShipper(Component):
                 labels=[ShipLabel(name="method", field="method", regex=HTTP_METHODS),
                         ShipLabel(name="status_class", field="status", regex="([1-5])[0-9][0-9]",
                                   replacement="${1}xx")]),
+        # The reverse proxy's own logs (default servers, NGINX's error log): its log folder is mounted at
+        # /var/log/nginx, so they are not under the design's */logs/nginx/ globs above.
+        ShipJob(job_name="nginx-proxy-access", source="file", path=f"{ROOT}/reverse-proxy/logs/access*.log",
+                format="json", labels=[ShipLabel(name="method", field="method", regex=HTTP_METHODS),
+                                       ShipLabel(name="status_class", field="status", regex="([1-5])[0-9][0-9]",
+                                                 replacement="${1}xx")]),
+        ShipJob(job_name="nginx-proxy-error", source="file", path=f"{ROOT}/reverse-proxy/logs/error*.log"),
         ShipJob(job_name="nginx-domain-access", source="file", format="json",
                 path=f"{ROOT}/reverse-proxy/logs/domains/*.access.json",
                 labels=[ShipLabel(name="domain", field="domain"),
@@ -213,6 +224,6 @@ class LogShipper(Component):
 
     def derived_command(self) -> list[str]:
         if self.kind == "alloy":
-            return ["run", f"--storage.path={self.state_dir}", "--server.http.listen-addr=0.0.0.0:9080",
+            return ["run", f"--storage.path={self.state_dir}", f"--server.http.listen-addr=0.0.0.0:{self.http_port}",
                     "/etc/log-shipper/config.alloy"]
         return ["-config.file=/etc/log-shipper/promtail-config.yml"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from .base import Duration, Model, Size
+from .base import AbsPath, Duration, Model, Size
 from .component import Component
-from .containers import Container, RunAs
+from .containers import Container, Mount, RunAs
 from .log_shipping import LogShipper
 from .storage import OBSERVABILITY
 
@@ -36,12 +37,12 @@ class Prometheus(Component):
     retention_size: Size = "1GB"
     external_url: str = "https://prometheus.flowbiz.ai"
     route_prefix: str = "/"
-    # Design: "Scrape targets (15s interval)".
+    # Design: "Scrape targets (15s interval)"; the log shipper's job is added from its kind
+    # (Observability.scrape_jobs).
     scrape_jobs: list[ScrapeJob] = [
         ScrapeJob(job_name="prometheus", targets=["prometheus:9090"]),
         ScrapeJob(job_name="loki", targets=["loki:3100"]),
         ScrapeJob(job_name="grafana", targets=["grafana:3000"]),
-        ScrapeJob(job_name="promtail", targets=["promtail:9080"]),
         ScrapeJob(job_name="node-exporter", targets=["node-exporter:9100"]),
         ScrapeJob(job_name="cadvisor", targets=["cadvisor:8080"]),
     ]
@@ -57,6 +58,24 @@ class Prometheus(Component):
         ]
 
 
+class SchemaPeriod(Model):
+    """One entry of Loki's schema_config: the index and schema of data written from ``start`` (UTC day)."""
+
+    start: str
+    store: Literal["boltdb-shipper", "tsdb"] = "tsdb"
+    schema_version: Literal["v11", "v12", "v13"] = "v13"
+    index_period: Literal["24h"] = "24h"
+
+    @field_validator("start")
+    @classmethod
+    def _a_day(cls, value: str) -> str:
+        try:
+            datetime.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be a day, YYYY-MM-DD") from None
+        return value
+
+
 class Loki(Component):
     """Design: "Loki (grafana/loki:3.0.0)", filesystem storage with the BoltDB shipper."""
 
@@ -68,10 +87,10 @@ class Loki(Component):
         mounts=[f"{OBSERVABILITY}/loki:/etc/loki:ro", "obs-loki-data:/loki"],
         networks=["flowbiz_ext", "observability_internal"],
     )
-    store: Literal["boltdb-shipper", "tsdb"] = "boltdb-shipper"
-    schema_version: Literal["v11", "v12", "v13"] = "v12"
-    schema_from: str = "2024-01-01"
-    index_period: Literal["24h"] = "24h"
+    # Design: BoltDB shipper, schema v12, 24h index period. Data keeps the schema it was written with:
+    # a new schema is a new period appended with a later start, and the earlier ones stay as they are.
+    schema_periods: list[SchemaPeriod] = [SchemaPeriod(start="2024-01-01", store="boltdb-shipper",
+                                                       schema_version="v12")]
     retention_enabled: bool = True
     retention_period: Duration = "30d"
     compaction_interval: Duration = "10m"
@@ -80,14 +99,31 @@ class Loki(Component):
     # Loki 3 refuses retention without it (reliability.md section 4.1).
     delete_request_store: Literal["filesystem"] | None = "filesystem"
 
+    @field_validator("schema_periods")
+    @classmethod
+    def _periods_in_order(cls, periods: list[SchemaPeriod]) -> list[SchemaPeriod]:
+        if not periods:
+            raise ValueError("needs at least one period")
+        starts = [p.start for p in periods]
+        if starts != sorted(set(starts)):
+            raise ValueError("periods must start on distinct days, earliest first (append a new one)")
+        return periods
+
+    @property
+    def stores(self) -> set[str]:
+        return {p.store for p in self.schema_periods}
+
     @property
     def allow_structured_metadata(self) -> bool:
-        """Loki 3 accepts structured metadata only with the tsdb index and schema v13."""
-        return self.store == "tsdb" and self.schema_version == "v13"
+        """Loki 3 refuses structured metadata unless its active period is tsdb + v13; which period is
+        active depends on the day Loki starts, so it is allowed only once every period is."""
+        return all(p.store == "tsdb" and p.schema_version == "v13" for p in self.schema_periods)
 
 
 class Datasource(Model):
     name: str
+    # The provisioned dashboards name their datasource by this uid.
+    uid: str
     type: Literal["prometheus", "loki"]
     url: str
     is_default: bool = False
@@ -112,10 +148,17 @@ class Grafana(Component):
         networks=["flowbiz_ext", "observability_internal"],
     )
     datasources: list[Datasource] = [
-        Datasource(name="Prometheus", type="prometheus", url="http://prometheus:9090", is_default=True),
-        Datasource(name="Loki", type="loki", url="http://loki:3100"),
+        Datasource(name="Prometheus", uid="prometheus", type="prometheus", url="http://prometheus:9090",
+                   is_default=True),
+        Datasource(name="Loki", uid="loki", type="loki", url="http://loki:3100"),
     ]
     dashboards_folder: str = "VSA"
+
+
+# Inside node-exporter: where its textfile collector reads vsa-ops' own facts (vsa_ops/metrics.py).
+TEXTFILE_MOUNT = "/textfile"
+# Inside the certbot container: where its renewal hook writes the certificates' expiry.
+CERTBOT_TEXTFILE = "/var/lib/node_exporter/textfile_collector"
 
 
 class NodeExporter(Component):
@@ -123,10 +166,23 @@ class NodeExporter(Component):
         image="prom/node-exporter:v1.8.1",
         container_name="node-exporter",
         runs_as=RunAs(name="nobody", uid=65534),
-        command=["--path.rootfs=/host"],
         mounts=[{"source": "/", "target": "/host", "read_only": True, "propagation": "rslave", "live": True}],
         networks=INTERNAL,
     )
+    # On the host: vsa-ops (deploy, drift, add-domain) and the certbot renewal hook write *.prom files
+    # here; node-exporter serves them with its own metrics.
+    textfile_directory: AbsPath = "/var/lib/node_exporter/textfile_collector"
+
+    def derived_command(self) -> list[str]:
+        return ["--path.rootfs=/host", f"--collector.textfile.directory={TEXTFILE_MOUNT}"]
+
+    @property
+    def certbot_textfile(self) -> str:
+        """The folder as the certbot container sees it (its renewal hook writes there)."""
+        return CERTBOT_TEXTFILE
+
+    def textfile_mount(self, target: str, writable: bool = False) -> Mount:
+        return Mount(source=self.textfile_directory, target=target, read_only=not writable, live=True)
 
 
 class Cadvisor(Component):
@@ -135,6 +191,10 @@ class Cadvisor(Component):
         container_name="cadvisor",
         runs_as=RunAs(name="root", uid=0),
         privileged=True,
+        # Containers only, sampled as often as Prometheus scrapes; of the containers' labels only the
+        # compose ones become metric labels (each label is a series dimension).
+        command=["--docker_only=true", "--housekeeping_interval=15s", "--store_container_labels=false",
+                 "--whitelisted_container_labels=com.docker.compose.project,com.docker.compose.service"],
         mounts=[{"source": source, "target": target, "read_only": True, "live": True} for source, target in (
             ("/", "/rootfs"), ("/var/run", "/var/run"), ("/sys", "/sys"), ("/var/lib/docker", "/var/lib/docker"),
             ("/dev/disk", "/dev/disk"))],
@@ -149,3 +209,10 @@ class Observability(Model):
     grafana: Grafana = Grafana()
     node_exporter: NodeExporter = NodeExporter()
     cadvisor: Cadvisor = Cadvisor()
+
+    def scrape_jobs(self) -> list[ScrapeJob]:
+        """Prometheus' jobs: its own, then the log shipper in place (Promtail or Alloy, by kind)."""
+        shipper = self.log_shipper
+        jobs = [job for job in self.prometheus.scrape_jobs if job.job_name not in ("promtail", "alloy")]
+        target = f"{shipper.container.container_name}:{shipper.http_port}"
+        return [*jobs, ScrapeJob(job_name=shipper.kind, targets=[target])]

@@ -1,0 +1,146 @@
+"""vsa-ops' own facts for node-exporter's textfile collector (vsa_ops/metrics.py): valid exposition text,
+files replaced whole, and the certbot renewal hook renders the certificates exactly as deploy does."""
+
+import datetime as dt
+import re
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from vsa_ops import metrics
+
+HOOK = "/srv/flowbiz/reverse-proxy/letsencrypt/renewal-hooks/deploy/vsa-reload-nginx"
+
+
+def certificate(name: str, not_after: dt.datetime) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(not_after - dt.timedelta(days=90))
+            .not_valid_after(not_after).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture
+def letsencrypt(tmp_path):
+    ends = {"a.example": dt.datetime(2027, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+            "b.example": dt.datetime(2026, 12, 10, tzinfo=dt.timezone.utc)}
+    for name, end in ends.items():
+        (tmp_path / "le/live" / name).mkdir(parents=True)
+        (tmp_path / "le/live" / name / "cert.pem").write_bytes(certificate(name, end))
+    (tmp_path / "le/live/README").write_text("not a lineage\n")
+    (tmp_path / "textfile").mkdir()
+    return tmp_path, {name: end.timestamp() for name, end in ends.items()}
+
+
+def sh(command: str) -> str:
+    return subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+
+
+def test_every_fact_renders_as_exposition_text_promtool_accepts(tool):
+    text = (metrics.deploy_metrics(True, 1764460800) + metrics.drift_metrics(3, 1764460800)
+            + metrics.site_metrics("a.example", False, 1764460800)
+            + metrics.certificate_metrics({"a.example": 1798858800.0}))
+    result = subprocess.run([tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'vsa_site_probe_success{domain="a.example"} 0' in text
+    assert "vsa_deploy_last_success 1" in text and "vsa_drift_changes 3" in text
+
+
+def test_deploy_reads_each_lineage_expiry_over_the_connection(letsencrypt):
+    folder, ends = letsencrypt
+    output = sh(metrics.certificates_command(str(folder / "le")))
+    assert metrics.certificate_expiries(output) == ends
+
+
+def test_a_file_is_replaced_whole_and_can_be_removed(tmp_path):
+    text = metrics.deploy_metrics(False, 1.0)
+    sh(metrics.write_command(str(tmp_path / "textfile"), metrics.DEPLOY_FILE, text))
+    assert [p.name for p in (tmp_path / "textfile").iterdir()] == [metrics.DEPLOY_FILE]
+    assert (tmp_path / "textfile" / metrics.DEPLOY_FILE).read_text() == text
+    sh(metrics.remove_command(str(tmp_path / "textfile"), metrics.DEPLOY_FILE))
+    assert not list((tmp_path / "textfile").iterdir())
+
+
+def test_the_renewal_hook_writes_what_deploy_writes(render, letsencrypt):
+    folder, ends = letsencrypt
+    hook = render().file(HOOK).content
+    script = re.search(r"<<'PY'.*?\n(.*?)^PY$", hook, re.S | re.M).group(1)
+    subprocess.run(["python3", "-", str(folder / "le"), str(folder / "textfile")], input=script, text=True,
+                   check=True)
+    written = (folder / "textfile" / metrics.CERTIFICATES_FILE).read_text()
+    assert written == metrics.certificate_metrics(ends)
+    assert "python3 - /etc/letsencrypt /var/lib/node_exporter/textfile_collector <<'PY'" in hook
+
+
+def test_the_textfile_folder_is_node_exporters_collector_and_certbots_to_write(render):
+    manifest = render()
+    services = {s.name: s.compose["services"] for s in manifest.stacks}
+    exporter, certbot = services["observability"]["node-exporter"], services["reverse-proxy"]["certbot"]
+    assert "--collector.textfile.directory=/textfile" in exporter["command"]
+    binds = lambda spec: {(v["source"], v["target"], v.get("read_only", False)) for v in spec["volumes"]
+                          if isinstance(v, dict)}
+    folder = "/var/lib/node_exporter/textfile_collector"
+    assert (folder, "/textfile", True) in binds(exporter)
+    assert (folder, folder, False) in binds(certbot)
+    assert any(d.path == folder for d in manifest.directories)
+
+
+class Finished:
+    """What the publishing reads of a finished deploy: its result and its hosts' sessions (here a local
+    shell standing in for the SSH session: the commands and files are real)."""
+
+    def __init__(self, sessions, failed=(), summaries=None):
+        self._sessions = sessions
+        self.result = type("Result", (), {"failed_hosts": set(failed), "summaries": summaries or {}})()
+
+    def sessions(self):
+        return self._sessions
+
+
+def local_sessions(tmp_path, names=("hub",)):
+    from pyinfra.api import Inventory
+    folder = tmp_path / "textfile"
+    data = {"vsa": {"observability": {"node_exporter": {"textfile_directory": str(folder)}}}}
+    inventory = Inventory(([(name, data) for name in names], {}))
+    commands = []
+
+    def run(command):
+        commands.append(command)
+        result = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+        return result.returncode == 0, result.stdout
+
+    return {name: (inventory.get_host(name), run) for name in names}, folder, commands
+
+
+def test_a_deploy_publishes_its_result_in_one_command_when_nothing_changed(tmp_path):
+    from vsa_ops.fact_publishing import publish_deploy
+    sessions, folder, commands = local_sessions(tmp_path)
+    publish_deploy(Finished(sessions, summaries={"hub": "no changes"}))
+    assert len(commands) == 1 and "vsa_deploy_last_success 1" in (folder / metrics.DEPLOY_FILE).read_text().splitlines()
+    publish_deploy(Finished(sessions, failed={"hub"}, summaries={"hub": "2 files"}))
+    assert "vsa_deploy_last_success 0" in (folder / metrics.DEPLOY_FILE).read_text().splitlines()
+    assert len(commands) == 3  # a deploy that changed something reads the certificates again
+    assert sorted(p.name for p in folder.iterdir()) == [metrics.CERTIFICATES_FILE, metrics.DEPLOY_FILE]
+
+
+def test_a_site_probe_is_published_and_removed_with_the_site(tmp_path):
+    from vsa_ops.fact_publishing import publish_site
+    sessions, folder, _ = local_sessions(tmp_path)
+    publish_site(Finished(sessions), "a.example", {"hub": False})
+    assert 'vsa_site_probe_success{domain="a.example"} 0' in (folder / metrics.site_file("a.example")).read_text()
+    publish_site(Finished(sessions), "a.example", None)
+    assert not (folder / metrics.site_file("a.example")).exists()
+
+
+def test_an_unwritable_folder_is_a_warning_naming_the_host(tmp_path):
+    from vsa_ops.fact_publishing import publish_deploy
+    sessions, folder, _ = local_sessions(tmp_path)
+    folder.write_text("a file where the folder should be")
+    warnings = []
+    publish_deploy(Finished(sessions, summaries={"hub": "no changes"}), echo=warnings.append)
+    assert warnings == [f"vsa-ops: metrics on hub: could not write {metrics.DEPLOY_FILE} in {folder}"]

@@ -1,0 +1,66 @@
+"""vsa-ops' own facts published on its hosts for Prometheus (node-exporter's textfile collector, see
+vsa_ops/metrics.py), over the command's own connections: the last deploy, the certificates' expiry, each
+site's last probe, drift. Like audit records, a host that cannot be written is a warning, never a failure
+of the command that did the work."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from . import metrics
+from .config.storage import REVERSE_PROXY
+from .inventory import host_config
+from .pyinfra_glue.connections import Sessions, connected
+from .pyinfra_glue.runner import DeployRun
+
+Echo = Callable[[str], None] | None
+
+
+def _publish(sessions: Sessions, files_for: Callable[[str], Mapping[str, str | None]], echo: Echo,
+             certificates: Callable[[str], bool] = lambda name: False) -> None:
+    """Writes each host's files (name -> text; None removes the file) in one remote command, after
+    reading its certificates' expiry where ``certificates(host name)`` asks for it."""
+    for name, session in sessions.items():
+        if isinstance(session, str):
+            continue  # the command already reported an unreachable host
+        host, run = session
+        folder = host_config(host).observability.node_exporter.textfile_directory
+        files = dict(files_for(name))
+        if certificates(name):
+            ok, output = run(metrics.certificates_command(f"{REVERSE_PROXY}/letsencrypt"))
+            if ok:
+                files[metrics.CERTIFICATES_FILE] = metrics.certificate_metrics(metrics.certificate_expiries(output))
+        commands = [metrics.remove_command(folder, file) if text is None else metrics.write_command(folder, file, text)
+                    for file, text in files.items()]
+        if commands and not run(" && ".join(f"{{ {command}; }}" for command in commands))[0] and echo:
+            echo(f"vsa-ops: metrics on {name}: could not write {', '.join(files)} in {folder}")
+
+
+def publish_deploy(run: DeployRun, echo: Echo = None) -> None:
+    """The deploy's end and result on each host it ran on; the certificates found there unless the
+    deploy changed nothing (renewals in between are the renewal hook's to write)."""
+    at, failed, summaries = time.time(), run.result.failed_hosts, run.result.summaries
+    _publish(run.sessions(), lambda name: {metrics.DEPLOY_FILE: metrics.deploy_metrics(name not in failed, at)},
+             echo, certificates=lambda name: summaries.get(name) != "no changes")
+
+
+def publish_site(run: DeployRun, domain: str, probes: Mapping[str, bool] | None, echo: Echo = None) -> None:
+    """A site's last probe on each host (``probes``: host name -> ok), or None when the site is gone."""
+    at = time.time()
+    _publish(run.sessions(), lambda name: {metrics.site_file(domain): None if probes is None else
+                                           metrics.site_metrics(domain, probes.get(name, False), at)},
+             echo, certificates=lambda name: True)
+
+
+def publish_drift(root: Path, inventory_file: Path, changes: Mapping[str, int], echo: Echo = None) -> None:
+    """Each checked host's drift: the number of changes a deploy would make."""
+    at = time.time()
+    with connected(inventory_file, root, names=list(changes)) as sessions:
+        _publish(sessions, lambda name: {metrics.DRIFT_FILE: metrics.drift_metrics(changes[name], at)}, echo)
+
+
+def drift_counts(plans: Iterable) -> dict[str, int]:
+    """Host name -> changes found, for the hosts whose check succeeded."""
+    return {hp.host: len(hp.changes or []) for hp in plans if not hp.error}
