@@ -117,14 +117,16 @@ def local_sessions(tmp_path, names=("hub",)):
     return {name: (inventory.get_host(name), run) for name in names}, folder, commands
 
 
-def test_a_deploy_publishes_its_result_in_one_command_when_nothing_changed(tmp_path):
+def test_a_deploy_that_changed_nothing_publishes_nothing_and_one_that_did_publishes_its_result(tmp_path):
     from vsa_ops.fact_publishing import publish_deploy
     sessions, folder, commands = local_sessions(tmp_path)
     publish_deploy(Finished(sessions, summaries={"hub": "no changes"}))
-    assert len(commands) == 1 and "vsa_deploy_last_success 1" in (folder / metrics.DEPLOY_FILE).read_text().splitlines()
+    assert commands == []  # a converged host stays one remote command: the state read
+    publish_deploy(Finished(sessions, summaries={"hub": "2 files"}))
+    assert "vsa_deploy_last_success 1" in (folder / metrics.DEPLOY_FILE).read_text().splitlines()
     publish_deploy(Finished(sessions, failed={"hub"}, summaries={"hub": "2 files"}))
     assert "vsa_deploy_last_success 0" in (folder / metrics.DEPLOY_FILE).read_text().splitlines()
-    assert len(commands) == 3  # a deploy that changed something reads the certificates again
+    assert len(commands) == 4  # each deploy that changed something reads the certificates, then writes
     assert sorted(p.name for p in folder.iterdir()) == [metrics.CERTIFICATES_FILE, metrics.DEPLOY_FILE]
 
 
@@ -142,5 +144,5 @@ def test_an_unwritable_folder_is_a_warning_naming_the_host(tmp_path):
     sessions, folder, _ = local_sessions(tmp_path)
     folder.write_text("a file where the folder should be")
     warnings = []
-    publish_deploy(Finished(sessions, summaries={"hub": "no changes"}), echo=warnings.append)
-    assert warnings == [f"vsa-ops: metrics on hub: could not write {metrics.DEPLOY_FILE} in {folder}"]
+    publish_deploy(Finished(sessions, summaries={"hub": "1 files"}), echo=warnings.append)
+    assert warnings == [f"vsa-ops: metrics on hub: could not write {metrics.DEPLOY_FILE}, {metrics.CERTIFICATES_FILE} in {folder}"]

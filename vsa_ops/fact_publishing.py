@@ -39,11 +39,16 @@ def _publish(sessions: Sessions, files_for: Callable[[str], Mapping[str, str | N
 
 
 def publish_deploy(run: DeployRun, echo: Echo = None) -> None:
-    """The deploy's end and result on each host it ran on; the certificates found there unless the
-    deploy changed nothing (renewals in between are the renewal hook's to write)."""
+    """The deploy's end and result, and the certificates found, on each host where the deploy changed
+    something or failed. A deploy that changed nothing writes nothing: a converged host stays one
+    remote command (renewals in between are the renewal hook's to write)."""
     at, failed, summaries = time.time(), run.result.failed_hosts, run.result.summaries
-    _publish(run.sessions(), lambda name: {metrics.DEPLOY_FILE: metrics.deploy_metrics(name not in failed, at)},
-             echo, certificates=lambda name: summaries.get(name) != "no changes")
+
+    def changed(name: str) -> bool:
+        return name in failed or summaries.get(name) != "no changes"
+
+    _publish(run.sessions(), lambda name: {metrics.DEPLOY_FILE: metrics.deploy_metrics(name not in failed, at)}
+             if changed(name) else {}, echo, certificates=changed)
 
 
 def publish_site(run: DeployRun, domain: str, probes: Mapping[str, bool] | None, echo: Echo = None) -> None:
