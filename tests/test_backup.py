@@ -221,3 +221,38 @@ def test_restore_brings_back_rows_certificates_and_the_audit_trail(bench):
     assert rows.stdout.strip() == "3"
     assert (bench.base / "le/live/a.example/cert.pem").read_text() == "certificate 1\n"
     assert (bench.base / "audit/audit.jsonl").read_text() == '{"seq":1}\n'
+
+
+ALERT_TEST = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # a good backup at 00:00, none after
+      - series: 'vsa_backup_last_success_timestamp_seconds{{instance="hub"}}'
+        values: '0+0x1700'
+      # backups all the time (the value is the time of each sample)
+      - series: 'vsa_backup_last_success_timestamp_seconds{{instance="fresh"}}'
+        values: '0+60x1700'
+    alert_rule_test:
+      - eval_time: 26h5m
+        alertname: BackupTooOld
+        exp_alerts: []
+      - eval_time: 27h
+        alertname: BackupTooOld
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: hub}}
+            exp_annotations:
+              summary: "No good backup on hub for 1d 3h 0m 0s"
+              description: "See the backup-restic container's log and `vsa-ops backup --limit HOST`."
+"""
+
+
+def test_the_backup_age_alert_fires_after_26_hours_only(tool, tmp_path):
+    promtool = tool("promtool")
+    rules = ROOT / "stacks/observability/prometheus/rules/backup.yml"
+    test = tmp_path / "backup-test.yml"
+    test.write_text(ALERT_TEST.format(rules=json.dumps(str(rules))))
+    result = subprocess.run([promtool, "test", "rules", str(test)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
