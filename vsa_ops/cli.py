@@ -239,6 +239,7 @@ def drift(inventory, limit, fmt):
 
 
 main.add_command(audit_commands)
+for _command in __import__("vsa_ops.backup.cli", fromlist=["COMMANDS"]).COMMANDS: main.add_command(_command)  # noqa: E701
 
 
 def run() -> None:
