@@ -88,18 +88,17 @@ stage() {
 		docker exec "$VSA_POSTGRES_CONTAINER" pg_dump -U "$VSA_POSTGRES_USER" -Fc "$VSA_POSTGRES_DATABASE" \
 			>"$DUMP/postgres.dump" 2>"$DUMP/.err" || fail "pg_dump in $VSA_POSTGRES_CONTAINER failed: $(why "$DUMP/.err")"
 	fi
+	# JSONL and SQLite under one shared audit lock: appends (exclusive) wait, the two copies agree
 	lock="$(dirname "$VSA_AUDIT_JSONL")/audit.lock"
-	if [ -e "$VSA_AUDIT_JSONL" ]; then
-		if [ -e "$lock" ]; then
-			flock -s -w 60 "$lock" cp "$VSA_AUDIT_JSONL" "$DUMP/audit.jsonl" 2>"$DUMP/.err"
-		else
-			cp "$VSA_AUDIT_JSONL" "$DUMP/audit.jsonl" 2>"$DUMP/.err"
-		fi || fail "copying the audit log failed: $(why "$DUMP/.err")"
-	fi
-	if [ -e "$VSA_AUDIT_DATABASE" ]; then
-		sqlite3 "$VSA_AUDIT_DATABASE" ".timeout 15000" ".backup '$DUMP/audit.db'" 2>"$DUMP/.err" \
-			|| fail "SQLite backup of the audit database failed: $(why "$DUMP/.err")"
-	fi
+	(
+		if [ -e "$lock" ]; then exec 9<"$lock" && flock -s -w 60 9 || exit 1; fi
+		if [ -e "$VSA_AUDIT_JSONL" ]; then
+			cp "$VSA_AUDIT_JSONL" "$DUMP/audit.jsonl" || exit 1
+		fi
+		if [ -e "$VSA_AUDIT_DATABASE" ]; then
+			sqlite3 "$VSA_AUDIT_DATABASE" ".timeout 15000" ".backup '$DUMP/audit.db'" || exit 1
+		fi
+	) 2>"$DUMP/.err" || fail "copying the audit trail failed: $(why "$DUMP/.err")"
 	if [ -e /data/grafana/grafana.db ]; then
 		sqlite3 /data/grafana/grafana.db ".timeout 15000" ".backup '$DUMP/grafana.db'" 2>"$DUMP/.err" \
 			|| fail "SQLite backup of grafana.db failed: $(why "$DUMP/.err")"
@@ -159,6 +158,8 @@ run() {
 
 loop() {
 	mkdir -p "$STATE"
+	# A new host's first scheduled backup comes 10 minutes after the stack starts (vsa-ops backup: now)
+	[ -e "$STATE/last-attempt" ] || echo $(($(date +%s) - VSA_BACKUP_INTERVAL + 600)) >"$STATE/last-attempt"
 	while :; do
 		last=$(cat "$STATE/last-attempt" 2>/dev/null || echo 0)
 		wait=$((last + VSA_BACKUP_INTERVAL - $(date +%s)))
