@@ -147,7 +147,8 @@ def bench(tmp_path_factory):
     _docker("exec", pg, "psql", "-U", "dashboard", "-d", "dashboard", "-qc",
             "CREATE TABLE sites(name text); INSERT INTO sites VALUES ('a'), ('b'), ('c')")
 
-    def run(*args: str, repository: str = "/repository", kind: str = "local") -> tuple[int, list[str]]:
+    def run(*args: str, repository: str = "/repository", kind: str = "local", name: str | None = None
+            ) -> tuple[int, list[str]]:
         env = {"RESTIC_REPOSITORY": repository, "RESTIC_PASSWORD_FILE": "/etc/vsa-backup/secrets/backup_password",
                "RESTIC_CACHE_DIR": "/staging/.cache", "VSA_BACKUP_KIND": kind, "VSA_BACKUP_INTERVAL": "86400",
                "VSA_BACKUP_CHECK_INTERVAL": "604800", "VSA_BACKUP_FORGET": "--keep-daily=7",
@@ -157,7 +158,9 @@ def bench(tmp_path_factory):
         mounts = {"/var/run/docker.sock": "/var/run/docker.sock", f"{base}/etc": "/etc/vsa-backup:ro",
                   f"{base}/staging": "/staging", f"{base}/le": "/data/letsencrypt", volume: "/data/grafana",
                   f"{base}/audit": "/var/log/vsa", f"{base}/textfile": "/textfile", f"{base}/repo": "/repository"}
-        result = _docker("run", "--rm", *[f"-v{s}:{t}" for s, t in mounts.items()],
+        # one hostname, as in the stack's one long-lived container (restic judges its stale locks by it)
+        result = _docker("run", "--rm", "--hostname", "backup-restic", *(["--name", name] if name else []),
+                         *[f"-v{s}:{t}" for s, t in mounts.items()],
                          *[f"-e{k}={v}" for k, v in env.items()], image, "/etc/vsa-backup/vsa-backup.sh", *args,
                          check=False, timeout=180)
         return result.returncode, result.stdout.splitlines()
@@ -256,3 +259,31 @@ def test_the_backup_age_alert_fires_after_26_hours_only(tool, tmp_path):
     test.write_text(ALERT_TEST.format(rules=json.dumps(str(rules))))
     result = subprocess.run([promtool, "test", "rules", str(test)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_commands_on_a_host_without_backups_say_so_and_connect_nowhere(project):
+    from tests.conftest import run_cli
+
+    result = run_cli("backup", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "vsa-ops: hub: backup failed: backups are off (vsa.backup.repository is not set)"
+    result = run_cli("restore", "--limit", "hub", "--snapshot", "1234;rm", cwd=project)
+    assert (result.returncode, result.stderr.strip()) == (
+        1, "vsa-ops: restore: '1234;rm' is not a snapshot id (see vsa-ops backups)")
+    result = run_cli("restore", "--limit", "nowhere", cwd=project)
+    assert (result.returncode, result.stderr.strip()) == (1, "vsa-ops: --limit: no host or group 'nowhere' in the inventory")
+
+
+def test_a_backup_killed_midway_leaves_a_repository_the_next_run_uses(bench):
+    name = f"vsa-test-backup-{uuid.uuid4().hex[:8]}"
+    killer = subprocess.Popen(["sh", "-c", f"for i in $(seq 200); do "
+                               f"docker top {name} 2>/dev/null | grep -q 'restic backup' && exec docker kill {name}; "
+                               f"sleep 0.05; done"])
+    code, lines = bench("run", name=name)
+    killer.wait(timeout=30)
+    assert code != 0 and "result ok" not in lines  # killed during restic backup
+    code, lines = bench("run")
+    assert code == 0 and lines[-1] == "result ok", lines
+    assert not [line for line in lines if line.startswith("warning")], lines  # forget --prune got its lock
+    code, lines = bench("check")
+    assert code == 0, lines

@@ -3,6 +3,7 @@
 # CLI, sqlite3, ssh, jq). Commands:
 #   loop               a backup every $VSA_BACKUP_INTERVAL seconds (the container's command)
 #   run                one backup now; prints "key value" lines, the last "result ok" or "error <why>"
+#   check              restic check of the repository
 #   snapshots          this host's snapshots, restic's JSON
 #   holds              what the host holds that a restore would overwrite ("holds <what> <count>")
 #   restore ID|latest  stop the readers, write the snapshot back, start them again
@@ -245,8 +246,15 @@ restore() {
 case "${1:-}" in
 loop) loop ;;
 run) run ;;
+check)
+	setup_credentials
+	out=$(open_repository) || { echo "$out"; exit 1; }
+	mkdir -p "$STATE"
+	restic check >/dev/null 2>"$STATE/check.err" || fail "restic check found problems: $(why "$STATE/check.err")"
+	echo "result ok"
+	;;
 snapshots) snapshots ;;
 holds) holds ;;
 restore) restore "${2:-latest}" ;;
-*) echo "usage: vsa-backup loop|run|snapshots|holds|restore [ID]" >&2; exit 2 ;;
+*) echo "usage: vsa-backup loop|run|check|snapshots|holds|restore [ID]" >&2; exit 2 ;;
 esac

@@ -60,13 +60,15 @@ def run_on(inventory_file: Path, root: Path, limit: str | None, action: str,
            progress: Callable[[str], None] | None = None) -> dict[str, HostRun]:
     """``action`` (run, snapshots, holds, restore ID) on each selected host, one after another."""
     hosts = hosts_of(inventory_file, root, limit)
-    runs: dict[str, HostRun] = {}
-    with connected(inventory_file, root, [h.name for h in hosts]) as sessions:
-        for host in hosts:
-            command = _command(host, action)
-            if command is None:
-                runs[host.name] = HostRun(host.name, error="backups are off (vsa.backup.repository is not set)")
-                continue
+    commands = {host.name: _command(host, action) for host in hosts}
+    runs = {name: HostRun(name, error="backups are off (vsa.backup.repository is not set)")
+            for name, command in commands.items() if command is None}
+    on = [host for host in hosts if commands[host.name] is not None]
+    if not on:
+        return runs
+    with connected(inventory_file, root, [h.name for h in on]) as sessions:
+        for host in on:
+            command = commands[host.name]
             session = sessions.get(host.name, "not connected")
             if isinstance(session, str):
                 runs[host.name] = HostRun(host.name, error=session)
