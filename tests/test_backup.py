@@ -94,6 +94,13 @@ def test_the_backup_stack_carries_repository_retention_and_secrets(render):
         render([SFTP])
 
 
+def test_the_backup_stack_passes_lint(render):
+    from vsa_ops.lint import lint
+
+    errors = [f for f in lint(render([SFTP], secrets=SECRETS), hub_config([SFTP])) if f.severity == "error"]
+    assert errors == []
+
+
 def test_optional_data_and_a_local_repository_are_mounted(render):
     manifest = render([{"backup": {"repository": "/var/backups/restic", "include": {"prometheus": True}}}],
                       secrets=SECRETS)
@@ -155,7 +162,7 @@ def bench(tmp_path_factory):
                "VSA_BACKUP_PATHS": "/data/letsencrypt /data/grafana", "VSA_AUDIT_JSONL": "/var/log/vsa/audit.jsonl",
                "VSA_AUDIT_DATABASE": "/var/log/vsa/audit.db", "VSA_POSTGRES_CONTAINER": pg,
                "VSA_POSTGRES_USER": "dashboard", "VSA_POSTGRES_DATABASE": "dashboard", "VSA_RESTORE_STOP": ""}
-        mounts = {"/var/run/docker.sock": "/var/run/docker.sock", f"{base}/etc": "/etc/vsa-backup:ro",
+        mounts = {"/var/run/docker.sock": "/var/run/docker.sock:ro", f"{base}/etc": "/etc/vsa-backup:ro",
                   f"{base}/staging": "/staging", f"{base}/le": "/data/letsencrypt", volume: "/data/grafana",
                   f"{base}/audit": "/var/log/vsa", f"{base}/textfile": "/textfile", f"{base}/repo": "/repository"}
         # one hostname, as in the stack's one long-lived container (restic judges its stale locks by it)
