@@ -197,6 +197,7 @@ def test_a_backup_saves_postgres_certificates_and_audit_and_writes_the_metric(be
 
 
 def test_faults_are_one_line_and_change_nothing(bench):
+    assert bench("run")[0] == 0  # the repository exists
     before = (bench.base / "textfile/vsa_backup.prom").read_text() if (bench.base / "textfile/vsa_backup.prom").exists() else ""
     password = bench.base / "etc/secrets/backup_password"
     password.write_text("not-the-password")
