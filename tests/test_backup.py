@@ -295,3 +295,16 @@ def test_a_backup_killed_midway_leaves_a_repository_the_next_run_uses(bench):
     assert not [line for line in lines if line.startswith("warning")], lines  # forget --prune got its lock
     code, lines = bench("check")
     assert code == 0, lines
+
+
+def test_a_host_answer_is_read_line_by_line():
+    from vsa_ops.backup.hosts import holds, parse
+
+    ok = parse("hub", True, "snapshot abc\nsize 12\nresult ok\n", 1.0)
+    assert ok.ok and ok.fields == {"snapshot": "abc", "size": "12", "result": "ok"}
+    failed = parse("hub", False, "error wrong password for the repository /repository\n", 1.0)
+    assert failed.error == "wrong password for the repository /repository"
+    silent = parse("hub", False, "ssh: connect to host refused\n", 1.0)
+    assert silent.error == "ssh: connect to host refused"
+    counts = holds(parse("hub", True, "holds postgres_rows 3\nholds certificates 2\nholds grafana_files x\n", 0))
+    assert counts == {"postgres_rows": 3, "certificates": 2}
