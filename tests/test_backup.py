@@ -154,8 +154,8 @@ def bench(tmp_path_factory):
     _docker("exec", pg, "psql", "-U", "dashboard", "-d", "dashboard", "-qc",
             "CREATE TABLE sites(name text); INSERT INTO sites VALUES ('a'), ('b'), ('c')")
 
-    def run(*args: str, repository: str = "/repository", kind: str = "local", name: str | None = None
-            ) -> tuple[int, list[str]]:
+    def run(*args: str, repository: str = "/repository", kind: str = "local", name: str | None = None,
+            staging_bytes: int | None = None) -> tuple[int, list[str]]:
         env = {"RESTIC_REPOSITORY": repository, "RESTIC_PASSWORD_FILE": "/etc/vsa-backup/secrets/backup_password",
                "RESTIC_CACHE_DIR": "/staging/.cache", "VSA_BACKUP_KIND": kind, "VSA_BACKUP_INTERVAL": "86400",
                "VSA_BACKUP_CHECK_INTERVAL": "604800", "VSA_BACKUP_FORGET": "--keep-daily=7",
@@ -167,7 +167,9 @@ def bench(tmp_path_factory):
                   f"{base}/audit": "/var/log/vsa", f"{base}/textfile": "/textfile", f"{base}/repo": "/repository"}
         # one hostname, as in the stack's one long-lived container (restic judges its stale locks by it)
         result = _docker("run", "--rm", "--hostname", "backup-restic", *(["--name", name] if name else []),
-                         *[f"-v{s}:{t}" for s, t in mounts.items()],
+                         *[f"-v{s}:{t}" for s, t in mounts.items() if not (staging_bytes and t == "/staging")],
+                         *([f"--mount=type=tmpfs,destination=/staging,tmpfs-size={staging_bytes}"]
+                           if staging_bytes else []),
                          *[f"-e{k}={v}" for k, v in env.items()], image, "/etc/vsa-backup/vsa-backup.sh", *args,
                          check=False, timeout=180)
         return result.returncode, result.stdout.splitlines()
@@ -280,6 +282,19 @@ def test_commands_on_a_host_without_backups_say_so_and_connect_nowhere(project):
         1, "vsa-ops: restore: '1234;rm' is not a snapshot id (see vsa-ops backups)")
     result = run_cli("restore", "--limit", "nowhere", cwd=project)
     assert (result.returncode, result.stderr.strip()) == (1, "vsa-ops: --limit: no host or group 'nowhere' in the inventory")
+
+
+def test_a_full_disk_fails_in_one_line_and_the_next_backup_succeeds(bench):
+    _docker("exec", bench.pg, "psql", "-U", "dashboard", "-d", "dashboard", "-qc",
+            "CREATE TABLE filler AS SELECT md5(i::text) AS t FROM generate_series(1, 20000) AS i")
+    try:
+        code, lines = bench("run", staging_bytes=64 * 1024)
+        assert code == 1 and len(lines) == 1 and lines[0].startswith("error "), lines
+        assert "full" in lines[0] or "space" in lines[0] or "free" in lines[0], lines
+    finally:
+        _docker("exec", bench.pg, "psql", "-U", "dashboard", "-d", "dashboard", "-qc", "DROP TABLE filler")
+    code, lines = bench("run")
+    assert code == 0 and lines[-1] == "result ok", lines
 
 
 def test_a_backup_killed_midway_leaves_a_repository_the_next_run_uses(bench):

@@ -18,8 +18,13 @@ TEXTFILE=/textfile/vsa_backup.prom
 
 fail() { echo "error $*"; exit 1; }
 
-# One line of restic's stderr, the last that says something (restic ends with "Fatal: ...").
-why() { grep -v '^\s*$' "$1" | tail -n 1 | cut -c1-300; }
+# One line of a command's stderr, the last that says something (restic ends with "Fatal: ..."); a
+# full disk leaves the file empty: then the free space says why.
+why() {
+	line=$(grep -v '^\s*$' "$1" 2>/dev/null | tail -n 1 | cut -c1-300)
+	[ -n "$line" ] || line="no message; $(df -P "$STAGING" | awk 'NR == 2 {print $4}') KiB free in $STAGING"
+	printf '%s' "$line"
+}
 
 setup_credentials() {
 	case "${VSA_BACKUP_KIND:-}" in
@@ -86,8 +91,11 @@ running() { [ "$(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = tru
 stage() {
 	rm -rf "$DUMP" && mkdir -p "$DUMP" || fail "cannot write $DUMP"
 	if running "$VSA_POSTGRES_CONTAINER"; then
-		docker exec "$VSA_POSTGRES_CONTAINER" pg_dump -U "$VSA_POSTGRES_USER" -Fc "$VSA_POSTGRES_DATABASE" \
-			>"$DUMP/postgres.dump" 2>"$DUMP/.err" || fail "pg_dump in $VSA_POSTGRES_CONTAINER failed: $(why "$DUMP/.err")"
+		if ! err=$(docker exec "$VSA_POSTGRES_CONTAINER" pg_dump -U "$VSA_POSTGRES_USER" -Fc "$VSA_POSTGRES_DATABASE" \
+			2>&1 >"$DUMP/postgres.dump"); then
+			rm -f "$DUMP/postgres.dump"
+			fail "pg_dump in $VSA_POSTGRES_CONTAINER failed: $(printf '%s' "${err:-no space left in $STAGING?}" | tail -n 1 | cut -c1-300)"
+		fi
 	fi
 	# JSONL and SQLite under one shared audit lock: appends (exclusive) wait, the two copies agree
 	lock="$(dirname "$VSA_AUDIT_JSONL")/audit.lock"
@@ -119,7 +127,7 @@ run() {
 		exit 1
 	fi
 	restic unlock >/dev/null 2>&1 # locks left by a run killed midway
-	( stage ) >"$STATE/stage.out" || { write_metrics 0; tail -n 1 "$STATE/stage.out"; exit 1; }
+	staged=$(stage) || { write_metrics 0; rm -rf "$DUMP"; printf '%s\n' "$staged" | tail -n 1; exit 1; }
 	# shellcheck disable=SC2086 # VSA_BACKUP_PATHS is a list of paths without spaces
 	restic backup --json --tag vsa --exclude '/data/grafana/grafana.db*' "$DUMP" $VSA_BACKUP_PATHS \
 		>"$STATE/backup.json" 2>"$STATE/backup.err"
