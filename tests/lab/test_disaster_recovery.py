@@ -7,6 +7,7 @@ certificate (the test CA issued none), the same password, the same rows, an inta
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import time
 
@@ -31,9 +32,21 @@ def _add(lab, name: str, *args: str, password: str | None = None) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _serial(lab, name: str) -> int:
-    _, certificate = request("127.0.0.1", lab.host["https_port"], name, tls=True, ca_file=lab.info["acme_roots"])
-    return x509.load_der_x509_certificate(certificate).serial_number
+def _serial(lab, name: str, settle: float = 20) -> int:
+    """The serial of the certificate ``name`` is served with (NGINX's reload takes a moment)."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            _, certificate = request("127.0.0.1", lab.host["https_port"], name, tls=True,
+                                     ca_file=lab.info["acme_roots"])
+            return x509.load_der_x509_certificate(certificate).serial_number
+        except (OSError, ssl.SSLError) as error:
+            if time.monotonic() > deadline:
+                state = lab.sh("ls -l /srv/flowbiz/reverse-proxy/letsencrypt/live /srv/flowbiz/reverse-proxy/nginx/conf.d; "
+                               f"grep -n 'listen\\|ssl_certificate' /srv/flowbiz/reverse-proxy/nginx/conf.d/{name}.conf; "
+                               "docker logs --tail 15 reverse-proxy-nginx 2>&1", check=False)
+                raise AssertionError(f"{name}: no HTTPS ({error}); on the host:\n{state}") from None
+            time.sleep(0.5)
 
 
 def _auth_status(lab, password: str | None) -> int:
