@@ -7,6 +7,7 @@ certificate (the test CA issued none), the same password, the same rows, an inta
 from __future__ import annotations
 
 import json
+import shlex
 import ssl
 import subprocess
 import time
@@ -62,8 +63,8 @@ def _issued() -> int:
 
 
 def _rows(lab) -> str:
-    return lab.sh("docker exec dashboard-postgres psql -U dashboard -d dashboard -Atc "
-                  "'SELECT string_agg(name, \\',\\' ORDER BY name) FROM drill_sites'").strip()
+    query = shlex.quote("SELECT string_agg(name, ',' ORDER BY name) FROM drill_sites")
+    return lab.sh(f"docker exec dashboard-postgres psql -U dashboard -d dashboard -Atc {query}").strip()
 
 
 def test_a_destroyed_host_serves_again_with_its_certificates_rows_and_audit_trail(lab, tmp_path):
