@@ -244,6 +244,9 @@ def drift(inventory, limit, fmt):
 main.add_command(audit_commands)
 from .preflight.cli import preflight as preflight_command  # noqa: E402 (beside its registration: merges stay trivial)
 main.add_command(preflight_command)
+from .backup.cli import COMMANDS as backup_commands  # noqa: E402
+for _command in backup_commands:
+    main.add_command(_command)
 
 
 def run() -> None:

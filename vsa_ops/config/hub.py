@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 
 from ..errors import VsaError
+from .backup import Backup
 from .base import AbsPath, Model, parse_size
 from .component import Component
 from .containers import Mount
@@ -72,6 +73,11 @@ class Secrets(Model):
 
     postgres_password: str = "VSA_POSTGRES_PASSWORD"
     grafana_admin_password: str = "VSA_GRAFANA_ADMIN_PASSWORD"
+    # The restic repository's password and credentials (vsa.backup; only those its kind needs are asked)
+    backup_password: str = "VSA_BACKUP_PASSWORD"
+    backup_ssh_key: str = "VSA_BACKUP_SSH_KEY"
+    backup_s3_access_key_id: str = "VSA_BACKUP_S3_ACCESS_KEY_ID"
+    backup_s3_secret_access_key: str = "VSA_BACKUP_S3_SECRET_ACCESS_KEY"
 
     def names(self) -> set[str]:
         """The variable names that hold secrets: only these are read, and only these are masked."""
@@ -86,6 +92,7 @@ class HubConfig(Model):
     reverse_proxy: ReverseProxy = ReverseProxy()
     dashboard: Dashboard = Dashboard()
     audit: Audit = Audit()
+    backup: Backup = Backup()
     secrets: Secrets = Secrets()
     # Which stacks this host runs; None runs every built-in stack and every stack under stacks/.
     stacks: list[str] | None = None
@@ -123,7 +130,16 @@ class HubConfig(Model):
             },
             "dashboard": {"postgres": dash.postgres, "api": _with_mounts(dash.api, self.audit.mounts(database=True)),
                           "ui": dash.ui},
+            "backup": {"restic": self.backup.runner_with(
+                self.audit.jsonl, self.audit.database, _textfile_directory(obs), dash.postgres.container.container_name,
+                dash.postgres.user, dash.postgres.database,
+                [dash.api.container.container_name, obs.grafana.container.container_name])},
         }
+
+
+def _textfile_directory(observability: Observability) -> str:
+    # node-exporter's textfile collector folder (issue 13 needs it; another branch adds the field)
+    return getattr(observability.node_exporter, "textfile_directory", "/srv/flowbiz/observability/textfile")
 
 
 def _with_mounts(component: Component, mounts: list[Mount]) -> Component:

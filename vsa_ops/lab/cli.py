@@ -22,19 +22,21 @@ def lab():
 
 @lab.command("up")
 @click.option("--hosts", "count", default=1, show_default=True, type=click.IntRange(1, 20))
-def lab_up(count: int):
-    """Build the lab images (cached) and start vsa-lab-1 .. vsa-lab-N."""
+@click.option("--backups", is_flag=True, help="Set each host's backup repository on vsa-lab-backup.")
+def lab_up(count: int, backups: bool):
+    """Build the lab images (cached) and start vsa-lab-1 .. vsa-lab-N, the ACME CA and vsa-lab-backup."""
     root = find_root()
-    for host in lifecycle.up(root, count, log=_log):
+    for host in lifecycle.up(root, count, log=_log, backups=backups):
         click.echo(f"{host.name}: ssh -i {host.ssh_key} -p {host.ssh_port} {host.ssh_user}@127.0.0.1 "
                    f"(http 127.0.0.1:{host.http_port}, https 127.0.0.1:{host.https_port})")
     click.echo(f"inventory: {lab_dir(root) / 'inventory.py'}")
 
 
 @lab.command("down")
-def lab_down():
-    """Remove every lab host, its volumes and the lab inventory."""
-    removed = lifecycle.down(find_root(), log=_log)
+@click.option("--purge", is_flag=True, help="Remove vsa-lab-backup and its repositories too.")
+def lab_down(purge: bool):
+    """Remove every lab host, its volumes and the lab inventory (vsa-lab-backup stays unless --purge)."""
+    removed = lifecycle.down(find_root(), log=_log, purge=purge)
     click.echo(f"removed {removed} lab hosts")
 
 

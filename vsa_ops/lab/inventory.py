@@ -21,16 +21,17 @@ LAB_OVERRIDES = {
                                                     "live": True}]}},
     },
 }
-SECRET_NAMES = ("VSA_POSTGRES_PASSWORD", "VSA_GRAFANA_ADMIN_PASSWORD")
+SECRET_NAMES = ("VSA_POSTGRES_PASSWORD", "VSA_GRAFANA_ADMIN_PASSWORD", "VSA_BACKUP_PASSWORD")
 
 
 def write_inventory(folder: Path, lab_hosts: list[LabHost], acme_directory: str, acme_listener_ca: str,
-                    acme_roots: Path) -> Path:
+                    acme_roots: Path, backups=None, extra_secrets: dict[str, str] | None = None) -> Path:
     """``folder/inventory.py``: the lab hosts in the groups ``lab`` and ``hubs``.
 
     Their data points certbot at the lab's ACME CA and trusts its HTTPS, keeps the lab's domain
     registry and secrets in .lab/, and tells probes where each host's ports 80 and 443 are
-    published and which root signs the certificates they serve.
+    published and which root signs the certificates they serve. ``backups``: a function giving each
+    host's backup repository (None: backups off); ``extra_secrets``: values kept in secrets.env too.
     """
     overrides = deep_merge(LAB_OVERRIDES, {"reverse_proxy": {"certbot": {
         "acme_server": acme_directory, "acme_ca_bundle": acme_listener_ca}}})
@@ -39,8 +40,9 @@ def write_inventory(folder: Path, lab_hosts: list[LabHost], acme_directory: str,
         data = {"ssh_hostname": "127.0.0.1", "ssh_port": h.ssh_port, "ssh_user": h.ssh_user, "ssh_key": h.ssh_key,
                 "ssh_strict_host_key_checking": "off", "ssh_known_hosts_file": "/dev/null",
                 "vsa_http_port": h.http_port, "vsa_https_port": h.https_port, "vsa_probe_address": "127.0.0.1",
-                "vsa_probe_ca_file": str(acme_roots), "vsa_secrets_file": str(_secrets(folder)),
-                "vsa_domains_file": str(folder / "domains.yml"), "vsa": overrides}
+                "vsa_probe_ca_file": str(acme_roots), "vsa_secrets_file": str(_secrets(folder, extra_secrets or {})),
+                "vsa_domains_file": str(folder / "domains.yml"),
+                "vsa": deep_merge(overrides, {"backup": {"repository": backups(h.name)}}) if backups else overrides}
         entries.append(f"    ({h.name!r}, {data!r}),")
     text = ("\"\"\"Lab hosts, written by `vsa-ops lab up`. Not committed; rewritten on every `lab up`.\"\"\"\n\n"
             "lab = [\n" + "\n".join(entries) + "\n]\n\nhubs = [name for name, _ in lab]\n")
@@ -50,12 +52,18 @@ def write_inventory(folder: Path, lab_hosts: list[LabHost], acme_directory: str,
     return path
 
 
-def _secrets(folder: Path) -> Path:
-    """Random passwords for the lab's secrets, made once, private to root."""
+def _secrets(folder: Path, extra: dict[str, str]) -> Path:
+    """Random passwords for the lab's secrets, made once (a name added later is appended), and
+    ``extra`` values, private to root."""
     path = folder / "secrets.env"
     if not path.exists():
-        text = "".join(f"{name}={secrets.token_urlsafe(18)}\n" for name in SECRET_NAMES)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        os.close(fd)
+    lines = path.read_text().splitlines()
+    have = {line.partition("=")[0]: line for line in lines}
+    wanted = {name: have.get(name) or f"{name}={secrets.token_urlsafe(18)}" for name in SECRET_NAMES}
+    wanted |= {name: f"{name}={value}" for name, value in extra.items()}
+    text = "".join(f"{line}\n" for line in [*[l for l in lines if l.partition("=")[0] not in wanted], *wanted.values()])
+    if text != "".join(f"{line}\n" for line in lines):
+        path.write_text(text)
     return path

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from . import acme, hosts
+from . import acme, backup_server, hosts
 from .hosts import LabHost
 from .images import ensure_images
 from .inventory import write_inventory
@@ -18,8 +18,9 @@ VPS_IMAGE = "vps"
 DEMO_IMAGE = "demo-app"
 
 
-def up(root: Path, count: int = 1, log=print) -> list[LabHost]:
-    """Start lab hosts 1..count (keeping those already running) and the CA; write the lab inventory."""
+def up(root: Path, count: int = 1, log=print, backups: bool = False) -> list[LabHost]:
+    """Start lab hosts 1..count (keeping those already running), the CA and the backup server; write
+    the lab inventory (``backups``: with each host's backup repository on the server set)."""
     # Every image, so that deploys can ship what hosts lack; the hosts themselves start with only
     # demo-app loaded.
     tags = ensure_images(log=log)
@@ -28,15 +29,20 @@ def up(root: Path, count: int = 1, log=print) -> list[LabHost]:
     hosts.start(count, key, tags[VPS_IMAGE], tags[DEMO_IMAGE], log=log)
     lab_hosts = hosts.running_hosts(key)
     acme.start(root, [h.name for h in lab_hosts], log=log)
+    backup_server.start(root, log=log)
     write_inventory(folder, lab_hosts, acme.directory_url(), acme.listener_ca(root).read_text(),
-                    acme.issuer_roots(root))
+                    acme.issuer_roots(root), backups=backup_server.repository if backups else None,
+                    extra_secrets={"VSA_BACKUP_SSH_KEY": backup_server.key_secret(root)})
     return lab_hosts
 
 
-def down(root: Path, log=print) -> int:
-    """Remove every lab host and its Docker volume, the CA and its network, and the lab inventory."""
+def down(root: Path, log=print, purge: bool = False) -> int:
+    """Remove every lab host and its Docker volume, the CA and its network, and the lab inventory;
+    the backup server and its repositories stay unless ``purge``."""
     removed = hosts.remove_all(log=log)
     acme.stop(root)
+    if backup_server.remove(purge):
+        log(f"lab: removed {backup_server.CONTAINER} and its repositories")
     for name in ("inventory.py", "domains.yml"):
         (lab_dir(root) / name).unlink(missing_ok=True)
     return len(removed)

@@ -166,6 +166,24 @@ def lab_recipes(images: Mapping[str, str]) -> dict[str, Recipe]:
             env=(("PEBBLE_VA_NOSLEEP", "1"), ("PEBBLE_WFE_NONCEREJECT", "0")),
             expose=("14000", "15000", "8053", "8055"),
         ),
+        # Backups (issue 13): the backup stack's loop container, from Debian's restic, with what its
+        # script runs (docker exec for pg_dump, sqlite3 .backup, ssh for SFTP repositories, jq).
+        "restic": Recipe(
+            tags=(images["backup/restic"], "vsa-lab/restic:1"),
+            packages=("restic", "docker-cli", "sqlite3", "openssh-client", "jq", "util-linux", "ca-certificates"),
+            entrypoint=("/bin/sh",),
+        ),
+        # The lab's backup repository server, vsa-lab-backup: SFTP for the user vsa.
+        "sftp": Recipe(
+            tags=("vsa-lab/sftp:1",),
+            packages=("openssh-server", "systemd-standalone-sysusers"),
+            users=(User("vsa", 1000, home="/home/vsa", shell="/bin/sh"),),
+            remove=("etc/ssh/ssh_host_*",),
+            files=(File("/usr/local/sbin/sftp-entrypoint", src="sftp-entrypoint.sh", mode=0o755),
+                   File("/etc/ssh/sshd_config.d/lab.conf", src="vps-sshd.conf")),
+            entrypoint=("/usr/local/sbin/sftp-entrypoint",),
+            expose=("22",),
+        ),
         "vps": Recipe(
             tags=("vsa-lab/vps:1",),
             packages=(

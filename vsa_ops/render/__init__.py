@@ -92,7 +92,11 @@ def render_host(
     stacks: list[Stack] = []
     bodies: dict[str, str] = {}
 
-    enabled = hub.stacks if hub.stacks is not None else sources.stack_names()
+    # The backup stack runs only where a repository is set (vsa.backup.repository).
+    enabled = hub.stacks if hub.stacks is not None else [
+        name for name in sources.stack_names() if name != "backup" or hub.backup.enabled]
+    if "backup" in enabled and not hub.backup.enabled:
+        raise RenderError("vsa.stacks: the backup stack needs vsa.backup.repository")
     missing = sorted(set(enabled) - set(sources.stack_names()))
     if missing:
         raise RenderError(f"vsa.stacks: no stacks/{missing[0]}/ folder for stack {missing[0]!r}")
@@ -273,4 +277,8 @@ def _secret_files(hub: HubConfig, secrets: Mapping[str, str] | None, stacks: set
         password = value("grafana_admin_password", "Grafana admin password")
         files.append(File(f"{ROOT}/observability/secrets/grafana_admin_password", password, 0,
                           reader(hub.observability.grafana), "0640", sensitive=True))
+    if "backup" in stacks:
+        for key in hub.backup.secret_keys():
+            purpose = f"the backup repository's {key.removeprefix('backup_').replace('_', ' ')}"
+            files.append(File(f"{ROOT}/backup/secrets/{key}", value(key, purpose), 0, 0, "0600", sensitive=True))
     return files
