@@ -3,13 +3,26 @@ converge read it. Nothing here does I/O."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 
+# What holds a secret: htpasswd files, files under a secrets/ folder, private keys; and any content
+# with a bcrypt hash or a PEM private key. One rule for files created, changed and removed.
+_SECRET_PATH = re.compile(r"\.htpasswd$|/secrets/[^/]+$|(^|/)privkey\.pem$|\.key$")
+_SECRET_CONTENT = re.compile(r"\$2[abxy]?\$\d\d\$|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
+
+
+def holds_secret(path: str, content: str | None = None) -> bool:
+    """Whether the file at ``path`` (holding ``content``, when known) holds a secret."""
+    return bool(_SECRET_PATH.search(path) or (content and _SECRET_CONTENT.search(content)))
+
+
 @dataclass(frozen=True)
 class File:
-    """A managed file. ``sensitive`` files hold secrets: plans and diffs never show their content."""
+    """A managed file. ``sensitive`` files hold secrets: plans and diffs never show their content.
+    A file is sensitive when marked so or when ``holds_secret`` says it is."""
 
     path: str
     content: str
@@ -18,6 +31,10 @@ class File:
     mode: str = "0644"
     sensitive: bool = False
     domain: str | None = None  # the domain this file belongs to (its vhost, its htpasswd)
+
+    def __post_init__(self):
+        if not self.sensitive and holds_secret(self.path, self.content):
+            object.__setattr__(self, "sensitive", True)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """A plan as people and machines read it: text for terminals, markdown for a pull request comment,
-JSON for tools. File changes are unified diffs; secrets never show (their files are masked)."""
+JSON for tools. File changes are unified diffs; secrets never show: a file that holds one (by
+``manifest.holds_secret``) is masked whether it is created, changed or removed, and its current
+content is never read."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import posixpath
 from dataclasses import dataclass, field
 
 from .config.storage import VHOSTS, domain_files
+from .manifest import holds_secret
 from .plan import Plan
 
 MASKED = "(content hidden: this file holds a secret)"
@@ -80,20 +83,32 @@ def parse_contents(text: str) -> dict[str, str]:
     return files
 
 
+def contents_wanted(plan: Plan) -> list[str]:
+    """The files whose current content the plan's diffs need: changed and removed ones, never one
+    that holds a secret."""
+    changed = [c.file.path for c in plan.files if c.reason == "content" and not c.file.sensitive]
+    return [p for p in changed + plan.removals if not holds_secret(p)] + (["/etc/fstab"] if plan.fstab else [])
+
+
 def file_diffs(plan: Plan, current: dict[str, str]) -> list[tuple[str, str]]:
-    """Unified diffs (with ---/+++ headers) of every file the plan writes or removes."""
+    """Unified diffs (with ---/+++ headers) of every file the plan writes or removes; masked when
+    the file holds a secret, before or after."""
     diffs = []
     for change in plan.files:
         if not change.needs_upload:
             continue
         path, new = change.file.path, change.file.content
         old = current.get(path) if change.reason == "content" else None
-        if change.file.sensitive:
+        if change.file.sensitive or holds_secret(path, old):
             diffs.append((path, f"--- a{path}\n+++ b{path}\n{MASKED}\n"))
             continue
         diffs.append((path, _unified(path, old, new)))
     for path in plan.removals:
-        diffs.append((path, _unified(path, current.get(path, ""), None)))
+        old = current.get(path, "")
+        if holds_secret(path, old):
+            diffs.append((path, f"--- a{path}\n+++ /dev/null\n{MASKED}\n"))
+            continue
+        diffs.append((path, _unified(path, old, None)))
     if plan.fstab:
         diffs.append(("/etc/fstab", _unified("/etc/fstab", current.get("/etc/fstab", ""), plan.fstab.content)))
     return diffs

@@ -8,6 +8,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +30,7 @@ MAX_LINE = 16 * 1024
 MIN_SECRET = 4
 # What stands in a record where a secret value was.
 MASK = "[secret]"
+_BCRYPT = re.compile(r"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}")
 
 
 class AuditError(VsaError):
@@ -112,7 +114,8 @@ class Masker:
     def text(self, text: str) -> str:
         for value in self.values:
             text = text.replace(value, MASK)
-        return text
+        # A bcrypt hash (a basic-auth user's) is a secret too, whoever declared it.
+        return _BCRYPT.sub(MASK, text)
 
     def entry(self, entry: Entry) -> tuple[Entry, list[str]]:
         """The checked entry with secret values masked, and the names of the fields that held one.
