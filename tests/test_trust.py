@@ -65,3 +65,17 @@ def test_audit_records_mask_a_bcrypt_hash():
     entry, names = audit.Masker([]).entry(audit.check_entry(
         audit.Entry("hub", "add-domain", "a.example.com", "failed", 1, [f"htpasswd alice:{digest}"], None), "me"))
     assert entry.changes == ["htpasswd alice:[secret]"] and names == ["changes"]
+
+
+def test_a_secret_readers_id_held_by_another_account_is_refused(render):
+    from vsa_ops.plan import PlanError
+
+    manifest = render()
+    state = converged(manifest)
+    state.users = {"ubuntu": 1000, "someone": 64902}
+    state.uids = set(state.users.values())
+    with pytest.raises(PlanError, match="secret reader vsa-dashboard-api .*uid 64902 belongs to 'someone'"):
+        make_plan(manifest, state)
+    state.users = {"vsa-dashboard-api": 64902, "ubuntu": 1000}
+    state.uids = set(state.users.values())
+    assert ("vsa-dashboard-api", 64902) not in make_plan(manifest, state).users

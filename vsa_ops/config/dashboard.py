@@ -20,7 +20,9 @@ class Postgres(Component):
     container: Container = Container(
         image="postgres:16",
         container_name="dashboard-postgres",
-        runs_as=RunAs(name="postgres", uid=999, set_in_compose=False),
+        # Set in compose: the image's entrypoint, started as root, would drop to postgres with that
+        # account's groups only, losing the secret reader's group (group_add) it reads its password with.
+        runs_as=RunAs(name="postgres", uid=999),
         environment={
             "POSTGRES_USER": "dashboard",
             "POSTGRES_DB": "dashboard",

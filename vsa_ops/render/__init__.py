@@ -139,7 +139,8 @@ def render_host(
             parent = posixpath.dirname(parent)
 
     users = sorted({(c.container.runs_as.name, c.container.runs_as.uid) for c in components.values()
-                    if c.container.runs_as and c.container.runs_as.uid not in (0, 65534)})
+                    if c.container.runs_as and c.container.runs_as.uid not in (0, 65534)}
+                   | {(r.name, r.gid) for r in hub.secret_readers.all()})
     return Manifest(
         host=host,
         files=tuple(sorted(files, key=lambda f: f.path)),
@@ -249,7 +250,8 @@ def _stack(hub: HubConfig, components: dict[str, Component], name: str, text: st
 
 
 def _secret_files(hub: HubConfig, secrets: Mapping[str, str] | None, stacks: set[str]) -> list[File]:
-    """Password files, readable by root and by the group of the one container user that needs each."""
+    """Password files, ``root:<reader> 0640``: readable by root and by the secret reader's group, which
+    only the one container that needs each file has (``config.accounts``)."""
     def value(key: str, purpose: str) -> str:
         name = getattr(hub.secrets, key)
         if secrets is None:
@@ -258,19 +260,16 @@ def _secret_files(hub: HubConfig, secrets: Mapping[str, str] | None, stacks: set
             raise RenderError(f"missing secret {name} ({purpose}): set it in the environment or in secrets.env")
         return secrets[name]
 
-    def reader(component: Component) -> int:
-        return component.container.runs_as.uid if component.container.runs_as else 0
-
-    files = []
+    files, readers = [], hub.secret_readers
     if "dashboard" in stacks:
         password = value("postgres_password", "dashboard PostgreSQL password")
         dash = f"{ROOT}/dashboard/secrets"
-        files.append(File(f"{dash}/postgres_password", password, 0, reader(hub.dashboard.postgres), "0640",
+        files.append(File(f"{dash}/postgres_password", password, 0, readers.dashboard_postgres.gid, "0640",
                           sensitive=True))
-        files.append(File(f"{dash}/api_database_password", password, 0, reader(hub.dashboard.api), "0640",
+        files.append(File(f"{dash}/api_database_password", password, 0, readers.dashboard_api.gid, "0640",
                           sensitive=True))
     if "observability" in stacks:
         password = value("grafana_admin_password", "Grafana admin password")
         files.append(File(f"{ROOT}/observability/secrets/grafana_admin_password", password, 0,
-                          reader(hub.observability.grafana), "0640", sensitive=True))
+                          readers.grafana.gid, "0640", sensitive=True))
     return files
