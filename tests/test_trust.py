@@ -79,3 +79,21 @@ def test_a_secret_readers_id_held_by_another_account_is_refused(render):
     state.users = {"vsa-dashboard-api": 64902, "ubuntu": 1000}
     state.uids = set(state.users.values())
     assert ("vsa-dashboard-api", 64902) not in make_plan(manifest, state).users
+
+
+def test_a_changed_database_password_rotates_the_role_before_anything_restarts(render):
+    from vsa_ops.operations.stacks import activation_script
+    from vsa_ops.plan import content_hash
+
+    old = render(secrets={"VSA_POSTGRES_PASSWORD": "old-Secret-1", "VSA_GRAFANA_ADMIN_PASSWORD": "graf-Secret-456"})
+    new = render(secrets={"VSA_POSTGRES_PASSWORD": "new-Secret-2", "VSA_GRAFANA_ADMIN_PASSWORD": "graf-Secret-456"})
+    state = converged(old)
+    plan = make_plan(new, state)
+    text = activation_script(plan, new, "/var/tmp/a.tar")
+    rotate = text.index("docker exec -u 0 dashboard-postgres sh -c")
+    assert "ALTER ROLE" in text and rotate < text.index("restart api")
+    assert 'rot_0=1' in text and "reset-admin-password" not in text  # Grafana's password did not change
+    assert "old-Secret-1" not in text and "new-Secret-2" not in text
+    # A password file created for a new database seeds it: nothing to rotate.
+    fresh = make_plan(new, converged(render(overrides=[{"stacks": ["reverse-proxy", "observability"]}])))
+    assert "ALTER ROLE" not in activation_script(fresh, new, "/var/tmp/a.tar")

@@ -15,7 +15,8 @@ from .. import yamlio
 from ..config import ROOT, Component, HubConfig
 from ..config.reverse_proxy import RELOAD_FLAG
 from ..config.storage import domain_files
-from ..manifest import Directory, File, FstabLine, Manifest, Network, Service, Stack, SystemUser
+from ..config.observability import grafana_reset_script
+from ..manifest import Directory, File, FstabLine, Manifest, Network, Rotation, Service, Stack, SystemUser
 from ..domains import Domain
 from ..project import Sources
 from .compose import compose_service
@@ -153,6 +154,7 @@ def render_host(
         users=tuple(SystemUser(name, uid_) for name, uid_ in users),
         pull=hub.docker.pull,
         domains=tuple(domains) if any(s.name == "reverse-proxy" for s in stacks) else (),
+        rotations=_rotations(hub, {s.name for s in stacks}),
     )
 
 
@@ -247,6 +249,23 @@ def _stack(hub: HubConfig, components: dict[str, Component], name: str, text: st
         ))
     builtin = all(s.container_name in by_container for s in service_info)
     return Stack(name, f"{ROOT}/{name}", compose, tuple(service_info), builtin)
+
+
+def _rotations(hub: HubConfig, stacks: set[str]) -> tuple[Rotation, ...]:
+    """How a changed password takes effect: the database role's (the API then connects with the new
+    one) and Grafana's admin user's, both kept in a database the file only seeds."""
+    rotations = []
+    if "dashboard" in stacks:
+        postgres = hub.dashboard.postgres
+        rotations.append(Rotation(f"{ROOT}/dashboard/secrets/postgres_password", postgres.container.container_name,
+                                  postgres.rotate_password_script("/run/secrets/postgres_password"),
+                                  f"PostgreSQL role {postgres.user}'s password"))
+    if "observability" in stacks:
+        rotations.append(Rotation(f"{ROOT}/observability/secrets/grafana_admin_password",
+                                  hub.observability.grafana.container.container_name,
+                                  grafana_reset_script("/run/secrets/grafana_admin_password"),
+                                  "Grafana admin password"))
+    return tuple(rotations)
 
 
 def _secret_files(hub: HubConfig, secrets: Mapping[str, str] | None, stacks: set[str]) -> list[File]:
