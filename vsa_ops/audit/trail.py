@@ -235,7 +235,7 @@ def host_audit(ok: bool, stdout: str, trusted: list | None = None, head: heads.H
     lines = split_lines(text)
     audit.records = [r for r in map(parse_line, lines) if r is not None]
     audit.text = text
-    audit.problems = verify_chain(lines) + check_head(lines, head)
+    audit.problems = verify_chain(lines)
     if trusted is not None:
         problems, audit.unsigned_note = check_signatures(lines, trusted)
         audit.problems += problems
@@ -255,6 +255,9 @@ def host_audit(ok: bool, stdout: str, trusted: list | None = None, head: heads.H
     else:
         audit.sqlite_rows = parse_rows(unpack(sqlite).decode("utf-8", errors="replace"))
         audit.problems += compare_sqlite(lines, audit.sqlite_rows)
+    # What the controller remembers comes last: for the same record, what the host's files show is
+    # the more telling cause.
+    audit.problems += check_head(lines, head)
     # The first broken record first, whichever check found it (a stable sort keeps the chain's first).
     audit.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return audit
