@@ -201,3 +201,23 @@ def test_a_trail_from_before_signing_is_reported_once_not_as_tampering(project):
     code, output = verify(root)
     assert code == 0, output
     assert "2 unsigned records (seq 1 to 2), written before records were signed" in output
+
+
+def test_forget_lets_a_rebuilt_host_start_its_trail_anew(project):
+    root, jsonl, database = project
+    jsonl.unlink()
+    database.unlink()
+    code, output = verify(root)
+    assert code == 1 and "BROKEN at seq 1: deleted: the trail ends at seq 0" in output, output
+    result = CliRunner().invoke(audit_group, ["forget", "-i", str(root / "inventory.py"), "@local"],
+                                env={"VSA_PROJECT": str(root)})
+    assert result.exit_code == 0 and "@local: forgotten" in result.output, result.output
+    assert verify(root) == (0, "@local: intact, 0 records (SQLite not checked: no database yet)\n")
+
+
+def test_audit_key_prints_the_public_key_for_audit_keys_pub(project):
+    root, _, _ = project
+    result = CliRunner().invoke(audit_group, ["key"], env={"VSA_PROJECT": str(root)})
+    assert result.exit_code == 0 and result.output.startswith("ssh-ed25519 AAAA"), result.output
+    (root / keys.PINNED_FILE).write_text(result.output)
+    assert [k.public_bytes_raw() for k in keys.pinned_keys(root)] == [keys.controller_key().public_key().public_bytes_raw()]

@@ -8,7 +8,7 @@ from pathlib import Path
 from pyinfra.api import StringCommand
 
 from .planning import plan_host
-from .plan_report import HostPlan, contents_script, file_diffs, parse_contents
+from .plan_report import HostPlan, contents_script, contents_wanted, file_diffs, parse_contents
 from .pyinfra_glue.connections import on_hosts
 
 
@@ -18,8 +18,7 @@ def plan_hosts(root: Path, inventory_file: Path, limit: str | None = None) -> li
             manifest, state, plan = plan_host(host)
         except Exception as error:  # one host's problem is reported, the others are still planned
             return HostPlan(host.name, None, error=str(error).splitlines()[0])
-        wanted = [c.file.path for c in plan.files if c.reason == "content" and not c.file.sensitive]
-        wanted += plan.removals + (["/etc/fstab"] if plan.fstab else [])
+        wanted = contents_wanted(plan)
         current = {}
         if wanted:
             ok, output = host.run_shell_command(StringCommand(contents_script(wanted)), print_output=False)

@@ -91,6 +91,19 @@ def verify(ctx, inventory, limit):
     sys.exit(1 if broken else 0)
 
 
+@audit.command("forget")
+@inventory_option
+@click.argument("host")
+@click.pass_context
+def forget(ctx, inventory, host):
+    """Forget what this controller last wrote or verified on HOST: only for a host rebuilt on purpose,
+    whose trail started anew (verify would otherwise report its records as cut)."""
+    root, path = _where(ctx, inventory)
+    known = trail.forget_head(path, root, host)
+    click.echo(f"{host}: " + ("forgotten; the next verify or append remembers its trail anew" if known
+                              else "nothing remembered"))
+
+
 @audit.command("key")
 def key():
     """This controller's public audit key (made on first use), one line for the project's audit-keys.pub."""

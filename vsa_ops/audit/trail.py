@@ -223,6 +223,18 @@ def inspect(inventory_file: Path, root: Path, limit: str | None = None) -> dict[
     return audits
 
 
+def forget_head(inventory_file: Path, root: Path, name: str) -> bool:
+    """Drop what this controller remembers of host ``name``'s trail (a host rebuilt on purpose, its
+    trail started anew); whether it remembered anything."""
+    from ..inventory import InventoryError
+    from ..pyinfra_glue.inventory_files import load_inventory
+
+    found = [h for h in load_inventory(inventory_file, root) if h.name == name]
+    if not found:
+        raise InventoryError(f"no host {name!r} in the inventory")
+    return heads.forget(head_key(found[0]))
+
+
 def host_audit(ok: bool, stdout: str, trusted: list | None = None, head: heads.Head | None = None) -> HostAudit:
     """Parse read_script's output and check it: the chain, the signatures (with ``trusted`` keys; not
     checked when None), the controller's ``head``, then SQLite against the JSONL."""
