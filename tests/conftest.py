@@ -1,5 +1,7 @@
-"""Shared fixtures. Tests that need a real tool (docker, promtool, a lab image) skip when it is
-missing on a developer's machine and FAIL in CI (CI=true), where .ci/setup installs everything."""
+"""Shared fixtures. A test that needs a real tool (docker, promtool, a running Docker engine, the
+lab) FAILS naming what is missing (.ci/setup installs everything), in CI or not. A developer without
+them passes --without-docker on purpose: the tests marked lab or tools are then deselected, and any
+other whose tool is missing is skipped, saying so."""
 
 from __future__ import annotations
 
@@ -27,28 +29,48 @@ def pytest_configure(config):
     os.environ["XDG_STATE_HOME"] = str(folder / "state")
 
 
-def missing(what: str):
-    """Skip locally, fail in CI: a missing tool must never pass silently there."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required in CI (installed by .ci/setup)")
-    pytest.skip(f"{what} is not available")
+WITHOUT_DOCKER = "--without-docker"
+
+
+def pytest_addoption(parser):
+    parser.addoption(WITHOUT_DOCKER, action="store_true",
+                     help="leave out on purpose the tests that need Docker, the lab VPS or real tools: deselect "
+                          "those marked lab or tools, skip any other whose tool is missing. Without it, a "
+                          "missing tool or engine fails the test that needs it.")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption(WITHOUT_DOCKER):
+        return
+    needing = [item for item in items if item.get_closest_marker("lab") or item.get_closest_marker("tools")]
+    if needing:
+        config.hook.pytest_deselected(items=needing)
+        items[:] = [item for item in items if item not in needing]
+
+
+def missing(config: pytest.Config, what: str):
+    """A test's tool is missing: it fails, naming it, unless the run was told --without-docker."""
+    if config.getoption(WITHOUT_DOCKER):
+        pytest.skip(f"{what} is not available ({WITHOUT_DOCKER})")
+    pytest.fail(f"{what} is required: install it (bash .ci/setup), or pass {WITHOUT_DOCKER} to leave out the "
+                f"tests that need it", pytrace=False)
 
 
 @pytest.fixture
-def tool():
+def tool(request):
     def find(name: str) -> str:
         path = shutil.which(name)
         if path is None:
-            missing(name)
+            missing(request.config, name)
         return path
     return find
 
 
 @pytest.fixture
-def docker_engine(tool):
+def docker_engine(request, tool):
     tool("docker")
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        missing("a running Docker engine")
+        missing(request.config, "a running Docker engine")
     return "docker"
 
 

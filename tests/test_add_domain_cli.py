@@ -107,10 +107,12 @@ def test_remove_domain_updates_the_registry(project):
 
 def test_a_broken_registry_names_the_entry(project):
     (project / "domains.yml").write_text("a.example.com:\n  upstream: 'x;y'\n")
-    result = run_cli("lint", cwd=project)
+    lint = run_cli("lint", cwd=project)
+    assert lint.returncode == 1
+    assert lint.stderr.strip().startswith("vsa-ops: domains.yml: a.example.com.upstream:"), lint.stderr
     result = add(project, "b.example.com", "--upstream", "demo-app:8080")
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("vsa-ops: domains.yml: a.example.com.upstream:")
+    assert result.stderr.strip().startswith("vsa-ops: domains.yml: a.example.com.upstream:"), result.stderr
 
 
 def test_deploy_with_a_limit_that_names_no_host_stops_before_connecting(project):

@@ -16,14 +16,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("vsa_ops.errors", "vsa_ops.yamlio")),
     ("config", ("vsa_ops.config",)),
     ("model", ("vsa_ops.domains", "vsa_ops.htpasswd", "vsa_ops.project", "vsa_ops.manifest", "vsa_ops.state_read",
-               "vsa_ops.plan", "vsa_ops.inventory", "vsa_ops.probe", "vsa_ops.deploys.request")),
+               "vsa_ops.plan", "vsa_ops.inventory", "vsa_ops.probe", "vsa_ops.deploys.request",
+               "vsa_ops.preflight.host_facts", "vsa_ops.preflight.checks", "vsa_ops.preflight.controller_checks")),
     ("render", ("vsa_ops.render", "vsa_ops.lint", "vsa_ops.plan_report", "vsa_ops.writer")),
     ("assembly", ("vsa_ops.host_manifest",)),
     ("converge", ("vsa_ops.facts", "vsa_ops.operations", "vsa_ops.planning", "vsa_ops.deploys")),
     ("pyinfra_glue", ("vsa_ops.pyinfra_glue",)),
     ("services", ("vsa_ops.audit", "vsa_ops.recording", "vsa_ops.domain_changes", "vsa_ops.listings",
-                  "vsa_ops.plan_review")),
-    ("cli", ("vsa_ops.cli", "vsa_ops.cli_support", "vsa_ops.audit.cli")),
+                  "vsa_ops.plan_review", "vsa_ops.preflight")),
+    ("cli", ("vsa_ops.cli", "vsa_ops.cli_support", "vsa_ops.audit.cli", "vsa_ops.preflight.cli")),
 ]
 PURE = {"base", "config", "model", "render", "assembly"}
 FRAMEWORKS = ("pyinfra", "pyinfra_cli", "gevent", "click", "paramiko")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -353,7 +352,8 @@ def local(tmp_path, tool):
     return paths, run, calls
 
 
-def test_append_then_read_back(local):
+def test_append_then_read_back(local, tool):
+    tool("sqlite3")
     paths, run, calls = local
     result = trail._append_host(run, paths, "hub", [audit.check_entry(e, WHO) for e in entries(3)], WHO)
     assert result.ok and [r["seq"] for r in result.records] == [1, 2, 3]
@@ -366,12 +366,26 @@ def test_append_then_read_back(local):
     assert oct(Path(paths.jsonl).stat().st_mode & 0o777) == "0o640"
     found = audit.host_audit(*run(host_scripts.read_script(paths)))
     assert [r["seq"] for r in found.records] == [1, 2, 3, 4, 5] and found.problems == []
-    if shutil.which("sqlite3"):
-        assert result.warning is None
-        assert [row[0] for row in found.sqlite_rows] == [1, 2, 3, 4, 5]
-        assert oct(Path(paths.database).stat().st_mode & 0o777) == "0o640"
-    else:
-        assert "sqlite3 is not installed" in result.warning and found.sqlite_rows is None
+    assert result.warning is None
+    assert [row[0] for row in found.sqlite_rows] == [1, 2, 3, 4, 5]
+    assert oct(Path(paths.database).stat().st_mode & 0o777) == "0o640"
+
+
+def test_a_host_without_sqlite3_gets_the_jsonl_and_a_warning(local, tmp_path, monkeypatch):
+    paths, run, _ = local
+    # Every command of this PATH but sqlite3, so the scripts' `command -v sqlite3` finds none.
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for directory in filter(os.path.isdir, os.environ["PATH"].split(os.pathsep)):
+        for program in Path(directory).iterdir():
+            if program.name != "sqlite3" and not (folder / program.name).exists() and os.access(program, os.X_OK):
+                (folder / program.name).symlink_to(program)
+    monkeypatch.setenv("PATH", str(folder))
+    result = trail._append_host(run, paths, "hub", [audit.check_entry(e, WHO) for e in entries(2)], WHO)
+    assert result.ok and "sqlite3 is not installed" in result.warning
+    found = audit.host_audit(*run(host_scripts.read_script(paths)))
+    assert [r["seq"] for r in found.records] == [1, 2] and found.sqlite_rows is None
+    assert not Path(paths.database).exists()
 
 
 def test_append_retries_when_another_writer_came_first(local):

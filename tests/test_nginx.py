@@ -4,6 +4,7 @@ nginx:1.25-alpine, NGINX 1.26 from Debian), mounted exactly as the design mounts
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import subprocess
 
 import pytest
@@ -16,6 +17,10 @@ from vsa_ops.domains import Domain
 from vsa_ops.htpasswd import hash_password
 from vsa_ops.lab.images import ensure_images
 from vsa_ops.writer import write_manifest
+
+from tests.conftest import missing
+
+pytestmark = pytest.mark.tools
 
 DOMAINS = [
     Domain(name="shop.example.com", aliases=["www.shop.example.com"], upstream="demo-app:8080"),
@@ -41,10 +46,9 @@ def self_signed(folder, names):
 
 
 @pytest.fixture(scope="module")
-def nginx_image():
-    from tests.conftest import missing
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        missing("a running Docker engine")
+def nginx_image(request):
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        missing(request.config, "a running Docker engine")
     return ensure_images(["nginx"], log=lambda line: None)["nginx"]
 
 

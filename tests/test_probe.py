@@ -10,15 +10,12 @@ from vsa_ops.domains import Domain
 from vsa_ops.probe import probe_until_ok
 
 
-@pytest.fixture
-def settling_server():
-    """Answers 502 to its first two requests, then 200."""
-    seen = []
+def _serve(status_for):
+    """A local HTTP server answering every GET with ``status_for(handler)`` and an empty body."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            seen.append(self.headers["Host"])
-            self.send_response(502 if len(seen) <= 2 else 200)
+            self.send_response(status_for(self))
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -27,6 +24,19 @@ def settling_server():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def settling_server():
+    """Answers 502 to its first two requests, then 200."""
+    seen = []
+
+    def status(handler):
+        seen.append(handler.headers["Host"])
+        return 502 if len(seen) <= 2 else 200
+
+    server = _serve(status)
     yield server.server_address[1], seen
     server.shutdown()
 
@@ -51,20 +61,12 @@ def _auth_server(accepts):
     """A server that answers 200 to credentials ``accepts(user, password)`` allows, 401 to the rest."""
     import base64
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            header = self.headers.get("Authorization", "")
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":") if header else ("", "", "")
-            self.send_response(200 if header and accepts(user, password) else 401)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def status(handler):
+        header = handler.headers.get("Authorization", "")
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":") if header else ("", "", "")
+        return 200 if header and accepts(user, password) else 401
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return _serve(status)
 
 
 @pytest.mark.parametrize("accepts, ok", [

@@ -6,6 +6,8 @@ import pytest
 
 from vsa_ops.writer import write_manifest
 
+pytestmark = pytest.mark.tools
+
 STACKS = ["dashboard", "observability", "reverse-proxy"]
 
 

@@ -239,6 +239,8 @@ def drift(inventory, limit, fmt):
 
 
 main.add_command(audit_commands)
+from .preflight.cli import preflight as preflight_command  # noqa: E402 (beside its registration: merges stay trivial)
+main.add_command(preflight_command)
 
 
 def run() -> None:

@@ -4,7 +4,7 @@ converge read it. Nothing here does I/O."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyinfra.api import StringCommand
+from pyinfra.api.exceptions import PyinfraError
 
+from .errors import VsaError
 from .planning import plan_host
 from .plan_report import HostPlan, contents_script, contents_wanted, file_diffs, parse_contents
 from .pyinfra_glue.connections import on_hosts
@@ -16,7 +18,7 @@ def plan_hosts(root: Path, inventory_file: Path, limit: str | None = None) -> li
     def review(host) -> HostPlan:
         try:
             manifest, state, plan = plan_host(host)
-        except Exception as error:  # one host's problem is reported, the others are still planned
+        except (VsaError, PyinfraError, OSError) as error:  # one host's problem is reported, the others planned
             return HostPlan(host.name, None, error=str(error).splitlines()[0])
         wanted = contents_wanted(plan)
         current = {}

@@ -2,7 +2,7 @@
 ``reverse-proxy-certbot`` container gets a certificate from pebble through real HTTP-01 validation,
 which pebble runs against the deployed NGINX; a name nobody serves fails quickly and clearly.
 
-Needs dockerd: fails when $CI is set and it is missing, is skipped otherwise. Uses the session's
+Needs dockerd: fails naming it when it is missing (left out with --without-docker). Uses the session's
 lab host (tests/lab/conftest.py)."""
 
 from __future__ import annotations

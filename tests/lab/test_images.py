@@ -1,13 +1,12 @@
 """Lab images built from Debian packages (vsa_ops.lab.images, from vsa_ops.lab.recipes).
 
 The ``lab`` tests build real images and run containers: they need root and a running dockerd.
-Without dockerd they fail when $CI is set and are skipped otherwise.
+Without dockerd they fail naming it (left out with --without-docker, see tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import uuid
 
@@ -15,6 +14,8 @@ import pytest
 
 from vsa_ops.lab import images
 from vsa_ops.lab.recipe import FILES_DIR
+
+from tests.conftest import missing
 
 # ---------------------------------------------------------------------------------------------
 # Recipes (no docker needed)
@@ -66,17 +67,14 @@ def _image_id(tag: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def docker_ready() -> None:
+def docker_ready(request) -> None:
     try:
         proc = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
         ok, why = proc.returncode == 0, proc.stderr.strip()[-500:]
     except (OSError, subprocess.TimeoutExpired) as exc:
         ok, why = False, str(exc)
     if not ok:
-        message = f"dockerd is not available: {why}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(request.config, f"a running Docker engine (dockerd: {why})")
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,11 @@
 """End to end on a lab VPS: `vsa-ops plan` shows exactly what a deploy would change (exit 0 / 2),
-a hand edit appears as a unified diff until a deploy repairs it, and secrets never show."""
+a hand edit appears as a unified diff until a deploy repairs it, and secrets never show, neither
+in files created nor in files removed."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -58,7 +60,6 @@ def test_a_hand_edit_shows_as_a_unified_diff_until_deploy_repairs_it(hub):
 
 
 def test_a_plan_with_basic_auth_shows_no_hash(hub):
-    import os
     env = {k: v for k, v in os.environ.items() if not k.startswith("VSA_")}
     added = subprocess.run(["vsa-ops", "add-domain", "secret.vsa.test", "--upstream", "demo-app:8080", "--no-tls",
                             "--auth-user", "bob", "--no-apply", "-i", str(hub.inventory)], cwd=ROOT, env=env,
@@ -69,10 +70,35 @@ def test_a_plan_with_basic_auth_shows_no_hash(hub):
             result = plan(hub, "--format", fmt)
             assert result.returncode == 2
             assert "secret.vsa.test.htpasswd" in result.stdout
-            assert "$2y$" not in result.stdout and "a long password" not in result.stdout
+            assert "$2" not in result.stdout and "a long password" not in result.stdout
             assert "content hidden" in result.stdout
     finally:
         vsa("remove-domain", "secret.vsa.test", "--no-apply", "-i", str(hub.inventory))
+
+
+def test_removing_a_basic_auth_domain_shows_no_hash(hub):
+    """The htpasswd file of a deployed domain, once the domain is removed from the registry, is a
+    removal in the plan: listed, masked, its content never shown."""
+    added = subprocess.run(["vsa-ops", "add-domain", "gone.vsa.test", "--upstream", "demo-app:8080", "--no-tls",
+                            "--auth-user", "bob", "--no-apply", "-i", str(hub.inventory)], cwd=ROOT,
+                           env={k: v for k, v in os.environ.items() if not k.startswith("VSA_")},
+                           input="a long password\n", capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    htpasswd = "/srv/flowbiz/reverse-proxy/nginx/auth/gone.vsa.test.htpasswd"
+    try:
+        hub.deploy()
+        assert hub.sh(f"cat {htpasswd}").startswith("bob:$2")
+    finally:
+        vsa("remove-domain", "gone.vsa.test", "--no-apply", "-i", str(hub.inventory))
+    try:
+        for fmt in ("text", "markdown", "json"):
+            result = plan(hub, "--format", fmt)
+            assert "$2" not in result.stdout and "bob:" not in result.stdout, result.stdout
+            assert result.returncode == 2, result.stdout + result.stderr
+            assert htpasswd in result.stdout and "content hidden" in result.stdout
+    finally:
+        hub.deploy()
+    hub.sh(f"test ! -e {htpasswd}")
 
 
 def test_a_missing_inventory_is_an_error(hub):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Component, HubConfig
+from ..config import Component
 
 
 def _escape(value: str) -> str:
