@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ from vsa_ops.render import render_host
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRETS = {"VSA_POSTGRES_PASSWORD": "pg-Secret-123", "VSA_GRAFANA_ADMIN_PASSWORD": "graf-Secret-456"}
+
+
+def pytest_configure(config):
+    """The controller's own files (the audit signing key, the audit heads) go to a folder of this test
+    session, never to the user's: set before any test or lab fixture appends a record."""
+    folder = Path(tempfile.mkdtemp(prefix="vsa-test-controller-"))
+    os.environ["XDG_CONFIG_HOME"] = str(folder / "config")
+    os.environ["XDG_STATE_HOME"] = str(folder / "state")
 
 
 WITHOUT_DOCKER = "--without-docker"

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from vsa_ops import audit
-from vsa_ops.audit import GENESIS, AuditError, Entry, Problem, host_scripts, records, trail
+from vsa_ops.audit import GENESIS, AuditError, Entry, Problem, host_scripts, keys, records, trail
 from vsa_ops.audit.cli import audit as audit_group
 
 WHO = "alice@laptop (Alice Doe <alice@example.com>)"
@@ -45,7 +45,10 @@ def first(problems: list[Problem]) -> tuple[int | None, str]:
 
 def test_record_fields_and_genesis():
     records = audit.chain([audit.check_entry(e, WHO) for e in entries(2)], WHO, None)
-    assert set(records[0]) == set(audit.FIELDS)
+    assert set(records[0]) == set(audit.FIELDS) - {"sig"}
+    signed = audit.chain([audit.check_entry(e, WHO) for e in entries(1)], WHO, None,
+                         lambda r: keys.sign(r, keys.controller_key()))
+    assert set(signed[0]) == set(audit.FIELDS) and signed[0]["hash"] == audit.record_hash(signed[0])
     assert records[0]["seq"] == 1 and records[0]["prev_hash"] == GENESIS == "0" * 64
     assert records[1]["seq"] == 2 and records[1]["prev_hash"] == records[0]["hash"]
     assert records[0]["ts"].endswith("Z") and dt.datetime.fromisoformat(records[0]["ts"]).utcoffset() == dt.timedelta(0)

@@ -57,7 +57,7 @@ def test_a_mode_change_needs_no_upload(render):
     manifest = render()
     state = converged(manifest)
     path = "/srv/flowbiz/dashboard/secrets/postgres_password"
-    state.paths[path] = PathState("file", 0, 999, "0644", content_hash(manifest.file(path)))
+    state.paths[path] = PathState("file", 0, manifest.file(path).group, "0644", content_hash(manifest.file(path)))
     plan = make_plan(manifest, state)
     assert [(c.file.path, c.reason, c.needs_upload) for c in plan.files] == [(path, "mode", False)]
 

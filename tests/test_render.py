@@ -72,9 +72,18 @@ def test_a_changed_file_concerns_exactly_the_services_mounting_it(render):
 def test_secrets_are_files_private_to_their_readers(render):
     manifest = render()
     pg = manifest.file("/srv/flowbiz/dashboard/secrets/postgres_password")
-    assert (pg.content, pg.mode, pg.owner, pg.group, pg.sensitive) == ("pg-Secret-123", "0640", 0, 999, True)
+    assert (pg.content, pg.mode, pg.owner, pg.group, pg.sensitive) == ("pg-Secret-123", "0640", 0, 64901, True)
+    api = manifest.file("/srv/flowbiz/dashboard/secrets/api_database_password")
     grafana = manifest.file("/srv/flowbiz/observability/secrets/grafana_admin_password")
-    assert (grafana.group, grafana.mode, grafana.sensitive) == (472, "0640", True)
+    assert (api.group, grafana.group, grafana.mode, grafana.sensitive) == (64902, 64903, "0640", True)
+    # Each reader's group is vsa-ops' own account, and only its container gets it.
+    assert {(u.name, u.uid) for u in manifest.users} >= {("vsa-dashboard-db", 64901), ("vsa-dashboard-api", 64902),
+                                                          ("vsa-grafana", 64903)}
+    services = {name: service for stack in manifest.stacks for name, service in stack.compose["services"].items()}
+    assert {name: s["group_add"] for name, s in services.items() if "group_add" in s} == {
+        "postgres": ["64901"], "api": ["64902"], "grafana": ["64903"]}
+    # group_add survives only where compose sets the user (an entrypoint that drops to its user loses it).
+    assert services["postgres"]["user"] == "999:999"
     # No secret value appears in any other file.
     for item in manifest.files:
         if not item.sensitive:

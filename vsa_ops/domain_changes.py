@@ -46,7 +46,7 @@ def new_domain(name: str, upstream: str, aliases: list[str], tls: bool, hosts: l
         item = error.errors()[0]
         field = {"name": "domain", "upstream": "--upstream", "aliases": "--alias", "auth": "--auth-user",
                  "hosts": "--host"}.get(str(item["loc"][0]) if item["loc"] else "", "domain")
-        value = item["input"] if not isinstance(item["input"], dict) else auth_user
+        value = auth_user if item["loc"] and item["loc"][0] == "auth" else item["input"]  # never a hash
         raise DomainError(f"{field}: {item['msg'].removeprefix('Value error, ')} (value {value!r})") from None
 
 

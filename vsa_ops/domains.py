@@ -127,11 +127,13 @@ class Domain(Model):
     @field_validator("auth")
     @classmethod
     def _auth(cls, users: dict[str, str]) -> dict[str, str]:
+        # The messages name the user, never the value: a password put here by mistake must not be
+        # printed by every command (CI logs included).
         for user, digest in users.items():
             if not _USER.fullmatch(user):
                 raise ValueError(f"user {user!r} must be 1-64 letters, digits or ._-")
-            if not _BCRYPT.fullmatch(digest):
-                raise ValueError(f"user {user!r} must have a bcrypt hash, not a password")
+            if not isinstance(digest, str) or not _BCRYPT.fullmatch(digest):
+                raise ValueError(f"user {user!r} must have a bcrypt hash, not a password (value not shown)")
         return users
 
     @field_validator("rate_limit")
@@ -170,8 +172,16 @@ class RegistryError(VsaError):
     pass
 
 
+def shown_value(location: tuple, value) -> str:
+    """`` (value ...)`` for an error message, empty for a basic-auth entry: what is there is a
+    bcrypt hash or, by mistake, a password, and neither is ever printed."""
+    if location and location[0] == "auth":
+        return ""
+    return f" (value {value!r})"
+
+
 def load_registry(path: Path) -> dict[str, Domain]:
-    """The registry's domains by name. Errors name the file, the key and the value."""
+    """The registry's domains by name. Errors name the file, the key and the value (never for ``auth``)."""
     if not path.exists():
         return {}
     try:
@@ -188,7 +198,8 @@ def load_registry(path: Path) -> dict[str, Domain]:
             item = error.errors()[0]
             where = ".".join(str(part) for part in item["loc"])
             message = item["msg"].removeprefix("Value error, ")
-            raise RegistryError(f"{path.name}: {name}.{where}: {message} (value {item['input']!r})") from None
+            raise RegistryError(f"{path.name}: {name}.{where}: {message}{shown_value(item['loc'], item['input'])}") \
+                from None
         domains[domain.name] = domain
     check_unique(list(domains.values()))
     return domains
@@ -205,14 +216,17 @@ def check_unique(domains: list[Domain]) -> None:
 
 
 def save_registry(path: Path, domains: dict[str, Domain]) -> None:
-    """Write the registry atomically (a temporary file in the same folder, then a rename)."""
+    """Write the registry atomically (a temporary file in the same folder, then a rename), readable by
+    its owner only: it holds the basic-auth users' bcrypt hashes."""
     data = {}
     for name in sorted(domains):
         entry = domains[name].model_dump(exclude={"name"}, exclude_defaults=True)
         data[name] = entry
     text = _HEADER + (yamlio.dump(data, sort_keys=False, default_flow_style=False) if data else "{}\n")
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
+    temporary.unlink(missing_ok=True)
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(text)
     os.replace(temporary, path)
 
 

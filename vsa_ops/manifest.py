@@ -108,6 +108,19 @@ class Stack:
 
 
 @dataclass(frozen=True)
+class Rotation:
+    """What makes a changed secret take effect where the file alone does not (a database role's
+    password, an admin password kept in an application's database): ``script`` runs by ``sh -c``
+    inside the running ``container``, as root, and reads the new value from the mounted file itself,
+    so no secret is ever on a command line."""
+
+    path: str
+    container: str
+    script: str
+    what: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     host: str
     files: tuple[File, ...]
@@ -118,6 +131,7 @@ class Manifest:
     users: tuple[SystemUser, ...] = ()
     pull: str = "missing"
     domains: tuple[Any, ...] = ()  # the Domain entries this host serves
+    rotations: tuple[Rotation, ...] = ()
 
     def file(self, path: str) -> File:
         for item in self.files:

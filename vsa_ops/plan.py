@@ -8,6 +8,7 @@ import hashlib
 import posixpath
 from dataclasses import dataclass, field
 
+from .config.accounts import PREFIX as SECRET_READER_PREFIX
 from .errors import VsaError
 from .state_read import HOST_COMMANDS, PathState, HostSnapshot
 from .manifest import Directory, File, FstabLine, Manifest, Service, Stack
@@ -174,12 +175,27 @@ def plan_fstab(current: str, wanted: tuple[FstabLine, ...], state: HostSnapshot,
     return FstabChange(content, tuple(added), tuple(removed), tuple(mount))
 
 
+def check_secret_readers(manifest: Manifest, state: HostSnapshot) -> None:
+    """A secret reader's account (config.accounts) must be ours: its id held by an account of another
+    name, or its name with another id, would share a password file with someone else."""
+    for user in manifest.users:
+        if not user.name.startswith(SECRET_READER_PREFIX):
+            continue
+        holder = next((name for name, uid in state.users.items() if uid == user.uid and name != user.name), None)
+        if holder or state.users.get(user.name, user.uid) != user.uid:
+            taken = f"uid {user.uid} belongs to {holder!r}" if holder else \
+                f"{user.name!r} exists with uid {state.users[user.name]}"
+            raise PlanError(f"{manifest.host}: secret reader {user.name} (id {user.uid}): {taken}; choose a free id "
+                            f"in vsa.secret_readers")
+
+
 def make_plan(manifest: Manifest, state: HostSnapshot, *, force_fstab: bool = False) -> Plan:
     plan = Plan(manifest.host, fingerprint=state.fingerprint, lock_holder=state.lock)
     plan.install_docker = not state.docker_running or not state.compose_plugin
     plan.packages = sorted({package for command, package in HOST_COMMANDS.items() if command not in state.commands})
     plan.fstab = plan_fstab(state.fstab, manifest.fstab, state, force_fstab)
 
+    check_secret_readers(manifest, state)
     plan.users = [(u.name, u.uid) for u in manifest.users if u.name not in state.users and u.uid not in state.uids]
 
     for directory in manifest.directories:

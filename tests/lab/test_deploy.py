@@ -81,8 +81,8 @@ def test_tree_owners_modes_and_secrets(deployed):
     assert stat.split("\n")[:4] == [
         "/srv/flowbiz/reverse-proxy/nginx/auth 0 101 750",
         "/srv/flowbiz/dashboard/data/postgres 999 999 700",
-        "/srv/flowbiz/dashboard/secrets/postgres_password 0 999 640",
-        "/srv/flowbiz/observability/secrets/grafana_admin_password 0 472 640",
+        "/srv/flowbiz/dashboard/secrets/postgres_password 0 64901 640",
+        "/srv/flowbiz/observability/secrets/grafana_admin_password 0 64903 640",
     ]
     assert lab.sh("getent passwd loki").split(":")[2] == "10001"
     daemon = json.loads(lab.sh("cat /etc/docker/daemon.json"))

@@ -9,6 +9,11 @@ Why it is built this way (research/reliability.md, 7.3):
   64 zeros for the first) and ``hash`` = sha256 of the canonical JSON of the record without ``hash``. The
   line written is the canonical JSON of the whole record, so a verifier can tell an edited line, a missing
   one (seq gap), a cut-off last line and lines out of order, and names the first broken ``seq``.
+- Authenticity: the chain alone cannot stop root on the host, who can re-chain an edit or cut the end of
+  both files. Each record is signed (``sig``, Ed25519) by the controller's own key, which never leaves the
+  controller (``keys``; other controllers' keys are pinned in the project's ``audit-keys.pub``), and the
+  controller remembers per host the seq and hash it last wrote or verified (``heads``); ``authenticity``
+  checks both. Unsigned records before the first signed one are old records, reported once.
 - Hashing happens on the controller, never in shell: the host only stores bytes. An append is two
   remote commands: read the last line, then, under ``flock``, compare-and-append (refuse if the last line
   changed meanwhile; the caller rebuilds on the new last line and retries) with one ``write`` on an
@@ -21,7 +26,8 @@ Why it is built this way (research/reliability.md, 7.3):
   declared secrets it is given, then writes the record: the work is done, so its record must exist.
 
 Modules: ``records`` (entry, canonical JSON, hash, chain, masking), ``integrity`` (what the lines and rows
-tell), ``host_scripts`` (the shell run on hosts), ``trail`` (append, read, verify over connections),
+tell), ``keys`` (the controller's key, pinned keys, signing), ``heads`` (the controller's memory),
+``authenticity`` (signatures and heads checked), ``host_scripts`` (the shell run on hosts), ``trail`` (append, read, verify over connections),
 ``query`` (listing filters), ``cli`` (the ``vsa-ops audit`` group; not imported here).
 """
 

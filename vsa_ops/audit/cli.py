@@ -12,6 +12,7 @@ from ..cli_support import Command, inventory_option, limit_option
 from ..inventory import inventory_path
 from ..project import find_root
 from . import query, trail
+from .records import actor
 
 
 def _where(ctx: click.Context, inventory: str | None):
@@ -72,14 +73,15 @@ def audit(ctx, inventory, limit, since, action, as_json):
 @limit_option
 @click.pass_context
 def verify(ctx, inventory, limit):
-    """Check each host's hash chain and its SQLite mirror; exit 1 naming the first broken record."""
+    """Check each host's hash chain, its records' signatures, what this controller last wrote or verified
+    there, and its SQLite mirror; exit 1 naming the first broken record."""
     root, path = _where(ctx, inventory)
     broken = 0
     for host, result in trail.inspect(path, root, limit).items():
         if not result.problems:
             rows = f", SQLite {len(result.sqlite_rows)} rows" if result.sqlite_rows is not None else ""
-            note = f" ({result.sqlite_note})" if result.sqlite_note else ""
-            click.echo(f"{host}: intact, {len(result.records)} records{rows}{note}")
+            notes = "; ".join(n for n in (result.sqlite_note, result.unsigned_note) if n)
+            click.echo(f"{host}: intact, {len(result.records)} records{rows}" + (f" ({notes})" if notes else ""))
             continue
         broken += 1
         first, *others = result.problems
@@ -87,3 +89,24 @@ def verify(ctx, inventory, limit):
         for problem in others:
             click.echo(f"{host}: also {problem}")
     sys.exit(1 if broken else 0)
+
+
+@audit.command("forget")
+@inventory_option
+@click.argument("host")
+@click.pass_context
+def forget(ctx, inventory, host):
+    """Forget what this controller last wrote or verified on HOST: only for a host rebuilt on purpose,
+    whose trail started anew (verify would otherwise report its records as cut)."""
+    root, path = _where(ctx, inventory)
+    known = trail.forget_head(path, root, host)
+    click.echo(f"{host}: " + ("forgotten; the next verify or append remembers its trail anew" if known
+                              else "nothing remembered"))
+
+
+@audit.command("key")
+def key():
+    """This controller's public audit key (made on first use), one line for the project's audit-keys.pub."""
+    from . import keys
+
+    click.echo(keys.public_line(keys.controller_key(), actor(find_root())))

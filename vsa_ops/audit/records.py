@@ -8,9 +8,10 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,7 +22,7 @@ RESULTS = ("ok", "failed", "rolled_back")
 # Fields the caller's entry provides, then those append adds. Promtail's vsa-audit job extracts the labels
 # actor, action, result and vps_id from these names.
 FIELDS = ("ts", "actor", "action", "target", "result", "vps_id", "duration", "changes", "error",
-          "seq", "prev_hash", "hash")
+          "seq", "prev_hash", "hash", "sig")
 # A record stays well below the size of one shell argument (128 KiB on Linux): the append command
 # carries the lines. Longer `changes` lists are shortened to fit.
 MAX_LINE = 16 * 1024
@@ -29,6 +30,7 @@ MAX_LINE = 16 * 1024
 MIN_SECRET = 4
 # What stands in a record where a secret value was.
 MASK = "[secret]"
+_BCRYPT = re.compile(r"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}")
 
 
 class AuditError(VsaError):
@@ -73,8 +75,9 @@ def canonical(record: dict) -> str:
 
 
 def record_hash(record: dict) -> str:
-    """sha256 (hex) of the canonical JSON of the record without its ``hash``."""
-    body = {k: v for k, v in record.items() if k != "hash"}
+    """sha256 (hex) of the canonical JSON of the record without its ``hash`` and ``sig`` (the signature
+    covers the hash, so it comes after it; records from before signing hash as they always did)."""
+    body = {k: v for k, v in record.items() if k not in ("hash", "sig")}
     return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
 
 
@@ -111,7 +114,8 @@ class Masker:
     def text(self, text: str) -> str:
         for value in self.values:
             text = text.replace(value, MASK)
-        return text
+        # A bcrypt hash (a basic-auth user's) is a secret too, whoever declared it.
+        return _BCRYPT.sub(MASK, text)
 
     def entry(self, entry: Entry) -> tuple[Entry, list[str]]:
         """The checked entry with secret values masked, and the names of the fields that held one.
@@ -144,7 +148,7 @@ def build(entry: Entry, who: str, seq: int, prev_hash: str, ts: str | None = Non
 def _fit(record: dict) -> dict:
     """Shorten ``changes`` (then ``error``) until the line fits in MAX_LINE; the record says so."""
     def size(r):
-        return len(canonical(r).encode("utf-8")) + 100  # + the hash field
+        return len(canonical(r).encode("utf-8")) + 220  # + the hash and sig fields
 
     changes = record["changes"]
     if isinstance(changes, list):
@@ -161,12 +165,16 @@ def _fit(record: dict) -> dict:
     return record
 
 
-def chain(entries: Sequence[Entry], who: str, last: tuple[int, str] | None) -> list[dict]:
-    """Records for entries, chained after the last record (seq, hash), or from genesis."""
+def chain(entries: Sequence[Entry], who: str, last: tuple[int, str] | None,
+          sign: Callable[[dict], dict] | None = None) -> list[dict]:
+    """Records for entries, chained after the last record (seq, hash), or from genesis; each passed
+    through ``sign`` (``keys.sign`` with the controller's key) when given."""
     seq, prev = last or (0, GENESIS)
     records = []
     for entry in entries:
         record = build(entry, who, seq + 1, prev)
+        if sign is not None:
+            record = sign(record)
         records.append(record)
         seq, prev = record["seq"], record["hash"]
     return records

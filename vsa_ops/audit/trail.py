@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..pyinfra_glue.connections import RunCommand, connected
-from . import host_scripts
+from . import heads, host_scripts, keys
+from .authenticity import check_head, check_signatures, last_head
 from .host_scripts import Paths, append_script, head_script, read_script, unpack
 from .integrity import Problem, compare_sqlite, parse_line, parse_rows, split_lines, verify_chain
 from .records import MAX_LINE, AuditError, Entry, Masker, actor, canonical, chain, check_entry
@@ -46,6 +47,8 @@ class HostAudit:
     sqlite_note: str = ""
     problems: list[Problem] = field(default_factory=list)
     error: str | None = None
+    text: str = ""  # the JSONL as read
+    unsigned_note: str = ""  # the unsigned records before the first signed one, when there are any
 
 
 def host_paths(host) -> Paths:
@@ -81,10 +84,17 @@ def _batches(entries: list[Entry]) -> list[list[Entry]]:
     return batches
 
 
+def head_key(host) -> str:
+    """Where the controller keeps this pyinfra host's head (``heads.host_key``)."""
+    return heads.host_key(host.name, host.data.get("ssh_hostname") or host.name, host.data.get("ssh_port"))
+
+
 def _append_host(run: RunCommand, paths: Paths, name: str, entries: list[Entry], who: str,
-                 head: bytes | None = None) -> AppendResult:
+                 head: bytes | None = None, sign=None, key: str | None = None) -> AppendResult:
     """``head``: the log's last line as read moments ago (by the deploy's state read); the append
-    still checks it under the lock, and a stale one costs a retry, never a broken chain."""
+    still checks it under the lock, and a stale one costs a retry, never a broken chain. ``sign``:
+    signs each record (``keys.sign`` with the controller's key); ``key``: where the controller keeps
+    this host's head, advanced to the last record written."""
     result = AppendResult()
     if head is None:
         ok, stdout = run(head_script(paths))
@@ -100,7 +110,7 @@ def _append_host(run: RunCommand, paths: Paths, name: str, entries: list[Entry],
             except AuditError as error:
                 result.error = str(error)
                 return result
-            records = chain(batch, who, last)
+            records = chain(batch, who, last, sign)
             lines = [canonical(r) + "\n" for r in records]
             ok, stdout = run(append_script(paths, head, lines, records[-1]["seq"]))
             fields = host_scripts.fields(stdout)
@@ -113,6 +123,8 @@ def _append_host(run: RunCommand, paths: Paths, name: str, entries: list[Entry],
                 return result
             result.records += records
             head = lines[-1].encode("utf-8")
+            if key is not None:
+                heads.advance(key, heads.Head(records[-1]["seq"], records[-1]["hash"], "sig" in records[-1]))
             sqlite = fields.get("sqlite", "")
             if sqlite == "missing":
                 warnings.add(f"SQLite skipped: sqlite3 is not installed (written to {paths.jsonl} only)")
@@ -135,7 +147,8 @@ def append(inventory_file: Path | None, root: Path, entries: Iterable[Entry | tu
     the field, never the value. Hosts that cannot be reached or written get an AppendResult with
     ``error``: an audit failure never stops the caller.
     ``sessions``: connections already open (``remote.Sessions``), else the inventory's hosts are connected;
-    ``heads``: each log's last line if just read (see ``_append_host``)."""
+    ``heads``: each log's last line if just read (see ``_append_host``).
+    Every record is signed with the controller's key (``keys``), made on first use."""
     masker = Masker(secrets)
     who = who or actor(root)
     masked_who = masker.text(who)
@@ -152,6 +165,14 @@ def append(inventory_file: Path | None, root: Path, entries: Iterable[Entry | tu
         return {}
     results: dict[str, AppendResult] = {}
     try:
+        signing_key = keys.controller_key()
+    except AuditError as error:  # no record without its signature: the hosts are told why
+        return {name: AppendResult(error=str(error)) for name in by_host}
+
+    def sign(record: dict) -> dict:
+        return keys.sign(record, signing_key)
+
+    try:
         opened = nullcontext(sessions) if sessions is not None else connected(inventory_file, root, by_host)
         with opened as sessions:
             for name, host_entries in by_host.items():
@@ -162,7 +183,7 @@ def append(inventory_file: Path | None, root: Path, entries: Iterable[Entry | tu
                 host, run = session
                 try:
                     results[name] = _append_host(run, host_paths(host), name, host_entries, who,
-                                                 (heads or {}).get(name))
+                                                 (heads or {}).get(name), sign, head_key(host))
                 except Exception as error:  # an audit failure is reported, never raised into a deploy
                     results[name] = AppendResult(error=f"{type(error).__name__}: {error}")
     except Exception as error:  # the inventory or pyinfra itself: every host not done yet gets the reason
@@ -184,6 +205,7 @@ def inspect(inventory_file: Path, root: Path, limit: str | None = None) -> dict[
     names = [h.name for h in limited(load_inventory(inventory_file, root), [limit] if limit else None)]
     if not names:
         raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
+    trusted = keys.trusted_keys(root)
     audits: dict[str, HostAudit] = {}
     with connected(inventory_file, root, names) as sessions:
         for name in names:
@@ -193,12 +215,29 @@ def inspect(inventory_file: Path, root: Path, limit: str | None = None) -> dict[
                 continue
             remote, run = session
             ok, stdout = run(read_script(host_paths(remote)))
-            audits[name] = host_audit(ok, stdout)
+            key = head_key(remote)
+            audits[name] = found = host_audit(ok, stdout, trusted, heads.load(key))
+            remembered = last_head(split_lines(found.text))
+            if not found.problems and remembered is not None:
+                heads.advance(key, remembered)
     return audits
 
 
-def host_audit(ok: bool, stdout: str) -> HostAudit:
-    """Parse read_script's output and check it: the chain, then SQLite against the JSONL."""
+def forget_head(inventory_file: Path, root: Path, name: str) -> bool:
+    """Drop what this controller remembers of host ``name``'s trail (a host rebuilt on purpose, its
+    trail started anew); whether it remembered anything."""
+    from ..inventory import InventoryError
+    from ..pyinfra_glue.inventory_files import load_inventory
+
+    found = [h for h in load_inventory(inventory_file, root) if h.name == name]
+    if not found:
+        raise InventoryError(f"no host {name!r} in the inventory")
+    return heads.forget(head_key(found[0]))
+
+
+def host_audit(ok: bool, stdout: str, trusted: list | None = None, head: heads.Head | None = None) -> HostAudit:
+    """Parse read_script's output and check it: the chain, the signatures (with ``trusted`` keys; not
+    checked when None), the controller's ``head``, then SQLite against the JSONL."""
     fields = host_scripts.fields(stdout)
     if not ok or "jsonl" not in fields:
         error = f"could not read the audit trail: {stdout.strip()[:300]}"
@@ -207,19 +246,30 @@ def host_audit(ok: bool, stdout: str) -> HostAudit:
     text = "" if fields["jsonl"] == "-" else unpack(fields["jsonl"]).decode("utf-8", errors="replace")
     lines = split_lines(text)
     audit.records = [r for r in map(parse_line, lines) if r is not None]
+    audit.text = text
     audit.problems = verify_chain(lines)
+    if trusted is not None:
+        problems, audit.unsigned_note = check_signatures(lines, trusted)
+        audit.problems += problems
     sqlite = fields.get("sqlite", "missing")
     if sqlite == "missing":
         audit.sqlite_note = "SQLite not checked: sqlite3 is not installed"
+    elif sqlite == "nodb" and lines:
+        # The database goes with the first append on a host with sqlite3, which also imports every
+        # earlier record: records without it mean it was deleted (or sqlite3 came after them; the
+        # next append then rebuilds it).
+        audit.problems.append(Problem(audit.records[0].get("seq") if audit.records else None, "deleted",
+                                      f"the SQLite database is missing while the JSONL holds {len(lines)} records"))
     elif sqlite == "nodb":
         audit.sqlite_note = "SQLite not checked: no database yet"
-        if lines:
-            audit.sqlite_note += " (the records were written before sqlite3 was installed)"
     elif sqlite.startswith("failed"):
         audit.problems.append(Problem(None, "unreadable", f"SQLite: {sqlite.removeprefix('failed').strip()}"))
     else:
         audit.sqlite_rows = parse_rows(unpack(sqlite).decode("utf-8", errors="replace"))
         audit.problems += compare_sqlite(lines, audit.sqlite_rows)
+    # What the controller remembers comes last: for the same record, what the host's files show is
+    # the more telling cause.
+    audit.problems += check_head(lines, head)
     # The first broken record first, whichever check found it (a stable sort keeps the chain's first).
     audit.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return audit

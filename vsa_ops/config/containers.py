@@ -124,6 +124,9 @@ class Container(Model):
     shm_size: Size | None = None
     stop_grace_period: Duration | None = None
     depends_on: list[str] = []
+    # Supplementary groups of the container's process (compose ``group_add``): how it reads a
+    # password file whose group is a secret reader's (config.accounts).
+    group_add: list[int] = []
     # Commands run inside the container to check and apply a changed configuration without a
     # restart (NGINX: nginx -t, then nginx -s reload). Empty: a configuration change restarts it.
     validate_command: list[str] = []

@@ -20,7 +20,9 @@ class Postgres(Component):
     container: Container = Container(
         image="postgres:16",
         container_name="dashboard-postgres",
-        runs_as=RunAs(name="postgres", uid=999, set_in_compose=False),
+        # Set in compose: the image's entrypoint, started as root, would drop to postgres with that
+        # account's groups only, losing the secret reader's group (group_add) it reads its password with.
+        runs_as=RunAs(name="postgres", uid=999),
         environment={
             "POSTGRES_USER": "dashboard",
             "POSTGRES_DB": "dashboard",
@@ -35,6 +37,18 @@ class Postgres(Component):
     )
     database: str = "dashboard"
     user: str = "dashboard"
+
+    def rotate_password_script(self, password_file: str) -> str:
+        """Shell run inside the running container (as root) when the password file changed: the role
+        takes the file's value. psql connects over the local socket (the image trusts it), reads the
+        file itself (a psql backtick: never on a command line) and its output is dropped, since an
+        error could quote the statement."""
+        return (f"psql -v ON_ERROR_STOP=1 -X -q -U {self.user} -d {self.database} >/dev/null 2>&1 <<'VSA_SQL' "
+                f"|| {{ echo 'psql: ALTER ROLE {self.user} failed (output hidden: it may quote the password)' >&2; "
+                f"exit 1; }}\n"
+                f"\\set pw `cat {password_file}`\n"
+                f"ALTER ROLE \"{self.user}\" PASSWORD :'pw';\n"
+                "VSA_SQL")
 
     @field_validator("database", "user")
     @classmethod

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 
 from ..errors import VsaError
+from .accounts import SecretReaders
 from .backup import Backup
 from .base import AbsPath, Model, parse_size
 from .component import Component
@@ -94,6 +95,7 @@ class HubConfig(Model):
     audit: Audit = Audit()
     backup: Backup = Backup()
     secrets: Secrets = Secrets()
+    secret_readers: SecretReaders = SecretReaders()
     # Which stacks this host runs; None runs every built-in stack and every stack under stacks/.
     stacks: list[str] | None = None
 
@@ -116,8 +118,9 @@ class HubConfig(Model):
 
     def builtin_stacks(self) -> dict[str, dict[str, Component]]:
         """Built-in stacks by compose project name, each service name mapped to its component. The log
-        shipper and the dashboard API get the audit folders mounted (from ``audit``)."""
-        obs, rp, dash = self.observability, self.reverse_proxy, self.dashboard
+        shipper and the dashboard API get the audit folders mounted (from ``audit``); each container that
+        reads a password file gets its secret reader's group (from ``secret_readers``)."""
+        obs, rp, dash, readers = self.observability, self.reverse_proxy, self.dashboard, self.secret_readers
         shipper = "alloy" if obs.log_shipper.kind == "alloy" else "promtail"
         return {
             "reverse-proxy": {"nginx": rp.nginx, "reloader": rp.reloader, "certbot": _with_mounts(
@@ -125,10 +128,12 @@ class HubConfig(Model):
             "observability": {
                 "prometheus": obs.prometheus, "loki": obs.loki,
                 shipper: _with_mounts(obs.log_shipper, self.audit.mounts(database=False)),
-                "grafana": obs.grafana, "cadvisor": obs.cadvisor,
+                "grafana": _with_group(obs.grafana, readers.grafana.gid), "cadvisor": obs.cadvisor,
                 "node-exporter": _with_mounts(obs.node_exporter, [obs.node_exporter.textfile_mount(TEXTFILE_MOUNT)]),
             },
-            "dashboard": {"postgres": dash.postgres, "api": _with_mounts(dash.api, self.audit.mounts(database=True)),
+            "dashboard": {"postgres": _with_group(dash.postgres, readers.dashboard_postgres.gid),
+                          "api": _with_group(_with_mounts(dash.api, self.audit.mounts(database=True)),
+                                             readers.dashboard_api.gid),
                           "ui": dash.ui},
             "backup": {"restic": self.backup.runner_with(
                 self.audit.jsonl, self.audit.database, _textfile_directory(obs), dash.postgres.container.container_name,
@@ -151,6 +156,14 @@ def _with_mounts(component: Component, mounts: list[Mount]) -> Component:
         return component
     return component.model_copy(update={"container": container.model_copy(
         update={"mounts": [*container.mounts, *extra]})})
+
+
+def _with_group(component: Component, gid: int) -> Component:
+    container = component.container
+    if gid in container.group_add:
+        return component
+    return component.model_copy(update={"container": container.model_copy(
+        update={"group_add": [*container.group_add, gid]})})
 
 
 class ConfigError(VsaError):

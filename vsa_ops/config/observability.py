@@ -129,6 +129,14 @@ class Datasource(Model):
     is_default: bool = False
 
 
+def grafana_reset_script(password_file: str) -> str:
+    """Shell run inside the running Grafana container when its admin password file changed: the
+    password from the file is set in Grafana's database (GF_SECURITY_ADMIN_PASSWORD__FILE is read only
+    when that database is first made). Read from stdin: never on a command line."""
+    return (f"grafana cli admin reset-admin-password --password-from-stdin < {password_file} >/dev/null 2>&1 "
+            f"|| {{ echo 'grafana cli admin reset-admin-password failed' >&2; exit 1; }}")
+
+
 class Grafana(Component):
     """Design: "Grafana (grafana/grafana:10.4.0)", provisioned from YAML."""
 

@@ -92,6 +92,10 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str, inline: str 
         "  done < \"$journal\"",
         "  rm -f \"$journal\"",
     ]
+    rotations = _rotations(plan, manifest)
+    # A rotated password goes back with its file: the same script sets the restored value.
+    for index, rotation in enumerate(rotations):
+        lines.append(f"  [ -z \"$rot_{index}\" ] || {_rotation_command(rotation)} >/dev/null 2>&1")
     for index, stack in enumerate(plan.stacks_up):
         if stack not in new_stacks:
             lines.append(f"  [ -z \"$up_{index}\" ] || {_compose(stack, 'up', '-d', '--remove-orphans')} >/dev/null 2>&1")
@@ -101,7 +105,7 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str, inline: str 
         "}",
         "fail() { echo \"vsa-ops: $*\" >&2; restore; " + (f"{lock.release_line()}; " if lock else "") + "exit 1; }",
         "; ".join([f"up_{i}=" for i in range(len(plan.stacks_up))] + [f"did_{i}=" for i in range(len(plan.services))]
-                  + [":"]),
+                  + [f"rot_{i}=" for i in range(len(rotations))] + [":"]),
         "journal=$(mktemp /var/tmp/vsa-ops-journal.XXXXXX)",
     ]
     if inline:
@@ -141,6 +145,13 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str, inline: str 
             check = " ".join(service.validate_command)
             lines.append(f"docker exec {argv(service.container_name)} {argv(*service.validate_command)} "
                          f"|| fail {argv(f'{service.container_name}: {check} failed')}")
+    # A changed password takes effect where the file only seeds it (the database role, Grafana's
+    # admin), in the running container, before anything restarts to read the new file.
+    for index, rotation in enumerate(rotations):
+        container = argv(rotation.container)
+        lines.append(f"if [ \"$(docker inspect -f '{{{{.State.Status}}}}' {container} 2>/dev/null)\" = running ]; then "
+                     f"rot_{index}=1; {_rotation_command(rotation)} "
+                     f"|| fail {argv(f'{rotation.container}: rotating the {rotation.what} failed')}; fi")
     for index, stack in enumerate(plan.stacks_up):
         lines.append(f"up_{index}=1; {_compose(stack, 'up', '-d', '--remove-orphans', '--quiet-pull', '--pull', manifest.pull)} "
                      f"|| fail {argv(f'docker compose up failed for stack {stack.name}')}")
@@ -161,6 +172,16 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str, inline: str 
     if lock:
         lines.append(lock.release_line())
     return script(lines)
+
+
+def _rotations(plan: Plan, manifest: Manifest) -> list:
+    """The rotations whose password file this plan changes (a created file seeds a new database)."""
+    changed = {c.file.path for c in plan.files if c.reason == "content"}
+    return [r for r in manifest.rotations if r.path in changed]
+
+
+def _rotation_command(rotation) -> str:
+    return argv("docker", "exec", "-u", "0", rotation.container, "sh", "-c", rotation.script)
 
 
 def _service_command(action) -> str:

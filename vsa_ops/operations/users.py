@@ -5,12 +5,14 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
+from ..config.accounts import PREFIX as SECRET_READER_PREFIX
 from .shell import argv, script
 
 
 @operation()
 def system_users(users: list[tuple[str, int]]):
-    """Create each account (and its group, same id) that is missing by name and by uid.
+    """Create each account (and its group, same id) that is missing by name and by uid. A secret
+    reader's (``config.accounts``) refuses a group id that another group holds.
 
     + users: ``(name, uid)`` pairs, from ``plan.users``
 
@@ -25,6 +27,11 @@ def system_users(users: list[tuple[str, int]]):
         return
     lines = []
     for name, uid in users:
+        if name.startswith(SECRET_READER_PREFIX):
+            # A secret reader's group must be ours: never join a group of another name.
+            lines.append(f"g=$(getent group {uid} | cut -d: -f1); if [ -n \"$g\" ] && [ \"$g\" != {argv(name)} ]; "
+                         f"then echo \"vsa-ops: secret reader {name}: gid {uid} belongs to group $g; choose a free id "
+                         f"in vsa.secret_readers\" >&2; exit 1; fi")
         lines.append(f"getent group {uid} >/dev/null || groupadd --system --gid {uid} {argv(name)}")
         lines.append(f"useradd --system --uid {uid} --gid {uid} --no-create-home --home-dir /nonexistent "
                      f"--shell /usr/sbin/nologin {argv(name)}")

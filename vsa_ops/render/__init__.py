@@ -15,7 +15,8 @@ from .. import yamlio
 from ..config import ROOT, Component, HubConfig
 from ..config.reverse_proxy import RELOAD_FLAG
 from ..config.storage import domain_files
-from ..manifest import Directory, File, FstabLine, Manifest, Network, Service, Stack, SystemUser
+from ..config.observability import grafana_reset_script
+from ..manifest import Directory, File, FstabLine, Manifest, Network, Rotation, Service, Stack, SystemUser
 from ..domains import Domain
 from ..project import Sources
 from .compose import compose_service
@@ -143,7 +144,8 @@ def render_host(
             parent = posixpath.dirname(parent)
 
     users = sorted({(c.container.runs_as.name, c.container.runs_as.uid) for c in components.values()
-                    if c.container.runs_as and c.container.runs_as.uid not in (0, 65534)})
+                    if c.container.runs_as and c.container.runs_as.uid not in (0, 65534)}
+                   | {(r.name, r.gid) for r in hub.secret_readers.all()})
     return Manifest(
         host=host,
         files=tuple(sorted(files, key=lambda f: f.path)),
@@ -156,6 +158,7 @@ def render_host(
         users=tuple(SystemUser(name, uid_) for name, uid_ in users),
         pull=hub.docker.pull,
         domains=tuple(domains) if any(s.name == "reverse-proxy" for s in stacks) else (),
+        rotations=_rotations(hub, {s.name for s in stacks}),
     )
 
 
@@ -252,8 +255,26 @@ def _stack(hub: HubConfig, components: dict[str, Component], name: str, text: st
     return Stack(name, f"{ROOT}/{name}", compose, tuple(service_info), builtin)
 
 
+def _rotations(hub: HubConfig, stacks: set[str]) -> tuple[Rotation, ...]:
+    """How a changed password takes effect: the database role's (the API then connects with the new
+    one) and Grafana's admin user's, both kept in a database the file only seeds."""
+    rotations = []
+    if "dashboard" in stacks:
+        postgres = hub.dashboard.postgres
+        rotations.append(Rotation(f"{ROOT}/dashboard/secrets/postgres_password", postgres.container.container_name,
+                                  postgres.rotate_password_script("/run/secrets/postgres_password"),
+                                  f"PostgreSQL role {postgres.user}'s password"))
+    if "observability" in stacks:
+        rotations.append(Rotation(f"{ROOT}/observability/secrets/grafana_admin_password",
+                                  hub.observability.grafana.container.container_name,
+                                  grafana_reset_script("/run/secrets/grafana_admin_password"),
+                                  "Grafana admin password"))
+    return tuple(rotations)
+
+
 def _secret_files(hub: HubConfig, secrets: Mapping[str, str] | None, stacks: set[str]) -> list[File]:
-    """Password files, readable by root and by the group of the one container user that needs each."""
+    """Password files, ``root:<reader> 0640``: readable by root and by the secret reader's group, which
+    only the one container that needs each file has (``config.accounts``)."""
     def value(key: str, purpose: str) -> str:
         name = getattr(hub.secrets, key)
         if secrets is None:
@@ -262,21 +283,18 @@ def _secret_files(hub: HubConfig, secrets: Mapping[str, str] | None, stacks: set
             raise RenderError(f"missing secret {name} ({purpose}): set it in the environment or in secrets.env")
         return secrets[name]
 
-    def reader(component: Component) -> int:
-        return component.container.runs_as.uid if component.container.runs_as else 0
-
-    files = []
+    files, readers = [], hub.secret_readers
     if "dashboard" in stacks:
         password = value("postgres_password", "dashboard PostgreSQL password")
         dash = f"{ROOT}/dashboard/secrets"
-        files.append(File(f"{dash}/postgres_password", password, 0, reader(hub.dashboard.postgres), "0640",
+        files.append(File(f"{dash}/postgres_password", password, 0, readers.dashboard_postgres.gid, "0640",
                           sensitive=True))
-        files.append(File(f"{dash}/api_database_password", password, 0, reader(hub.dashboard.api), "0640",
+        files.append(File(f"{dash}/api_database_password", password, 0, readers.dashboard_api.gid, "0640",
                           sensitive=True))
     if "observability" in stacks:
         password = value("grafana_admin_password", "Grafana admin password")
         files.append(File(f"{ROOT}/observability/secrets/grafana_admin_password", password, 0,
-                          reader(hub.observability.grafana), "0640", sensitive=True))
+                          readers.grafana.gid, "0640", sensitive=True))
     if "backup" in stacks:
         for key in hub.backup.secret_keys():
             purpose = f"the backup repository's {key.removeprefix('backup_').replace('_', ' ')}"

@@ -34,6 +34,8 @@ def compose_service(component: Component) -> dict[str, Any]:
         service["networks"] = list(c.networks)
     if c.depends_on:
         service["depends_on"] = list(c.depends_on)
+    if c.group_add:
+        service["group_add"] = [str(gid) for gid in c.group_add]
     service["restart"] = c.restart
     service["logging"] = {"driver": c.logging.driver,
                           "options": {"max-size": c.logging.max_size, "max-file": str(c.logging.max_file)}}
