@@ -2,7 +2,7 @@
 # vsa-ops run lock. Arguments: ROOT ACTION RUN-ID, then for take: OWNER WAIT STALE DEAD-HOLDER
 # FINGERPRINT SALT. take waits up to WAIT seconds, takes over a holder older than STALE seconds or
 # equal to DEAD-HOLDER, then checks that the managed state (its request on stdin, as state.sh reads
-# it) still has FINGERPRINT, and finishes or undoes another run's unfinished change. refresh and
+# it) still has FINGERPRINT ("-": no check), and finishes or undoes another run's unfinished change. refresh and
 # release act only if RUN-ID holds the lock. Exit 75: locked by another run, or the host changed.
 # shellcheck shell=sh
 
@@ -16,7 +16,7 @@ case $action in
         cat > "$request"
         now=$(fingerprint "$request" "$9")
         rm -f "$request"
-        if [ "$now" != "$8" ]; then
+        if [ "$8" != - ] && [ "$now" != "$8" ]; then
             lock_change release "$run"
             say "the host changed since this run read it (another run?); nothing was applied, run again"
             exit 75
