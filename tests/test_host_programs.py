@@ -166,3 +166,167 @@ def test_the_holder_refreshes_its_lock_and_only_it_may_release_it(tmp_path):
     assert owner.exists()
     run_program("lock", root, "release", RUN)
     assert not owner.exists()
+
+
+# --- the transaction --------------------------------------------------------------------------
+
+def encoded(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def transaction_stdin(actions: list[str], files: dict[str, str]) -> str:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path, content in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(content.encode()), 0o640
+            archive.addfile(info, io.BytesIO(content.encode()))
+    packed = base64.encodebytes(gzip.compress(buffer.getvalue())).decode()
+    return "\n".join([*actions, *(f"install {p}" for p in files), "archive", packed])
+
+
+def tree(root: Path) -> dict:
+    """Every entry under srv/: kind, mode and content (a link: its target)."""
+    found = {}
+    for path in sorted((root / "srv").rglob("*")):
+        if path.is_symlink():
+            found[str(path.relative_to(root))] = ("link", os.readlink(path))
+        elif path.is_file():
+            found[str(path.relative_to(root))] = ("file", oct(path.stat().st_mode), path.read_text())
+        else:
+            found[str(path.relative_to(root))] = ("dir", oct(path.stat().st_mode))
+    return found
+
+
+@pytest.fixture
+def site(tmp_path):
+    root = tmp_path / "root"
+    (root / "srv/site").mkdir(parents=True)
+    (root / "srv/site/a.conf").write_text("old a\n")
+    (root / "srv/site/keep").write_text("keep\n")
+    (root / "srv/site/gone").write_text("gone\n")
+    (root / "outside").write_text("not managed\n")
+    (root / "srv/site/link.conf").symlink_to("../../outside")
+    return root
+
+
+def leftovers(root: Path) -> list[str]:
+    """Staging, backups, temporaries, journal and lock that a finished run must not leave."""
+    names = [str(p) for p in root.rglob("*") if ".vsa-bak." in p.name or ".vsa-new." in p.name]
+    state = root / "var/lib/vsa-ops"
+    names += [str(p) for p in (state / "stage").glob("*")] if (state / "stage").exists() else []
+    names += [str(p) for p in (state / "journal", state / "lock") if p.exists()]
+    return names
+
+
+ACTIONS = ["meta 0:0 0600 srv/site/keep", "remove srv/site/gone"]
+NEW = {"srv/site/a.conf": "new a\n", "srv/site/b.conf": "new b\n", "srv/site/link.conf": "now a file\n"}
+
+
+def test_a_transaction_commits_every_change_and_leaves_nothing_behind(site):
+    reloaded = site / "reloaded"
+    act = f"act last {encoded(f'touch {reloaded}')} {encoded('true')} {encoded('reload failed')}"
+    run_program("transaction", site, RUN, f"{RUN} ctl 1 0 me", 5, 900, "", "-", "",
+                stdin=transaction_stdin([*ACTIONS, act], NEW))
+    assert (site / "srv/site/a.conf").read_text() == "new a\n" and (site / "srv/site/b.conf").read_text() == "new b\n"
+    assert oct((site / "srv/site/keep").stat().st_mode)[-3:] == "600" and not (site / "srv/site/gone").exists()
+    # the managed path that was a symlink is now the file itself; what it pointed at is untouched
+    assert not (site / "srv/site/link.conf").is_symlink() and (site / "outside").read_text() == "not managed\n"
+    assert reloaded.exists() and leftovers(site) == []
+
+
+@pytest.mark.parametrize("failing", ["check", "validate", "act"])
+def test_a_failing_step_puts_everything_back(site, failing):
+    before, undone = tree(site), site / "undone"
+    actions = [*ACTIONS, f"act last {encoded('true')} {encoded(f'touch {undone}')} {encoded('first act')}",
+               f"{failing} {'last ' if failing == 'act' else ''}{encoded('false')} "
+               f"{encoded('true') + ' ' if failing == 'act' else ''}{encoded('the step failed')}"]
+    done = run_program("transaction", site, RUN, f"{RUN} ctl 1 0 me", 5, 900, "", "-", "",
+                       stdin=transaction_stdin(actions, NEW), check=False)
+    assert done.returncode == 1 and b"the step failed" in done.stderr
+    assert tree(site) == before and leftovers(site) == []
+    # what ran is run again once the old files are back (the check and validate fail before it)
+    assert undone.exists() == (failing == "act")
+
+
+def test_the_fingerprint_check_refuses_before_anything_moves(site):
+    before = tree(site)
+    done = run_program("transaction", site, RUN, f"{RUN} ctl 1 0 me", 5, 900, "", "f" * 64, "",
+                       stdin=transaction_stdin(ACTIONS, NEW), check=False)
+    assert done.returncode == 75 and b"the host changed" in done.stderr
+    assert tree(site) == before and leftovers(site) == []
+
+
+def test_a_failed_backup_stops_the_change_before_anything_moves(site):
+    before = tree(site)
+    (site / f"srv/site/b.conf.vsa-bak.{RUN}").mkdir()  # in the way of b.conf's backup
+    (site / f"srv/site/b.conf.vsa-bak.{RUN}/x").write_text("")
+    (site / "srv/site/b.conf").write_text("old b\n")
+    before = tree(site)
+    done = run_program("transaction", site, RUN, f"{RUN} ctl 1 0 me", 5, 900, "", "-", "",
+                       stdin=transaction_stdin(ACTIONS, NEW), check=False)
+    assert done.returncode == 1 and b"cannot back up /srv/site/b.conf" in done.stderr
+    assert tree(site) == before
+
+
+def start_held(root: Path, step: str, stdin: str, **popen) -> subprocess.Popen:
+    """A transaction that waits at ``step`` (the fault tests' hold file) once it has reached it."""
+    (root / "var/lib/vsa-ops").mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/vsa-ops/hold-at").write_text(step)
+    process = subprocess.Popen(["sh", "-c", program_command("transaction", str(root), RUN, "", 0, 0, "", "-", "")],
+                               stdin=subprocess.PIPE, start_new_session=True, **popen)
+    process.stdin.write(stdin.encode())
+    process.stdin.close()
+    journal = root / "var/lib/vsa-ops/journal"
+    deadline = time.monotonic() + 30
+    while not (journal.exists() and f"step {step}\n" in journal.read_text()):
+        assert time.monotonic() < deadline and process.poll() is None, f"never reached step {step}"
+        time.sleep(0.05)
+    return process
+
+
+@pytest.mark.parametrize("step", ["upload", "backup", "rename", "validate", "reload"])
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_at_any_step_puts_everything_back(site, step, sent):
+    before = tree(site)
+    process = start_held(site, step, transaction_stdin(ACTIONS, NEW), stdout=subprocess.DEVNULL)
+    os.killpg(process.pid, sent)
+    assert process.wait(timeout=30) != 0
+    assert tree(site) == before and leftovers(site) == []
+
+
+def test_a_closed_connection_puts_everything_back(site):
+    """The controller is gone: the next progress line meets a closed pipe (SIGPIPE)."""
+    before = tree(site)
+    process = start_held(site, "rename", transaction_stdin(ACTIONS, NEW), stdout=subprocess.PIPE)
+    process.stdout.close()
+    (site / "var/lib/vsa-ops/hold-at").unlink()
+    assert process.wait(timeout=30) != 0
+    assert tree(site) == before and leftovers(site) == []
+    assert "restoring run r1" in (site / "var/lib/vsa-ops/log").read_text()
+
+
+@pytest.mark.parametrize("step", ["backup", "rename", "validate", "reload"])
+def test_a_run_killed_where_no_trap_runs_is_undone_by_the_next_one(site, step):
+    before = tree(site)
+    process = start_held(site, step, transaction_stdin(ACTIONS, NEW), stdout=subprocess.DEVNULL)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    (site / "var/lib/vsa-ops/hold-at").unlink()
+    state = parse_host_state(run_program("state", site, "", stdin="").stdout.decode().splitlines())
+    assert state.unfinished == RUN and not state.unfinished_committed
+    assert ("/srv/site/a.conf" in state.unfinished_paths) == (step != "backup")  # held before its first backup
+    run_program("lock", site, "take", "r2", "r2 ctl 2 0 me", 0, 900, "", "-", "")
+    run_program("lock", site, "release", "r2")
+    assert tree(site) == before and leftovers(site) == []
+
+
+def test_a_run_killed_after_its_commit_is_finished_by_the_next_one(site):
+    process = start_held(site, "commit", transaction_stdin(ACTIONS, NEW), stdout=subprocess.DEVNULL)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    (site / "var/lib/vsa-ops/hold-at").unlink()
+    after = {path: entry for path, entry in tree(site).items() if ".vsa-bak." not in path}  # the new state
+    run_program("lock", site, "take", "r2", "r2 ctl 2 0 me", 0, 900, "", "-", "")
+    run_program("lock", site, "release", "r2")
+    assert tree(site) == after and (site / "srv/site/a.conf").read_text() == "new a\n" and leftovers(site) == []

@@ -56,6 +56,8 @@ lock_change() (
     esac
 ) 9>> "$VSA_LOCK.flock"
 
+inode() { stat -c '%d:%i' "$1" 2> /dev/null || echo "none: $1"; }
+
 # Run $1 (base64 of a shell command) for a restore; its output goes to the log.
 run_encoded() {
     printf '%s' "$1" | base64 -d | sh >> "$VSA_LOG" 2>&1 || printf 'failed: %s\n' "$1" >> "$VSA_LOG"
@@ -72,7 +74,9 @@ restore_journal() (
         kind=${line%% *} rest=${line#* }
         case $kind in
             backup|removed)
-                if [ -e "$rest.vsa-bak.$2" ] || [ -L "$rest.vsa-bak.$2" ]; then
+                if [ "$(inode "$rest.vsa-bak.$2")" = "$(inode "$rest")" ]; then
+                    rm -f "$rest.vsa-bak.$2"  # never replaced: the backup is a second name of it
+                elif [ -e "$rest.vsa-bak.$2" ] || [ -L "$rest.vsa-bak.$2" ]; then
                     mv -fT "$rest.vsa-bak.$2" "$rest" >> "$VSA_LOG" 2>&1
                 fi ;;
             new) rm -f "$rest" >> "$VSA_LOG" 2>&1 ;;

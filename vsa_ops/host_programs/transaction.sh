@@ -92,7 +92,7 @@ while read -r kind path; do
         install)
             if [ -e "$path" ] || [ -L "$path" ]; then
                 note "backup $path"
-                ln -fP "$path" "$path.vsa-bak.$run" || fail "cannot back up /$path"
+                ln -fPT "$path" "$path.vsa-bak.$run" || fail "cannot back up /$path"
             else
                 note "new $path"
             fi
