@@ -330,3 +330,15 @@ def test_a_run_killed_after_its_commit_is_finished_by_the_next_one(site):
     run_program("lock", site, "take", "r2", "r2 ctl 2 0 me", 0, 900, "", "-", "")
     run_program("lock", site, "release", "r2")
     assert tree(site) == after and (site / "srv/site/a.conf").read_text() == "new a\n" and leftovers(site) == []
+
+
+def test_every_manifest_installs_the_programs_root_owned_and_executable():
+    from vsa_ops.config import hub_config
+    from vsa_ops.project import load_sources
+    from vsa_ops.render import render_host
+    from tests.conftest import ROOT, SECRETS
+
+    manifest = render_host(hub_config(), load_sources(ROOT), host="h", secrets=SECRETS)
+    installed = {f.path: f for f in manifest.files if f.path.startswith("/usr/local/lib/vsa-ops/")}
+    assert sorted(installed) == [f"/usr/local/lib/vsa-ops/{name}.sh" for name in sorted(PROGRAMS)]
+    assert all(f.mode == "0755" and f.owner == 0 and f.content.startswith("#!/bin/sh\n") for f in installed.values())

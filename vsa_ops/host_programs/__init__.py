@@ -2,8 +2,10 @@
 stdin, so that a command's size never depends on the number of domains.
 
 A program travels in the command itself (``sh -c`` of its text, its arguments set first): the very
-first run on a new host needs nothing installed, and there is no version of it on the host to get
-out of step with the controller. ``common.sh`` goes in front of every program.
+first run on a new host needs nothing installed, and no older copy on the host can be out of step
+with the controller. The deploy also installs each, root-owned 0755, under ``PROGRAM_DIR`` (files
+of every manifest, so a changed program is replaced like any file), for what runs them there (a
+forced command of a restricted SSH key). ``common.sh`` goes in front of every program.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import shlex
 from functools import cache
 from importlib import resources
 
+from ..manifest import File
+
 # Each program and the libraries put in front of it.
+PROGRAM_DIR = "/usr/local/lib/vsa-ops"
 PROGRAMS = {"state": ("common",), "lock": ("common", "locking"), "transaction": ("common", "locking")}
 
 
@@ -34,3 +39,8 @@ def program_command(name: str, *args: str | int) -> str:
     """The shell command that runs program ``name`` with ``args``."""
     quoted = " ".join(shlex.quote(str(a)) for a in args)
     return f"set -- {quoted}\n{program_text(name)}"
+
+
+def installed_programs() -> list[File]:
+    """The programs as the files a host gets: ``PROGRAM_DIR/NAME.sh``, root-owned, 0755."""
+    return [File(f"{PROGRAM_DIR}/{name}.sh", program_text(name), 0, 0, "0755") for name in PROGRAMS]

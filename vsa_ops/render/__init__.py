@@ -17,6 +17,7 @@ from ..config.reverse_proxy import RELOAD_FLAG
 from ..config.storage import domain_files
 from ..manifest import Directory, File, FstabLine, Manifest, Network, Service, Stack, SystemUser
 from ..domains import Domain
+from ..host_programs import PROGRAM_DIR, installed_programs
 from ..project import Sources
 from .compose import compose_service
 
@@ -140,6 +141,8 @@ def render_host(
 
     users = sorted({(c.container.runs_as.name, c.container.runs_as.uid) for c in components.values()
                     if c.container.runs_as and c.container.runs_as.uid not in (0, 65534)})
+    files += installed_programs()
+    directories[PROGRAM_DIR] = Directory(PROGRAM_DIR, 0, 0, "0755")
     return Manifest(
         host=host,
         files=tuple(sorted(files, key=lambda f: f.path)),
