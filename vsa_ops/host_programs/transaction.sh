@@ -26,10 +26,15 @@ committed='' took='' stage='' refresher=''
 finish() {
     status=$?
     trap '' PIPE HUP INT TERM
-    if [ -z "$committed" ] && [ -f "$VSA_JOURNAL" ] && grep -qx "run $run" "$VSA_JOURNAL"; then
-        say "rolling back (the log on the host: /$VSA_LOG)" 2> /dev/null
-        restore_journal "$VSA_JOURNAL" "$run" && rm -f "$VSA_JOURNAL"
-        [ "$status" -eq 0 ] && status=1
+    if [ -f "$VSA_JOURNAL" ] && grep -qx "run $run" "$VSA_JOURNAL"; then
+        if [ -n "$committed" ]; then
+            drop_backups "$VSA_JOURNAL" "$run"
+        else
+            say "rolling back (the log on the host: /$VSA_LOG)" 2> /dev/null
+            restore_journal "$VSA_JOURNAL" "$run"
+            [ "$status" -eq 0 ] && status=1
+        fi
+        rm -f "$VSA_JOURNAL"
     fi
     [ -n "$refresher" ] && kill "$refresher" 2> /dev/null
     [ -n "$stage" ] && rm -rf "$stage"
