@@ -342,3 +342,9 @@ def test_every_manifest_installs_the_programs_root_owned_and_executable():
     installed = {f.path: f for f in manifest.files if f.path.startswith("/usr/local/lib/vsa-ops/")}
     assert sorted(installed) == [f"/usr/local/lib/vsa-ops/{name}.sh" for name in sorted(PROGRAMS)]
     assert all(f.mode == "0755" and f.owner == 0 and f.content.startswith("#!/bin/sh\n") for f in installed.values())
+
+
+def test_the_state_read_looks_for_every_tool_the_plan_installs(tmp_path):
+    from vsa_ops.state_read import HOST_COMMANDS
+
+    assert f"for tool in {' '.join(HOST_COMMANDS)}; do" in program_text("state")
