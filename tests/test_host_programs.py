@@ -269,11 +269,12 @@ def test_a_failed_backup_stops_the_change_before_anything_moves(site):
     assert tree(site) == before
 
 
-def start_held(root: Path, step: str, stdin: str, **popen) -> subprocess.Popen:
+def start_held(root: Path, step: str, stdin: str, lock: tuple = ("", 0, 0, "", "-", ""),
+               **popen) -> subprocess.Popen:
     """A transaction that waits at ``step`` (the fault tests' hold file) once it has reached it."""
     (root / "var/lib/vsa-ops").mkdir(parents=True, exist_ok=True)
     (root / "var/lib/vsa-ops/hold-at").write_text(step)
-    process = subprocess.Popen(["sh", "-c", program_command("transaction", str(root), RUN, "", 0, 0, "", "-", "")],
+    process = subprocess.Popen(["sh", "-c", program_command("transaction", str(root), RUN, *lock)],
                                stdin=subprocess.PIPE, start_new_session=True, **popen)
     process.stdin.write(stdin.encode())
     process.stdin.close()
@@ -348,3 +349,24 @@ def test_the_state_read_looks_for_every_tool_the_plan_installs(tmp_path):
     from vsa_ops.state_read import HOST_COMMANDS
 
     assert f"for tool in {' '.join(HOST_COMMANDS)}; do" in program_text("state")
+
+
+def test_a_long_run_refreshes_its_lock_and_a_dead_one_stops_refreshing(site):
+    owner = site / "var/lib/vsa-ops/lock/owner"
+    request = "\n".join(f"d {p}" for p in ["/srv/site"])
+    printed = read_fingerprint(site, request)
+    process = start_held(site, "upload", request + "\n" + transaction_stdin(ACTIONS, NEW),
+                         lock=(f"{RUN} ctl 1 0 me", 0, 4, "", printed, ""), stdout=subprocess.DEVNULL)
+    os.utime(owner, (0, 0))
+    time.sleep(3)
+    assert time.time() - owner.stat().st_mtime < 3  # refreshed while the run lives
+    os.kill(process.pid, signal.SIGKILL)  # the shell only: where no trap runs
+    process.wait()
+    os.utime(owner, (0, 0))
+    time.sleep(3)
+    assert owner.stat().st_mtime == 0  # its refresher is gone with it: the lock can go stale
+    (site / "var/lib/vsa-ops/hold-at").unlink()
+
+
+def read_fingerprint(root: Path, request: str) -> str:
+    return parse_host_state(run_program("state", root, "", stdin=request).stdout.decode().splitlines()).fingerprint

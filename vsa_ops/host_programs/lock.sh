@@ -21,7 +21,8 @@ case $action in
             say "the host changed since this run read it (another run?); nothing was applied, run again"
             exit 75
         fi
-        recover || { lock_change release "$run"; exit 1; } ;;
+        recover || { lock_change release "$run"; exit 1; }
+        rm -rf "$VSA_STATE/stage/"* ;;  # only the lock's holder stages: any staging is a dead run's
     refresh|release) lock_change "$action" "$run" ;;
     *) say "unknown lock action $action"; exit 2 ;;
 esac

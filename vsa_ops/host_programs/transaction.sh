@@ -58,20 +58,24 @@ at() {
 }
 
 if ! { mkdir -p "$VSA_STATE/stage" && chmod 0700 "$VSA_STATE"; }; then fail "cannot create /$VSA_STATE"; fi
+if [ "$fingerprint" != - ]; then
+    lock_take "$3" "$5" "$6" "$4" || exit $?
+    took=1
+    # A run longer than the stale limit must not lose its lock; a dead one must (kill -0: alive?).
+    shell=$$
+    ( while sleep $(( $5 / 4 + 1 )) && kill -0 "$shell"; do lock_change refresh "$run"; done ) > /dev/null 2>&1 &
+    refresher=$!
+fi
+# Only the lock's holder stages files (stdin waits until then): any other staging is a dead run's.
+rm -rf "$VSA_STATE/stage/"*
 stage=$(mktemp -d "$VSA_STATE/stage/$run.XXXXXX") || fail "cannot create a staging folder in /$VSA_STATE/stage"
 export VSA_STAGE="$PWD/$stage"
 cat > "$stage/input" || fail "the staging folder /$VSA_STATE/stage is full"
 sed '/^archive$/q' "$stage/input" > "$stage/actions" || fail "the staging folder /$VSA_STATE/stage is full"
-
-if [ "$fingerprint" != - ]; then
-    lock_take "$3" "$5" "$6" "$4" || exit $?
-    took=1
+if [ -n "$took" ]; then
     [ "$(fingerprint "$stage/actions" "$8")" = "$fingerprint" ] ||
         { say "the host changed since this run read it (another run?); nothing was applied, run again"; exit 75; }
     recover || exit 1
-    # A run longer than the stale limit must not lose its lock.
-    ( while sleep $(( $5 / 4 + 1 )); do lock_change refresh "$run"; done ) > /dev/null 2>&1 &
-    refresher=$!
 fi
 
 note "run $run"
