@@ -25,7 +25,7 @@ from vsa_ops.operations.lock import Hold  # noqa: E402
 from vsa_ops.operations.stacks import transaction_command  # noqa: E402
 from vsa_ops.plan import make_plan, managed_paths, owned_directories  # noqa: E402
 from vsa_ops.deploys.hub import converge_hub  # noqa: E402
-from vsa_ops.planning import SALT  # noqa: E402
+from vsa_ops.planning import SALT, unsettled  # noqa: E402
 from vsa_ops.project import load_sources  # noqa: E402
 from vsa_ops.render import render_host  # noqa: E402
 from vsa_ops.state_read import parse_host_state, state_command, state_request  # noqa: E402
@@ -225,3 +225,20 @@ def test_the_state_read_of_2000_domains_is_a_small_command_with_its_paths_on_std
     request = state_request(paths, files, owned_directories(manifest), secret_files, "/var/log/audit.jsonl")
     assert len(paths) > 2000 and len(request.splitlines()) > 2000
     assert len(state_command("salt")) < 8_000
+
+
+def test_a_half_applied_change_is_never_nothing_to_do(fake_run):
+    """The journal of a transaction whose shell was killed: the plan says it will be undone, and the
+    deploy rewrites what it touched (after the lock has undone it), also where the files look right."""
+    manifest = fake_manifest()
+    state = converged(manifest, salt=SALT)
+    proxy = "/srv/flowbiz/reverse-proxy/nginx/snippets/proxy.conf"
+    journal = f"run r0\nstep rename\nbackup {proxy[1:]}\nnew srv/flowbiz/gone.conf\n"
+    read = parse_host_state([framed([("journal", base64.b64encode(journal.encode()).decode())])])
+    assert read.unfinished == "r0" and read.unfinished_paths == {proxy, "/srv/flowbiz/gone.conf"}
+    state.unfinished, state.unfinished_paths = read.unfinished, read.unfinished_paths
+    plan = make_plan(manifest, unsettled(state))
+    assert plan.summary().startswith("unfinished change from run r0: will be undone")
+    assert [c.file.path for c in plan.files] == [proxy] and not plan.empty
+    converged_plan = make_plan(manifest, converged(manifest, salt=SALT))
+    assert converged_plan.empty  # the same host without the journal: nothing to do
