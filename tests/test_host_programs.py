@@ -147,7 +147,7 @@ def test_a_lock_wait_that_gives_up_names_the_holder_and_leaves_no_staging(tmp_pa
     root = tmp_path / "root"
     root.mkdir()
     run_program("lock", root, "take", "holder", "holder ctl 1 0 me", 0, 900, "", "-", "")
-    done = run_program("transaction", root, RUN, f"{RUN} ctl 2 0 me", 1, 900, "", "f" * 64, "", stdin="archive\n",
+    done = run_program("transaction", root, RUN, f"{RUN} ctl 2 0 me", 1, 900, "", "f" * 64, "", stdin="archive\nend\n",
                        check=False)
     assert done.returncode == 75 and b"locked by another run: holder ctl 1 0 me" in done.stderr
     assert list((root / "var/lib/vsa-ops/stage").iterdir()) == []
@@ -182,7 +182,7 @@ def transaction_stdin(actions: list[str], files: dict[str, str]) -> str:
             info.size, info.mode = len(content.encode()), 0o640
             archive.addfile(info, io.BytesIO(content.encode()))
     packed = base64.encodebytes(gzip.compress(buffer.getvalue())).decode()
-    return "\n".join([*actions, *(f"install {p}" for p in files), "archive", packed])
+    return "\n".join([*actions, *(f"install {p}" for p in files), "archive", packed, "end"])
 
 
 def tree(root: Path) -> dict:
@@ -370,3 +370,12 @@ def test_a_long_run_refreshes_its_lock_and_a_dead_one_stops_refreshing(site):
 
 def read_fingerprint(root: Path, request: str) -> str:
     return parse_host_state(run_program("state", root, "", stdin=request).stdout.decode().splitlines()).fingerprint
+
+
+def test_data_that_stops_short_changes_nothing(site):
+    before = tree(site)
+    complete = transaction_stdin(ACTIONS, NEW)
+    done = run_program("transaction", site, RUN, "", 0, 0, "", "-", "", stdin=complete[:len(complete) // 2],
+                       check=False)
+    assert done.returncode == 1 and b"stops short" in done.stderr
+    assert tree(site) == before and leftovers(site) == []

@@ -24,11 +24,13 @@ PROGRAMS = {"state": ("common",), "lock": ("common", "locking"), "transaction": 
 
 @cache
 def program_text(name: str) -> str:
-    """The text of program ``name``: its libraries, then ``name``.sh."""
+    """The text of program ``name``: ``name``.sh with its libraries after its header comment."""
     folder = resources.files(__package__)
-    shebang, _, body = folder.joinpath(f"{name}.sh").read_text().partition("\n")
+    lines = folder.joinpath(f"{name}.sh").read_text().splitlines(keepends=True)
+    # its own header comment first: what the program is shows at the start of its `ps` line
+    header = next(index for index, line in enumerate(lines) if not line.startswith("#"))
     libraries = "\n".join(folder.joinpath(f"{lib}.sh").read_text() for lib in PROGRAMS[name])
-    return f"{shebang}\n{libraries}\n{body}"
+    return "".join(lines[:header]) + libraries + "\n" + "".join(lines[header:])
 
 
 def program_digest(name: str) -> str:

@@ -13,6 +13,7 @@
 #                                   "first") or after ("last") the files come back
 #   probe SECONDS CONTAINER...      these must still run SECONDS later
 #   archive                         then the files: a gzipped tar in base64, paths relative
+#   end                             the last line: the data is complete
 # Every step is checked. Before each change a journal record says how to undo it; on any failure or
 # signal the trap undoes them; a run killed where no trap runs is undone by the next (recover).
 # Progress goes to stdout ("vsa-ops step NAME"): with the controller gone, that write ends the run.
@@ -71,6 +72,7 @@ rm -rf "$VSA_STATE/stage/"*
 stage=$(mktemp -d "$VSA_STATE/stage/$run.XXXXXX") || fail "cannot create a staging folder in /$VSA_STATE/stage"
 export VSA_STAGE="$PWD/$stage"
 cat > "$stage/input" || fail "the staging folder /$VSA_STATE/stage is full"
+[ "$(tail -n 1 "$stage/input")" = end ] || fail "this run's data stops short (the connection was lost?)"
 sed '/^archive$/q' "$stage/input" > "$stage/actions" || fail "the staging folder /$VSA_STATE/stage is full"
 if [ -n "$took" ]; then
     [ "$(fingerprint "$stage/actions" "$8")" = "$fingerprint" ] ||
@@ -82,7 +84,7 @@ note "run $run"
 at upload
 mkdir "$stage/files" || fail "the staging folder is full"
 if grep -q '^install ' "$stage/actions"; then
-    sed '1,/^archive$/d' "$stage/input" | base64 -d | gzip -dc |
+    sed '1,/^archive$/d; /^end$/d' "$stage/input" | base64 -d | gzip -dc |
         tar -x -C "$stage/files" --same-owner --same-permissions --numeric-owner -m ||
         fail "unpacking the new files (a full disk?)"
 fi

@@ -113,7 +113,7 @@ def transaction_input(plan: Plan, manifest: Manifest, lock: Hold | None = None) 
     if changed:
         packed = base64.encodebytes(gzip.compress(files_archive(plan), mtime=0)).decode("ascii")
         lines.append(packed.rstrip("\n"))
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "end"]) + "\n"
 
 
 def transaction_command(plan: Plan, manifest: Manifest, run: str, lock: Hold | None = None,
