@@ -45,6 +45,8 @@ def hub(lab, tmp_path_factory):
     lab.changed = lab.inventory_with(tmp_path_factory.mktemp("inventory"),
                                      {"observability": {"prometheus": {"scrape_interval": "30s"}}})
     yield lab
+    lab.sh(f"rm -f {STATE}/hold-at")  # a failed test may have left its transaction held
+    wait_for(lambda: not host_programs(lab), "the transaction on the host to end", 60)
     if saved is None:
         REGISTRY.unlink()
     else:
@@ -169,8 +171,9 @@ def test_the_host_shell_killed_leaves_a_journal_the_next_plan_and_deploy_undo(hu
 def test_the_ssh_connection_cut_mid_transaction(hub):
     before = snapshot(hub)
     process = start_held(hub, "rename")
-    # the per-connection sshd processes of the controller's session
-    for pid in hub.sh("pgrep -f '[s]shd: .*@notty' || true").split():
+    # the controller's SSH session on the host: its privileged monitor and its network process
+    # ("sshd-session: root [priv]" and "root@notty" since OpenSSH 9.8, "sshd: ..." before)
+    for pid in hub.sh("pgrep -f '^[s]shd(-session)?: root( \\[priv\\]|@notty)' || true").split():
         hub.sh(f"kill -KILL {pid} || true")
     assert process.wait(timeout=120) != 0
     release_hold(hub)
