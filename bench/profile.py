@@ -67,7 +67,8 @@ def main() -> int:
 
     def spy(self, fact, *args, **kwargs):
         if fact is HostState:
-            captured["script"] = str(HostState().command(*args, **kwargs))
+            captured["stdin"] = kwargs.get("_stdin") or ""  # the paths travel on stdin
+            captured["script"] = str(HostState().command(*args, **{k: v for k, v in kwargs.items() if k[0] != "_"}))
         return get_fact(self, fact, *args, **kwargs)
 
     Host.get_fact = spy
@@ -105,13 +106,15 @@ def main() -> int:
     timings, size = [], 0
     for argv in (["true"], ["sh", "-c", script]):
         t = time.monotonic()
-        result = subprocess.run(["docker", "exec", args.host, *argv], capture_output=True)
+        result = subprocess.run(["docker", "exec", "-i", args.host, *argv], capture_output=True,
+                                input=captured["stdin"].encode())
         timings.append(time.monotonic() - t)
         size = len(result.stdout)
     out["exec_overhead"] = timings[0]
     out["script"] = max(0.0, timings[1] - timings[0])
     out["paths"] = len(paths)
     out["command_bytes"] = len(script)
+    out["stdin_bytes"] = len(captured["stdin"])
     out["output_bytes"] = size
     print(json.dumps(out))
     return 0

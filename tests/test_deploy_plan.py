@@ -4,6 +4,9 @@ for a host in a given state. A converged host gets exactly one command, the stat
 from __future__ import annotations
 
 import base64
+import gzip
+import io
+import tarfile
 
 import pytest
 
@@ -11,7 +14,7 @@ from vsa_ops.pyinfra_glue.gevent_patch import patch
 
 patch()
 
-from pyinfra.api import Config, FileUploadCommand, Inventory, State, StringCommand  # noqa: E402
+from pyinfra.api import Config, Inventory, State  # noqa: E402
 from pyinfra.api.connect import connect_all  # noqa: E402
 from pyinfra.api.deploy import add_deploy  # noqa: E402
 from pyinfra.api.operations import run_ops  # noqa: E402
@@ -19,31 +22,58 @@ from pyinfra.api.operations import run_ops  # noqa: E402
 from vsa_ops.config import hub_config  # noqa: E402
 from vsa_ops.domains import Domain  # noqa: E402
 from vsa_ops.operations.lock import Hold  # noqa: E402
-from vsa_ops.operations.stacks import COMMAND_LIMIT, transaction_commands  # noqa: E402
-from vsa_ops.plan import make_plan, managed_paths  # noqa: E402
+from vsa_ops.operations.stacks import transaction_command  # noqa: E402
+from vsa_ops.plan import make_plan, managed_paths, owned_directories  # noqa: E402
 from vsa_ops.deploys.hub import converge_hub  # noqa: E402
-from vsa_ops.planning import SALT  # noqa: E402
+from vsa_ops.planning import SALT, unsettled  # noqa: E402
 from vsa_ops.project import load_sources  # noqa: E402
 from vsa_ops.render import render_host  # noqa: E402
-from vsa_ops.state_read import LOCK_DIR, MARK, parse_host_state  # noqa: E402
+from vsa_ops.state_read import parse_host_state, state_command, state_request  # noqa: E402
 
 from tests.conftest import ROOT, SECRETS  # noqa: E402
 from tests.test_plan import converged  # noqa: E402
+
+STATE_READ = "# vsa-ops state read"  # the state read's program, as its first comment names it
+
+
+def framed(records: list[tuple[str, str]]) -> str:
+    """Records as the host programs print them: NUL-terminated, gzipped, in base64."""
+    data = b"".join(f"{tag} {value}".encode() + b"\0" for tag, value in [*records, ("end", "")])
+    return base64.b64encode(gzip.compress(data)).decode() + "\n"
 
 
 def state_output(state) -> str:
     """What the HostState command prints for ``state``."""
     kinds = {"file": "regular file", "directory": "directory"}
-    lines = [f"{MARK}stat"]
-    lines += [f"{kinds[p.kind]}|{p.owner}|{p.group}|{int(p.mode, 8):o}|{path}" for path, p in state.paths.items()]
-    lines += [f"{MARK}sha256"] + [f"{p.sha256}  {path}" for path, p in state.paths.items() if p.sha256]
-    lines += [f"{MARK}owned", *sorted(state.owned_files), f"{MARK}fstab", state.fstab.rstrip("\n")]
-    lines += [f"{MARK}passwd"] + [f"{name}:{uid}" for name, uid in state.users.items()]
-    lines += [f"{MARK}docker", "yes" if state.docker_running else "", f"{MARK}compose", state.compose_plugin]
-    lines += [f"{MARK}networks", *state.networks, f"{MARK}images", *state.images, f"{MARK}containers"]
-    lines += [f"{project}|{service}|{status}" for (project, service), status in state.containers.items()]
-    lines += [f"{MARK}commands", *sorted(state.commands), f"{MARK}fingerprint", "f" * 64]
-    return "\n".join(lines) + "\n"
+    records = [("stat", f"{kinds[p.kind]}|{p.owner}|{p.group}|{int(p.mode, 8):o}|{path[1:]}")
+               for path, p in state.paths.items()]
+    records += [("sha", f"{p.sha256}  {path[1:]}") for path, p in state.paths.items() if p.sha256]
+    records += [("owned", path[1:]) for path in sorted(state.owned_files)]
+    records += [("fstab", base64.b64encode(state.fstab.encode()).decode())]
+    records += [("user", f"{name}:{uid}") for name, uid in state.users.items()]
+    records += [("docker", "yes")] if state.docker_running else []
+    records += [("compose", state.compose_plugin)] if state.compose_plugin else []
+    records += [("network", n) for n in state.networks] + [("image", i) for i in state.images]
+    records += [("container", f"{project}|{service}|{status}")
+                for (project, service), status in state.containers.items()]
+    records += [("command", c) for c in sorted(state.commands)] + [("fingerprint", "f" * 64)]
+    return framed(records)
+
+
+def readable(stdin: str) -> str:
+    """A command's stdin with the shell commands of a transaction's actions decoded (the archive
+    stays packed)."""
+    lines = []
+    for line in stdin.splitlines():
+        kind, *fields = line.split(" ")
+        if kind in ("check", "validate", "act"):
+            fields = [base64.b64decode(f).decode() if f not in ("first", "last") else f for f in fields]
+        lines.append(" ".join([kind, *fields]))
+    return "\n".join(lines)
+
+
+LOCK_PROGRAM = "# vsa-ops run lock"
+TRANSACTION = "# vsa-ops files-and-stacks transaction"
 
 
 @pytest.fixture
@@ -53,14 +83,22 @@ def fake_run(monkeypatch):
         monkeypatch.setenv(key, value)
 
     def run(state):
-        inventory = Inventory((["@fake/hub"], {"fake_responses": {"@@vsa:stat": state_output(state)}}))
+        inventory = Inventory((["@fake/hub"], {"fake_responses": {STATE_READ: state_output(state)}}))
         pyinfra_state = State(inventory=inventory, config=Config())
         connect_all(pyinfra_state)
+        host = next(iter(inventory))
+        sent = []
+        recorded = host.connector.run_shell_command
+
+        def record(command, **arguments):
+            sent.append(f"{command}\n{readable(arguments.get('_stdin') or '')}")
+            return recorded(command, **arguments)
+
+        monkeypatch.setattr(host.connector, "run_shell_command", record)
         add_deploy(pyinfra_state, converge_hub)
         run_ops(pyinfra_state)
-        host = next(iter(inventory))
         assert not pyinfra_state.failed_hosts
-        return [str(c) for c in host.connector.executed_commands]
+        return sent
 
     return run
 
@@ -72,7 +110,7 @@ def fake_manifest():
 def test_a_converged_host_costs_one_command(fake_run):
     manifest = fake_manifest()
     commands = fake_run(converged(manifest, salt=SALT))
-    assert len(commands) == 1 and "@@vsa:stat" in commands[0]
+    assert len(commands) == 1 and STATE_READ in commands[0]
 
 
 def test_variables_left_in_the_environment_neither_narrow_a_deploy_nor_delete_a_certificate(fake_run, monkeypatch):
@@ -96,11 +134,11 @@ def test_a_changed_prometheus_setting_sends_the_lock_the_files_and_a_restart(fak
         old.kind, old.owner, old.group, old.mode, "0" * 64)
     commands = fake_run(state)
     text = "\n".join(commands)
-    assert "vsa-ops.lock" in commands[1]  # the run lock comes first
+    assert TRANSACTION in commands[1] and "f" * 64 in commands[1]  # under the run lock, checked first
     assert "promtool check config" in text
     assert "restart prometheus" in text
     assert "restart loki" not in text and "up -d" not in text and "nginx -s reload" not in text
-    assert "pg-Secret-123" not in text  # secrets travel only inside the uploaded archive
+    assert "pg-Secret-123" not in text  # secrets travel only inside the archive, on stdin
 
 
 def test_a_vhost_change_reloads_nginx_without_waiting(fake_run):
@@ -126,17 +164,21 @@ def test_a_vhost_change_is_one_command_that_holds_the_lock_itself(fake_run):
     commands = fake_run(state)
     assert len(commands) == 2  # the state read, then the transaction
     transaction = commands[1]
-    taken, reload, released = (transaction.index("mkdir \"$lock\""), transaction.index("nginx -s reload"),
-                               transaction.rindex(f"rm -rf {LOCK_DIR}"))
-    assert taken < reload < released
-    assert "base64 -d" in transaction  # the new file travels in the command: no SFTP session
+    assert TRANSACTION in transaction and "f" * 64 in transaction  # it takes the lock, checking the fingerprint
+    assert "install srv/flowbiz/reverse-proxy/nginx/snippets/proxy.conf" in transaction
+    assert "nginx -s reload" in transaction and "\narchive\n" in transaction
 
 
 def test_a_secret_never_travels_in_a_command(fake_run):
     manifest = fake_manifest()
     secret = next(f for f in manifest.files if f.sensitive)
-    text = "\n".join(fake_run(_changed(converged(manifest, salt=SALT), secret.path)))
-    assert "base64 -d" not in text and "tar -xf" in text  # the archive came by SFTP
+    commands = fake_run(_changed(converged(manifest, salt=SALT), secret.path))
+    command, _, stdin = commands[1].partition("\n# vsa-ops")[2].partition("\narchive\n")
+    packed, _, end = stdin.rstrip("\n").rpartition("\n")
+    assert end == "end"  # the data says it is complete
+    assert secret.content not in command and f"install {secret.path[1:]}" in command
+    archive = tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(packed))))
+    assert archive.extractfile(secret.path[1:]).read().decode() == secret.content  # on stdin, packed
 
 
 def test_work_beyond_the_transaction_takes_the_lock_as_its_own_step(fake_run):
@@ -146,38 +188,59 @@ def test_work_beyond_the_transaction_takes_the_lock_as_its_own_step(fake_run):
     old = state.paths[directory]
     state.paths[directory] = type(old)(old.kind, old.owner, old.group, "0777", None)
     commands = fake_run(state)
-    assert "mkdir \"$lock\"" in commands[1] and "tar -xf" not in commands[1]
-    assert "chmod" in commands[2] and "rm -rf" in commands[-1] and "nginx -s reload" not in commands[-1]
+    assert LOCK_PROGRAM in commands[1] and "set -- / take " in commands[1]
+    assert "chmod" in commands[2] and TRANSACTION in commands[3] and "nginx -s reload" in commands[3]
+    assert LOCK_PROGRAM in commands[-1] and "release" in commands[-1]
 
 
 def test_the_state_read_brings_the_audit_log_s_last_line():
     line = b'{"seq": 7, "hash": "ab"}\n'
-    state = parse_host_state([f"{MARK}audit", base64.b64encode(line).decode()])
+    state = parse_host_state([framed([("audit", base64.b64encode(line).decode())])])
     assert state.audit_head == line
-    assert parse_host_state([f"{MARK}audit", ""]).audit_head == b""  # no log yet
-    assert parse_host_state([f"{MARK}lock"]).audit_head is None  # not asked for
+    assert parse_host_state([framed([("audit", "")])]).audit_head == b""  # no log yet
+    assert parse_host_state([framed([("lock", "r1 ctl")])]).audit_head is None  # not asked for
 
 
-def _transaction(domains: int):
+def _sites(domains: int):
     base = fake_manifest()
     sites = [Domain(name=f"site{i}.vsa.test", upstream="demo-app:8080", tls=False) for i in range(domains)]
     manifest = render_host(hub_config(), load_sources(ROOT), host="@fake/hub", secrets=SECRETS, domains=sites)
-    plan = make_plan(manifest, converged(base, salt=SALT))
+    return manifest, make_plan(manifest, converged(base, salt=SALT))
+
+
+def test_a_transaction_is_one_command_of_constant_size_whatever_the_number_of_domains():
+    sizes = []
+    for domains in (3, 2000):
+        manifest, plan = _sites(domains)
+        paths, files, secret_files = managed_paths(manifest)
+        hold = Hold("r1 ctl 1 2 alice", plan.fingerprint, tuple(paths), tuple(files), tuple(secret_files), SALT)
+        command = transaction_command(plan, manifest, "r1", hold)
+        stdin = command.connector_arguments["_stdin"]
+        assert f"install srv/flowbiz/reverse-proxy/nginx/conf.d/site{domains - 1}.vsa.test.conf" in stdin
+        sizes.append(len(str(command)))
+    assert sizes[0] == sizes[1] < 20_000  # the data is on stdin, not in the command line
+
+
+def test_the_state_read_of_2000_domains_is_a_small_command_with_its_paths_on_stdin():
+    manifest, _ = _sites(2000)
     paths, files, secret_files = managed_paths(manifest)
-    hold = Hold("r1 ctl 1 2 alice", plan.fingerprint, tuple(paths), tuple(files), tuple(secret_files), SALT)
-    return transaction_commands(plan, manifest, hold)
+    request = state_request(paths, files, owned_directories(manifest), secret_files, "/var/log/audit.jsonl")
+    assert len(paths) > 2000 and len(request.splitlines()) > 2000
+    assert len(state_command("salt")) < 8_000
 
 
-def test_a_few_new_vhosts_are_one_command():
-    commands = _transaction(3)
-    assert [type(c) for c in commands] == [StringCommand] and "base64 -d" in str(commands[0])
-
-
-def test_a_transaction_too_long_for_a_command_line_travels_as_a_file():
-    commands = _transaction(400)
-    uploads = [c for c in commands if isinstance(c, FileUploadCommand)]
-    shell = [str(c) for c in commands if isinstance(c, StringCommand)]
-    assert len(uploads) == 2 and len(shell) == 1  # the archive, the script; then running it
-    script = uploads[1].src.getvalue().decode()
-    assert len(script) > COMMAND_LIMIT and len(shell[0]) < 200 and uploads[1].dest in shell[0]
-    assert "mkdir \"$lock\"" in script and "nginx -s reload" in script and "base64 -d" not in script
+def test_a_half_applied_change_is_never_nothing_to_do(fake_run):
+    """The journal of a transaction whose shell was killed: the plan says it will be undone, and the
+    deploy rewrites what it touched (after the lock has undone it), also where the files look right."""
+    manifest = fake_manifest()
+    state = converged(manifest, salt=SALT)
+    proxy = "/srv/flowbiz/reverse-proxy/nginx/snippets/proxy.conf"
+    journal = f"run r0\nstep rename\nbackup {proxy[1:]}\nnew srv/flowbiz/gone.conf\n"
+    read = parse_host_state([framed([("journal", base64.b64encode(journal.encode()).decode())])])
+    assert read.unfinished == "r0" and read.unfinished_paths == {proxy, "/srv/flowbiz/gone.conf"}
+    state.unfinished, state.unfinished_paths = read.unfinished, read.unfinished_paths
+    plan = make_plan(manifest, unsettled(state))
+    assert plan.summary().startswith("unfinished change from run r0: will be undone")
+    assert [c.file.path for c in plan.files] == [proxy] and not plan.empty
+    converged_plan = make_plan(manifest, converged(manifest, salt=SALT))
+    assert converged_plan.empty  # the same host without the journal: nothing to do

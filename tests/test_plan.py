@@ -3,7 +3,7 @@
 import pytest
 
 from vsa_ops.domains import Domain
-from vsa_ops.state_read import PathState, HostSnapshot, fingerprint_command, parse_host_state, state_script
+from vsa_ops.state_read import PathState, HostSnapshot
 from vsa_ops.htpasswd import PasswordError, hash_password, verify_password
 from vsa_ops.plan import PlanError, assume_applied, content_hash, make_plan, plan_fstab, restrict, sha256
 
@@ -141,45 +141,6 @@ def test_fstab_refuses_another_device_on_a_mounted_point_unless_forced(render):
 def test_fstab_mounts_only_entries_whose_device_exists(render):
     change = plan_fstab("", render().fstab, HostSnapshot(labels={"docker"}))
     assert change.mount == ("/var/lib/docker",)
-
-
-def test_the_state_script_output_parses():
-    output = ["@@vsa:stat", "directory|0|101|750|/srv/a", "regular file|0|0|640|/srv/a/f",
-              "@@vsa:sha256", "abc123  /srv/a/f", "@@vsa:owned", "/srv/a/f", "/srv/a/stray",
-              "@@vsa:passwd", "root:0", "nginx:101", "@@vsa:containers", "reverse-proxy|nginx|running",
-              "@@vsa:certificates", "README", "example.com", "@@vsa:fingerprint", "f00"]
-    state = parse_host_state(output)
-    assert state.paths["/srv/a"] == PathState("directory", 0, 101, "0750")
-    assert state.paths["/srv/a/f"].sha256 == "abc123"
-    assert state.owned_files == {"/srv/a/f", "/srv/a/stray"}
-    assert state.users == {"root": 0, "nginx": 101}
-    assert state.containers == {("reverse-proxy", "nginx"): "running"}
-    assert state.certificates == {"example.com"}
-    assert state.fingerprint == "f00"
-    assert "'/srv/a b'" in state_script(["/srv/a b"], [])  # paths are quoted
-
-
-def test_the_state_read_and_the_lock_hash_the_same_bytes(tmp_path):
-    """Run here with sh: the fingerprint the state script prints is the one the lock recomputes, and a
-    change to any covered file moves it."""
-    import subprocess
-
-    folder, plain, secret = tmp_path / "d", tmp_path / "d" / "f.conf", tmp_path / "d" / "pw"
-    folder.mkdir()
-    plain.write_text("a\n")
-    secret.write_text("hunter2\n")
-    paths, files, secrets = [str(folder), str(plain), str(secret), str(tmp_path / "missing")], [str(plain)], [str(secret)]
-
-    def sh(script: str) -> str:
-        return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
-
-    def read() -> str:
-        return parse_host_state(sh(state_script(paths, files, [str(folder)], secrets, "salt")).splitlines()).fingerprint
-
-    printed = read()
-    assert len(printed) == 64 and printed == sh(fingerprint_command(paths, files, secrets, "salt")).strip()
-    secret.write_text("hunter3\n")
-    assert read() != printed and read() == sh(fingerprint_command(paths, files, secrets, "salt")).strip()
 
 
 def test_htpasswd_hashes_are_bcrypt_cost_10_and_verify():

@@ -81,19 +81,25 @@ def test_a_secret_readers_id_held_by_another_account_is_refused(render):
     assert ("vsa-dashboard-api", 64902) not in make_plan(manifest, state).users
 
 
-def test_a_changed_database_password_rotates_the_role_before_anything_restarts(render):
-    from vsa_ops.operations.stacks import activation_script
-    from vsa_ops.plan import content_hash
+def _actions(plan, manifest) -> list[str]:
+    """The commands the transaction runs, in order (its stdin's `act` lines, decoded)."""
+    import base64
 
+    from vsa_ops.operations.stacks import transaction_input
+
+    data = transaction_input(plan, manifest).split("\narchive\n")[0]
+    return [base64.b64decode(line.split()[2]).decode() for line in data.splitlines() if line.startswith("act ")]
+
+
+def test_a_changed_database_password_rotates_the_role_before_anything_restarts(render):
     old = render(secrets={"VSA_POSTGRES_PASSWORD": "old-Secret-1", "VSA_GRAFANA_ADMIN_PASSWORD": "graf-Secret-456"})
     new = render(secrets={"VSA_POSTGRES_PASSWORD": "new-Secret-2", "VSA_GRAFANA_ADMIN_PASSWORD": "graf-Secret-456"})
-    state = converged(old)
-    plan = make_plan(new, state)
-    text = activation_script(plan, new, "/var/tmp/a.tar")
-    rotate = text.index("docker exec -u 0 dashboard-postgres sh -c")
-    assert "ALTER ROLE" in text and rotate < text.index("restart api")
-    assert 'rot_0=1' in text and "reset-admin-password" not in text  # Grafana's password did not change
-    assert "old-Secret-1" not in text and "new-Secret-2" not in text
+    actions = _actions(make_plan(new, converged(old)), new)
+    rotate = [i for i, a in enumerate(actions) if "docker exec -u 0 dashboard-postgres sh -c" in a and "ALTER ROLE" in a]
+    restart = [i for i, a in enumerate(actions) if "restart api" in a]
+    assert rotate and restart and rotate[0] < restart[0]
+    assert not [a for a in actions if "reset-admin-password" in a]  # Grafana's password did not change
+    assert not [a for a in actions if "old-Secret-1" in a or "new-Secret-2" in a]
     # A password file created for a new database seeds it: nothing to rotate.
     fresh = make_plan(new, converged(render(overrides=[{"stacks": ["reverse-proxy", "observability"]}])))
-    assert "ALTER ROLE" not in activation_script(fresh, new, "/var/tmp/a.tar")
+    assert not [a for a in _actions(fresh, new) if "ALTER ROLE" in a]

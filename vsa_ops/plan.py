@@ -66,10 +66,11 @@ class Plan:
     packages: list[str] = field(default_factory=list)  # Debian packages for tools the host lacks
     fingerprint: str = ""
     lock_holder: str = ""
+    unfinished: str = ""  # the run whose cut-short transaction this run undoes first
 
     @property
     def empty(self) -> bool:
-        return not (self.fstab or self.users or self.directories or self.files or self.removals or self.networks
+        return not (self.unfinished or self.fstab or self.users or self.directories or self.files or self.removals or self.networks
                     or self.images
                     or self.stacks_up or self.services or self.daemon_json or self.install_docker or self.packages
                     or self.certificates)
@@ -83,7 +84,7 @@ class Plan:
     def summary(self) -> str:
         if self.empty:
             return "no changes"
-        parts = []
+        parts = [f"unfinished change from run {self.unfinished}: will be undone"] if self.unfinished else []
         for label, count in (("fstab", 1 if self.fstab else 0), ("users", len(self.users)),
                              ("directories", len(self.directories)), ("files", len(self.files)),
                              ("removed files", len(self.removals)),
@@ -190,7 +191,8 @@ def check_secret_readers(manifest: Manifest, state: HostSnapshot) -> None:
 
 
 def make_plan(manifest: Manifest, state: HostSnapshot, *, force_fstab: bool = False) -> Plan:
-    plan = Plan(manifest.host, fingerprint=state.fingerprint, lock_holder=state.lock)
+    plan = Plan(manifest.host, fingerprint=state.fingerprint, lock_holder=state.lock,
+                unfinished="" if state.unfinished_committed else state.unfinished)
     plan.install_docker = not state.docker_running or not state.compose_plugin
     plan.packages = sorted({package for command, package in HOST_COMMANDS.items() if command not in state.commands})
     plan.fstab = plan_fstab(state.fstab, manifest.fstab, state, force_fstab)
@@ -267,12 +269,14 @@ def restrict(plan: Plan, paths: set[str], certificates: set[str]) -> Plan:
         certificates=[d for d in plan.certificates if d.name in certificates],
         fingerprint=plan.fingerprint,
         lock_holder=plan.lock_holder,
+        unfinished=plan.unfinished,
     )
 
 
 def assume_applied(state: HostSnapshot, manifest: Manifest, plan: Plan) -> HostSnapshot:
     """The state the host will be in once ``plan`` is applied: the base for a follow-up plan."""
     after = copy.deepcopy(state)
+    after.unfinished = ""  # undone by then
     for item in manifest.files:
         after.paths[item.path] = PathState("file", item.owner, item.group, item.mode, content_hash(item, state.salt))
     for directory in manifest.directories:

@@ -10,7 +10,7 @@ from .host_manifest import host_manifest
 from .inventory import host_config
 from .manifest import Manifest
 from .plan import Plan, make_plan, managed_paths, owned_directories
-from .state_read import HostSnapshot
+from .state_read import HostSnapshot, PathState, state_request
 
 # Files holding secrets are hashed after this, new for every process (see state_read.hash_command):
 # no bare digest of a password ever crosses the wire or reaches a log.
@@ -19,9 +19,22 @@ SALT = uuid.uuid4().hex
 
 def read_state(host, manifest: Manifest, audit_log: str | None = None) -> HostSnapshot:
     paths, files, secret_files = managed_paths(manifest)
-    state = host.get_fact(HostState, paths=paths, files=files, owned=owned_directories(manifest),
-                          secret_files=secret_files, salt=SALT, audit_log=audit_log)
+    state = host.get_fact(HostState, salt=SALT, _stdin=state_request(paths, files, owned_directories(manifest),
+                                                                      secret_files, audit_log))
     state.salt = SALT
+    return unsettled(state)
+
+
+def unsettled(state: HostSnapshot) -> HostSnapshot:
+    """Where a transaction was cut short, the next run undoes it first (under the lock, see
+    host_programs/lock.sh): what it touched counts as changed, so this run's plan rewrites it and
+    reloads what reads it. Never "nothing to do" over a half-applied state."""
+    if state.unfinished and not state.unfinished_committed:
+        for path in state.unfinished_paths:
+            old = state.paths.get(path)
+            state.paths[path] = PathState("file", -1, -1, "0000", None) if old is None else PathState(
+                old.kind, -1, -1, "0000", None)
+            state.owned_files.add(path)
     return state
 
 

@@ -165,7 +165,7 @@ def test_a_config_that_fails_validation_is_rolled_back(deployed, tmp_path):
     assert "rolling back" in result.stdout
     assert lab.sh("sha256sum /srv/flowbiz/observability/prometheus/prometheus.yml") == before
     assert lab.started() == started
-    lab.sh("test ! -e /var/lib/vsa-ops.lock")  # the failed run gave its lock back
+    lab.sh("test ! -e /var/lib/vsa-ops/lock")  # the failed run gave its lock back
     assert "no changes" in lab.deploy().stdout
 
 
@@ -182,7 +182,7 @@ def test_bad_configuration_fails_before_touching_the_host(deployed, tmp_path):
 def test_a_second_run_waits_for_the_lock_then_fails_naming_the_holder(deployed, tmp_path):
     lab, _ = deployed
     holder = f"r0 other-controller 1 {int(time.time())} someone"
-    lab.sh(f"mkdir /var/lib/vsa-ops.lock && echo '{holder}' > /var/lib/vsa-ops.lock/owner")
+    lab.sh(f"mkdir -p /var/lib/vsa-ops/lock && echo '{holder}' > /var/lib/vsa-ops/lock/owner")
     try:
         inventory = lab.inventory_with(tmp_path, {"observability": {"prometheus": {"scrape_interval": "20s"}}})
         result = lab.deploy("--lock-wait", "2", inventory=inventory, check=False)
@@ -190,7 +190,7 @@ def test_a_second_run_waits_for_the_lock_then_fails_naming_the_holder(deployed, 
         assert f"this host is locked by another run: {holder}" in result.stdout
         assert "scrape_interval: 15s" in lab.sh("cat /srv/flowbiz/observability/prometheus/prometheus.yml")
     finally:
-        lab.sh("rm -rf /var/lib/vsa-ops.lock")
+        lab.sh("rm -rf /var/lib/vsa-ops/lock")
     assert "no changes" in lab.deploy().stdout
 
 

@@ -81,7 +81,7 @@ def converge_hub():
     if plan.transaction_only and not delete_certificate:
         # One command: the lock is taken and given back inside the transaction.
         stacks.activate(name=f"files and stacks: {plan.summary()} (under the run lock)", plan=plan, manifest=manifest,
-                        lock=hold)
+                        run=request.run_id, lock=hold)
         return
     lock.acquire(name="take the run lock", hold=hold)
     docker.engine(name="docker engine, compose v2, daemon.json and host tools", install=plan.install_docker,
@@ -91,7 +91,7 @@ def converge_hub():
     tree.directories(name=f"directory tree ({len(plan.directories)} to fix)", changes=plan.directories)
     docker.networks(name=f"shared networks {', '.join(plan.networks) or '(none)'}", names=plan.networks)
     docker.ship_images(name=f"images {', '.join(plan.images) or '(none)'}", images=plan.images)
-    stacks.activate(name=f"files and stacks: {plan.summary()}", plan=plan, manifest=manifest)
+    stacks.activate(name=f"files and stacks: {plan.summary()}", plan=plan, manifest=manifest, run=request.run_id)
     if plan.certificates:
         names = [d.name for d in plan.certificates]
         certificates.issue(name=f"certificates for {', '.join(names)}", domains=plan.certificates, certbot=certbot)
@@ -101,7 +101,7 @@ def converge_hub():
             tls_plan = restrict(tls_plan, _domain_paths(target), set())
         tls_plan.certificates = []
         stacks.activate(name=f"TLS vhosts for {', '.join(names)}: {tls_plan.summary()}", plan=tls_plan,
-                        manifest=with_tls)
+                        manifest=with_tls, run=request.run_id)
     if delete_certificate:
         certificates.delete(name=f"delete certificate {delete_certificate}", names=[delete_certificate],
                             certbot=certbot)

@@ -1,25 +1,23 @@
-"""The state read as a pyinfra fact: pyinfra runs its one command and hands the output to its parser."""
+"""The state read as a pyinfra fact: pyinfra runs its one command and hands the output to its parser.
+The paths to read go to the command's stdin (``_stdin=state_request(...)``), not into the command."""
 
 from __future__ import annotations
 
 from pyinfra.api import FactBase
 
-from ..state_read import HostSnapshot, parse_host_state, state_script
+from ..state_read import HostSnapshot, parse_host_state, state_command
 
 
 class HostState(FactBase):
     """Everything vsa-ops manages on the host, in one command.
 
-    + paths: directories and files whose owner, group and mode are wanted
-    + files: the subset of paths whose content hash is wanted
-    + owned: directories whose every file vsa-ops manages (their contents are listed)
-    + secret_files, salt: files holding secrets, hashed after the salt
-    + audit_log: the audit JSONL whose last line is wanted
+    + salt: what files holding secrets are hashed after
+    + root: the host's root folder ("/"; a scratch folder in tests)
+    + the request on stdin: ``state_read.state_request(paths, files, owned, secret_files, audit_log)``
     """
 
-    def command(self, paths: list[str], files: list[str], owned: list[str] | None = None,
-                secret_files: list[str] | None = None, salt: str = "", audit_log: str | None = None) -> str:
-        return state_script(paths, files, owned, secret_files or [], salt, audit_log)
+    def command(self, salt: str = "", root: str = "/") -> str:
+        return state_command(salt, root)
 
     def process(self, output: list[str]) -> HostSnapshot:
         return parse_host_state(output)

@@ -1,12 +1,13 @@
-"""A host-level run lock: a directory created atomically, with a file naming its holder.
+"""The host-level run lock (host_programs/lock.sh): a folder whose owner file names the holding
+run, changed only under flock(1) on the host, aged by the host's clock.
 
 Two vsa-ops runs against one host never interleave: the second waits up to ``wait`` seconds, then
-fails naming the holder. A lock whose holder died (same controller, process gone) or that is older
-than ``ttl`` seconds is taken over, so a killed run never blocks the next one for long.
+fails naming the holder. A holder older than ``ttl`` seconds (the holder refreshes it while it
+works) or known dead (same controller, process gone) is taken over, atomically. Taking the lock
+also finishes or undoes a transaction an earlier run left unfinished (its journal).
 
-A ``Hold`` is the lock as shell lines: the operations below run them on their own, and a run whose
-only work is one files-and-stacks transaction runs them inside it (``stacks.activate(lock=...)``),
-saving two round trips.
+A run whose only work is one files-and-stacks transaction takes the lock inside it
+(``stacks.activate(lock=...)``), saving two round trips.
 """
 
 from __future__ import annotations
@@ -15,20 +16,20 @@ from dataclasses import dataclass
 
 from pyinfra.api import StringCommand, operation
 
-from ..state_read import LOCK_DIR, fingerprint_command
-from .shell import argv, script
+from ..host_programs import program_command
+from ..state_read import fingerprint_request
 
 
 @dataclass(frozen=True)
 class Hold:
     """Taking the run lock, then checking that the host is still as the plan saw it.
 
-    + owner: who takes it: ``run-id controller pid epoch user``
+    + owner: who takes it: ``run-id controller pid epoch user`` (the run id identifies the holder)
     + fingerprint: digest of the managed state the plan was made from (``plan.fingerprint``)
     + paths, files, secret_files, salt: what that digest covers, as the state read hashed it
     + stale_owner: a holder known to be dead; taken over if it still holds the lock
     + wait: seconds to wait for another run to finish
-    + ttl: seconds after which any holder counts as dead
+    + ttl: seconds without a refresh after which a holder counts as dead
     """
 
     owner: str
@@ -41,40 +42,22 @@ class Hold:
     wait: int = 60
     ttl: int = 900
 
-    def acquire_lines(self) -> list[str]:
-        return [
-            f"lock={argv(LOCK_DIR)}; owner={argv(self.owner)}; stale={argv(self.stale_owner)}; ttl={int(self.ttl)}",
-            f"deadline=$(( $(date +%s) + {int(self.wait)} ))",
-            "until mkdir \"$lock\" 2>/dev/null; do",
-            "  holder=$(cat \"$lock/owner\" 2>/dev/null || true)",
-            "  since=$(echo \"$holder\" | cut -d' ' -f4)",
-            "  if [ -n \"$stale\" ] && [ \"$holder\" = \"$stale\" ] || "
-            "{ [ -n \"$since\" ] && [ $(( $(date +%s) - since )) -gt \"$ttl\" ]; }; then",
-            "    rm -rf \"$lock\"; continue",
-            "  fi",
-            "  if [ \"$(date +%s)\" -ge \"$deadline\" ]; then",
-            "    echo \"vsa-ops: this host is locked by another run: ${holder:-unknown} (lock $lock)\" >&2; exit 75",
-            "  fi",
-            "  sleep 1",
-            "done",
-            "echo \"$owner\" > \"$lock/owner\"",
-            f"now=$({fingerprint_command(list(self.paths), list(self.files), list(self.secret_files), self.salt)})",
-            f"if [ \"$now\" != {argv(self.fingerprint)} ]; then",
-            "  rm -rf \"$lock\"",
-            "  echo \"vsa-ops: the host changed since this run read it (another run?); nothing was applied, run again "
-            "($now)\" >&2",
-            "  exit 75",
-            "fi",
-        ]
+    @property
+    def run(self) -> str:
+        return self.owner.split(" ", 1)[0]
 
-    def release_line(self) -> str:
-        return release_line(self.owner)
+    def take_arguments(self) -> tuple:
+        """OWNER WAIT STALE DEAD-HOLDER FINGERPRINT SALT, as lock.sh and transaction.sh take them."""
+        return self.owner, int(self.wait), int(self.ttl), self.stale_owner, self.fingerprint, self.salt
+
+    def request(self) -> str:
+        """What the fingerprint covers, for the program's stdin."""
+        return fingerprint_request(list(self.paths), list(self.files), list(self.secret_files))
 
 
-def release_line(owner: str) -> str:
-    """Removes the lock if ``owner`` still holds it."""
-    return (f"if [ \"$(cat {argv(LOCK_DIR + '/owner')} 2>/dev/null)\" = {argv(owner)} ]; "
-            f"then rm -rf {argv(LOCK_DIR)}; fi")
+def release_command(run: str, root: str = "/") -> str:
+    """Removes the lock if run ``run`` still holds it."""
+    return program_command("lock", root, "release", run)
 
 
 @operation()
@@ -90,13 +73,11 @@ def acquire(hold: Hold):
             owner="r1 laptop 4242 1764170000 alice", fingerprint=plan.fingerprint,
             paths=tuple(paths), files=tuple(files)))
     """
-    yield StringCommand(script(hold.acquire_lines()))
+    yield StringCommand(program_command("lock", "/", "take", hold.run, *hold.take_arguments()),
+                        _stdin=hold.request())
 
 
 @operation()
 def release(owner: str):
-    """Give the run lock back, if ``owner`` still holds it.
-
-    + owner: the holder string of the ``Hold``
-    """
-    yield StringCommand(script([release_line(owner)]))
+    """Give the run lock back, if ``owner`` (the holder string of the ``Hold``) still holds it."""
+    yield StringCommand(release_command(owner.split(" ", 1)[0]))

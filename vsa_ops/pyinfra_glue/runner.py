@@ -19,7 +19,7 @@ from ..errors import VsaError
 from ..deploys.request import OUTCOME_KEY, REQUEST_KEY, DeployRequest
 from ..inventory import limited
 from ..manifest import Manifest
-from ..state_read import LOCK_DIR
+from ..operations.lock import release_command
 from . import operation_order
 from .connections import Sessions, sessions_of
 from .inventory_files import load_inventory
@@ -180,8 +180,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
 
 def release_lock(run: DeployRun, run_id: str) -> None:
     """Remove the run lock where this run still holds it; unreachable hosts keep it until it goes stale."""
-    command = (f"[ \"$(cut -d' ' -f1 {LOCK_DIR}/owner 2>/dev/null)\" = {shlex.quote(run_id)} ] "
-               f"&& rm -rf {LOCK_DIR}; true")
+    command = release_command(run_id)
     from pyinfra import logger
 
     for name, session in run.sessions().items():

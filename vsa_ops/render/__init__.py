@@ -18,6 +18,7 @@ from ..config.storage import domain_files
 from ..config.observability import grafana_reset_script
 from ..manifest import Directory, File, FstabLine, Manifest, Network, Rotation, Service, Stack, SystemUser
 from ..domains import Domain
+from ..host_programs import PROGRAM_DIR, installed_programs
 from ..project import Sources
 from .compose import compose_service
 
@@ -146,6 +147,8 @@ def render_host(
     users = sorted({(c.container.runs_as.name, c.container.runs_as.uid) for c in components.values()
                     if c.container.runs_as and c.container.runs_as.uid not in (0, 65534)}
                    | {(r.name, r.gid) for r in hub.secret_readers.all()})
+    files += installed_programs()
+    directories[PROGRAM_DIR] = Directory(PROGRAM_DIR, 0, 0, "0755")
     return Manifest(
         host=host,
         files=tuple(sorted(files, key=lambda f: f.path)),
