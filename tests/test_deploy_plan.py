@@ -42,6 +42,8 @@ def state_output(state) -> str:
     lines += [f"{MARK}docker", "yes" if state.docker_running else "", f"{MARK}compose", state.compose_plugin]
     lines += [f"{MARK}networks", *state.networks, f"{MARK}images", *state.images, f"{MARK}containers"]
     lines += [f"{project}|{service}|{status}" for (project, service), status in state.containers.items()]
+    lines += [f"{MARK}labels", *sorted(state.labels), f"{MARK}mounts"] + [f"{t} {s}" for t, s in state.mounts.items()]
+    lines += [f"{MARK}root"] + [s.replace("LABEL=", "label=").replace("UUID=", "uuid=") for s in state.root_sources]
     lines += [f"{MARK}commands", *sorted(state.commands), f"{MARK}fingerprint", "f" * 64]
     return "\n".join(lines) + "\n"
 

@@ -42,6 +42,8 @@ class HostSnapshot:
     fstab: str = ""
     labels: set[str] = field(default_factory=set)
     mounts: dict[str, str] = field(default_factory=dict)
+    # fstab sources (LABEL=..., UUID=...) that name the block device mounted at / now (see ROOT_SOURCES).
+    root_sources: set[str] = field(default_factory=set)
     users: dict[str, int] = field(default_factory=dict)
     uids: set[int] = field(default_factory=set)
     docker_running: bool = False
@@ -57,6 +59,13 @@ class HostSnapshot:
     salt: str = ""  # what secret files were hashed after (see hash_command)
     # The audit JSONL's last line, newline included (b"": no log yet); None when not asked for.
     audit_head: bytes | None = None
+
+
+# The LABEL= and UUID= names of the device mounted at / (a btrfs subvolume's "[/@]" stripped, the
+# device's symlinks followed): an fstab line for / may only name one of these (plan.plan_fstab).
+ROOT_SOURCES = ("r=$(findmnt -rn -o SOURCE / 2>/dev/null | sed 's/\\[.*//'); r=$(readlink -f \"$r\" 2>/dev/null); "
+                "[ -b \"$r\" ] && for k in label uuid; do for l in /dev/disk/by-$k/*; do "
+                "[ \"$(readlink -f \"$l\")\" = \"$r\" ] && echo \"$k=${l##*/}\"; done; done")
 
 
 def hash_command(files: list[str], secret_files: list[str] = (), salt: str = "") -> str:
@@ -107,6 +116,7 @@ def state_script(paths: list[str], files: list[str], owned: list[str] | None = N
                   "-maxdepth 1 ! -type d 2>/dev/null"),
         ("labels", "ls /dev/disk/by-label/ 2>/dev/null"),
         ("mounts", "findmnt -rn -o TARGET,SOURCE 2>/dev/null"),
+        ("root", ROOT_SOURCES),
         ("passwd", "cut -d: -f1,3 /etc/passwd"),
         ("networks", "docker network ls --format '{{.Name}}' 2>/dev/null && running=yes"),
         ("docker", "echo \"${running:-}\""),
@@ -150,6 +160,10 @@ def parse_host_state(lines: list[str]) -> HostSnapshot:
     for line in sections.get("mounts", []):
         target, _, source = line.partition(" ")
         state.mounts[target] = source
+    for line in sections.get("root", []):
+        kind, _, name = line.strip().partition("=")
+        if kind in ("label", "uuid") and name:
+            state.root_sources.add(f"{kind.upper()}={name}")
     for line in sections.get("passwd", []):
         name, _, uid = line.partition(":")
         if uid.isdigit():
