@@ -19,6 +19,7 @@ from .lock import Hold
 from .shell import argv, script
 
 PROBE_SECONDS = 3
+PROBE_AGAIN_SECONDS = 2
 # New files travel inside the transaction's own command when they are small and hold no secret
 # (a command line is visible to the host's other users while it runs): no SFTP session, which costs
 # several round trips. Larger archives, or any secret, go by SFTP.
@@ -151,10 +152,18 @@ def activation_script(plan: Plan, manifest: Manifest, archive: str, inline: str 
     # and was checked by its validate command first, so it needs no wait.
     probed = sorted({s.container_name for stack in plan.stacks_up for s in stack.services}
                     | {a.service.container_name for a in plan.services if a.action == "restart"})
+    # Sampled twice: a container that exits at once and restarts (restart: unless-stopped) shows
+    # "running" for moments; steady means running both times, not restarted in between.
     if probed:
+        lines.append("sample() { docker inspect -f '{{.State.Status}} {{.RestartCount}} {{.State.StartedAt}}' "
+                     "\"$1\" 2>/dev/null; }")
         lines.append(f"sleep {PROBE_SECONDS}")
-        for name in probed:
-            lines.append(f"[ \"$(docker inspect -f '{{{{.State.Status}}}}' {argv(name)} 2>/dev/null)\" = running ] "
+        for index, name in enumerate(probed):
+            lines.append(f"seen_{index}=$(sample {argv(name)}) || true")
+        lines.append(f"sleep {PROBE_AGAIN_SECONDS}")
+        for index, name in enumerate(probed):
+            lines.append(f"case \"$seen_{index}\" in running\\ *) ;; *) false ;; esac && "
+                         f"[ \"$(sample {argv(name)})\" = \"$seen_{index}\" ] "
                          f"|| fail {argv(f'{name} is not running after the change')}")
     lines.append("while read -r kind path meta; do [ \"$kind\" = backup ] && rm -f \"$path.vsa-bak\"; done "
                  "< \"$journal\"; rm -f \"$journal\"")
