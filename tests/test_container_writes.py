@@ -7,7 +7,8 @@ import pytest
 
 from vsa_ops.config import hub_config
 
-LAB_LIKE = [{"reverse_proxy": {"certbot": {"acme_ca_bundle": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"}}}]
+PEM = "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"
+LAB_LIKE = [{"reverse_proxy": {"certbot": {"acme_ca_bundle": PEM}}}]
 
 
 def _under(path: str, folder: str) -> bool:

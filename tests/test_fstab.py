@@ -7,7 +7,8 @@ import subprocess
 import pytest
 
 from vsa_ops.operations.fstab import install_script
-from vsa_ops.plan import PlanError, make_plan, plan_fstab
+from vsa_ops.plan import make_plan, plan_fstab
+from vsa_ops.plan_report import HostPlan
 from vsa_ops.state_read import HostSnapshot, parse_host_state
 
 from tests.test_plan import DISK_LABELS, converged
@@ -58,7 +59,10 @@ def test_the_plan_shows_why_a_line_differs_from_the_design(render):
     state = converged(manifest)
     state.labels = DISK_LABELS - {"docker"}
     plan = make_plan(manifest, state)
-    assert plan.fstab.notes == ("LABEL=docker is not on this host: /var/lib/docker written with noauto,nofail",)
+    changes = HostPlan("hub", plan).changes
+    assert "fstab: + LABEL=docker /var/lib/docker ext4 defaults,noauto,nofail,x-systemd.device-timeout=10s 0 2" \
+        in changes
+    assert "fstab: note: LABEL=docker is not on this host: /var/lib/docker written with noauto,nofail" in changes
 
 
 def test_the_state_read_reports_what_names_the_root_device():

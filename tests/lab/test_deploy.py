@@ -13,6 +13,7 @@ import time
 import pytest
 
 from vsa_ops.config import hub_config
+from vsa_ops.plan import ABSENT_SOURCE_OPTIONS
 
 from tests.lab.conftest import ROOT, commands_run, vsa
 
@@ -95,7 +96,7 @@ def test_fstab_has_each_entry_once_keeps_other_lines_and_cannot_stop_a_boot(depl
     fstab = lab.sh("cat /etc/fstab").splitlines()
     assert not [line for line in fstab if line.split()[1:2] == ["/"]]
     for entry in DESIGN.storage.fstab[1:]:
-        absent = entry.line.replace(f" {entry.options} ", f" {entry.options},noauto,nofail,x-systemd.device-timeout=10s ")
+        absent = entry.line.replace(f" {entry.options} ", f" {entry.options},{','.join(ABSENT_SOURCE_OPTIONS)} ")
         assert sum(line.split() == absent.split() for line in fstab) == 1, entry.line
     assert EXTRA_FSTAB in fstab
     assert lab.sh("ls /etc/ | grep -c '^fstab.vsa-'").strip() != "0"  # the old file was backed up
