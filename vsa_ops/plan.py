@@ -142,7 +142,7 @@ ABSENT_SOURCE_OPTIONS = ("noauto", "nofail", "x-systemd.device-timeout=10s")
 
 def _source_present(spec: str, state: HostSnapshot) -> bool:
     """Whether ``spec`` names a device the host has (configuration writes LABEL= sources only)."""
-    return spec.startswith("LABEL=") and spec.removeprefix("LABEL=") in state.labels or spec in state.root_sources
+    return (spec.startswith("LABEL=") and spec.removeprefix("LABEL=") in state.labels) or spec in state.root_sources
 
 
 def _for_this_host(entry: FstabLine, state: HostSnapshot) -> tuple[FstabLine | None, str]:
