@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("vsa_ops.errors", "vsa_ops.yamlio")),
     ("config", ("vsa_ops.config",)),
     ("model", ("vsa_ops.domains", "vsa_ops.htpasswd", "vsa_ops.project", "vsa_ops.manifest", "vsa_ops.state_read",
-               "vsa_ops.plan", "vsa_ops.inventory", "vsa_ops.probe", "vsa_ops.deploys.request",
+               "vsa_ops.plan", "vsa_ops.fstab_plan", "vsa_ops.inventory", "vsa_ops.probe", "vsa_ops.deploys.request",
                "vsa_ops.preflight.host_facts", "vsa_ops.preflight.checks", "vsa_ops.preflight.controller_checks",
                "vsa_ops.host_programs")),
     ("render", ("vsa_ops.render", "vsa_ops.metrics", "vsa_ops.lint", "vsa_ops.plan_report", "vsa_ops.writer")),

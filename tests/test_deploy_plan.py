@@ -56,6 +56,9 @@ def state_output(state) -> str:
     records += [("network", n) for n in state.networks] + [("image", i) for i in state.images]
     records += [("container", f"{project}|{service}|{status}")
                 for (project, service), status in state.containers.items()]
+    records += [("label", label) for label in sorted(state.labels)]
+    records += [("mount", f"{target} {source}") for target, source in state.mounts.items()]
+    records += [("root", s.replace("LABEL=", "label=").replace("UUID=", "uuid=")) for s in sorted(state.root_sources)]
     records += [("command", c) for c in sorted(state.commands)] + [("fingerprint", "f" * 64)]
     return framed(records)
 

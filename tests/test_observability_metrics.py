@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 
 from vsa_ops import metrics
 
-HOOK = "/srv/flowbiz/reverse-proxy/letsencrypt/renewal-hooks/deploy/vsa-reload-nginx"
+HOOK = "/srv/flowbiz/reverse-proxy/certbot-hooks/vsa-reload-nginx"
 
 
 def certificate(name: str, not_after: dt.datetime) -> bytes:

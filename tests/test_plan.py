@@ -8,12 +8,17 @@ from vsa_ops.htpasswd import PasswordError, hash_password, verify_password
 from vsa_ops.plan import PlanError, assume_applied, content_hash, make_plan, plan_fstab, restrict, sha256
 
 
+# A host with every disk of the design, its root disk labelled cloudimg-rootfs and mounted at /.
+DISK_LABELS = {"cloudimg-rootfs", "docker", "BOOT", "UEFI"}
+
+
 def converged(manifest, salt: str = "") -> HostSnapshot:
     """The state of a host that already matches ``manifest``, with every stack running."""
     state = HostSnapshot(salt=salt, docker_running=True,
                          compose_plugin="/usr/lib/docker/cli-plugins/docker-compose", networks={"flowbiz_ext"},
                          commands={"sqlite3", "logrotate", "findmnt", "flock"},
-                         fstab="".join(f"{line.line}\n" for line in manifest.fstab))
+                         fstab="".join(f"{line.line}\n" for line in manifest.fstab),
+                         labels=DISK_LABELS, root_sources={"LABEL=cloudimg-rootfs"}, mounts={"/": "/dev/vda1"})
     for d in manifest.directories:
         state.paths[d.path] = PathState("directory", d.owner, d.group, d.mode)
     for f in manifest.files:
@@ -120,22 +125,24 @@ FSTAB = "# comment\nUUID=abc / ext4 defaults 0 1\nLABEL=docker /var/lib/docker e
 
 def test_fstab_replaces_by_mount_point_keeps_other_lines_and_never_duplicates(render):
     wanted = render().fstab
-    change = plan_fstab(FSTAB, wanted, HostSnapshot())
+    disks = HostSnapshot(labels=DISK_LABELS, root_sources={"LABEL=cloudimg-rootfs", "UUID=abc"})
+    change = plan_fstab(FSTAB, wanted, disks)
     lines = change.content.splitlines()
     assert "# comment" in lines and "/dev/sdc1 /data xfs defaults 0 2" in lines
     assert sum(line.split()[1:2] == ["/var/lib/docker"] for line in lines if line.strip()) == 1
     assert "LABEL=docker /var/lib/docker ext4 defaults 0 2" in lines
     assert "LABEL=cloudimg-rootfs / ext4 discard,commit=30,errors=remount-ro 0 1" in lines
-    assert "UUID=abc / ext4 defaults 0 1" not in lines  # replaced by the design's root entry
-    assert plan_fstab(change.content, wanted, HostSnapshot()) is None  # a second run changes nothing
+    assert "UUID=abc / ext4 defaults 0 1" not in lines  # the same device, now by the design's label
+    assert plan_fstab(change.content, wanted, disks) is None  # a second run changes nothing
 
 
 def test_fstab_refuses_another_device_on_a_mounted_point_unless_forced(render):
     wanted = render().fstab
-    state = HostSnapshot(mounts={"/": "/dev/vda1"})
-    with pytest.raises(PlanError, match="refusing to put LABEL=cloudimg-rootfs there"):
-        plan_fstab(FSTAB, wanted, state)
-    assert plan_fstab(FSTAB, wanted, state, force=True) is not None
+    state = HostSnapshot(labels=DISK_LABELS, mounts={"/var/lib/docker": "/dev/vdb1"})
+    current = "LABEL=old-docker /var/lib/docker ext4 defaults 0 2\n"
+    with pytest.raises(PlanError, match="refusing to put LABEL=docker there"):
+        plan_fstab(current, wanted, state)
+    assert plan_fstab(current, wanted, state, force=True) is not None
 
 
 def test_fstab_mounts_only_entries_whose_device_exists(render):

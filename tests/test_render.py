@@ -36,8 +36,8 @@ def test_every_stack_is_rendered_with_the_design_names(render):
         ("/srv/flowbiz/reverse-proxy/nginx/conf.d", "/etc/nginx/conf.d", True),
         ("/srv/flowbiz/reverse-proxy/nginx/snippets", "/etc/nginx/snippets", True),
         ("/srv/flowbiz/reverse-proxy/nginx/auth", "/etc/nginx/auth", True),
-        ("/srv/flowbiz/reverse-proxy/letsencrypt", "/etc/letsencrypt", False),
-        ("/srv/flowbiz/reverse-proxy/certbot-www", "/var/www/certbot", False),
+        ("/srv/flowbiz/reverse-proxy/letsencrypt", "/etc/letsencrypt", True),
+        ("/srv/flowbiz/reverse-proxy/certbot-www", "/var/www/certbot", True),
         ("/srv/flowbiz/reverse-proxy/logs", "/var/log/nginx", False),
     }
     assert compose["networks"] == {"flowbiz_ext": {"name": "flowbiz_ext", "external": True}}

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from .audit import Entry
 from .deploys.request import DeployRequest
-from .domains import DOMAINS_FILE, Domain, RegistryError, check_unique, load_registry, save_registry, served_by
+from .domains import (DOMAINS_FILE, Domain, RegistryError, check_unique, load_registry, registry_lock,
+                      save_registry, served_by)
 from .errors import VsaError
 from .host_manifest import host_manifest
 from .host_manifest import registry_path as host_registry
@@ -76,31 +77,32 @@ def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: st
                echo: Callable[[str], None] = print) -> list:
     inventory = load_inventory(inventory_file, root)
     path = registry_path(root, inventory)
-    registry = load_registry(path)
-    if domain.name in registry:
-        raise DomainError(f"domain {domain.name}: already declared in {path.name}")
-    try:
-        check_unique([*registry.values(), domain])
-    except RegistryError as error:
-        raise DomainError(str(error)) from None
-    unknown = [h for h in domain.hosts if not any(h == x.name or h in x.groups for x in inventory)]
-    if unknown:
-        raise DomainError(f"--host: no host or group {unknown[0]!r} in the inventory")
-    targets = _targets(inventory, domain)
-    if not targets:
-        raise DomainError(f"domain {domain.name}: no host of the inventory serves it")
-    before = path.read_text() if path.exists() else None
-    save_registry(path, {**registry, domain.name: domain})
-    try:
-        # every host renders with the new domain; the deploy starts from these manifests
-        manifests = {t.host.name: host_manifest(t.host, None, with_secrets=apply) for t in targets}
-    except Exception:
-        _restore(path, before)
-        raise
-    if not apply:
-        return []
-    return _apply(root, inventory_file, inventory, path, before, domain, targets, password, echo,
-                  action="add-domain", manifests=manifests)
+    with registry_lock(path, f"add-domain {domain.name}", echo):
+        registry = load_registry(path)
+        if domain.name in registry:
+            raise DomainError(f"domain {domain.name}: already declared in {path.name}")
+        try:
+            check_unique([*registry.values(), domain])
+        except RegistryError as error:
+            raise DomainError(str(error)) from None
+        unknown = [h for h in domain.hosts if not any(h == x.name or h in x.groups for x in inventory)]
+        if unknown:
+            raise DomainError(f"--host: no host or group {unknown[0]!r} in the inventory")
+        targets = _targets(inventory, domain)
+        if not targets:
+            raise DomainError(f"domain {domain.name}: no host of the inventory serves it")
+        before = path.read_text() if path.exists() else None
+        save_registry(path, {**registry, domain.name: domain})
+        try:
+            # every host renders with the new domain; the deploy starts from these manifests
+            manifests = {t.host.name: host_manifest(t.host, None, with_secrets=apply) for t in targets}
+        except Exception:
+            _restore(path, before)
+            raise
+        if not apply:
+            return []
+        return _apply(root, inventory_file, inventory, path, before, domain, targets, password, echo,
+                      action="add-domain", manifests=manifests)
 
 
 def _apply(root, inventory_file, inventory, path, before, domain, targets, password, echo, action,
@@ -159,15 +161,16 @@ def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: boo
                   echo: Callable[[str], None] = print) -> None:
     inventory = load_inventory(inventory_file, root)
     path = registry_path(root, inventory)
-    registry = load_registry(path)
-    lowered = name.lower().rstrip(".")
-    if lowered not in registry:
-        raise DomainError(f"domain {name}: not declared in {path.name}")
-    domain = registry.pop(lowered)
-    targets = _targets(inventory, domain)
-    before = path.read_text()
-    save_registry(path, registry)
-    if not apply:
-        return
-    _apply(root, inventory_file, inventory, path, before, domain, targets, None, echo, action="remove-domain",
-           delete_certificate=None if keep_cert else domain.name)
+    with registry_lock(path, f"remove-domain {name}", echo):
+        registry = load_registry(path)
+        lowered = name.lower().rstrip(".")
+        if lowered not in registry:
+            raise DomainError(f"domain {name}: not declared in {path.name}")
+        domain = registry.pop(lowered)
+        targets = _targets(inventory, domain)
+        before = path.read_text()
+        save_registry(path, registry)
+        if not apply:
+            return
+        _apply(root, inventory_file, inventory, path, before, domain, targets, None, echo, action="remove-domain",
+               delete_certificate=None if keep_cert else domain.name)

@@ -3,9 +3,13 @@ field can carry NGINX syntax into a vhost."""
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import re
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -228,6 +232,39 @@ def save_registry(path: Path, domains: dict[str, Domain]) -> None:
     with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
         handle.write(text)
     os.replace(temporary, path)
+
+
+@contextmanager
+def registry_lock(path: Path, holder: str, echo: Callable[[str], None] = print, wait: float = 1800):
+    """Hold the registry for a whole change (read, save, deploy, probe, roll back): two changes at once
+    from two processes run one after the other, each on the other's result. The lock file beside the
+    registry names its holder; after ``wait`` seconds the second change fails naming it."""
+    lock_path = path.with_name(f".{path.name}.lock")
+    with open(lock_path, "a+") as handle:
+        deadline, told = time.monotonic() + wait, False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                handle.seek(0)
+                other = handle.read().strip() or "another process"
+                if time.monotonic() > deadline:
+                    raise RegistryError(f"{path.name} is held by {other}; nothing changed") from None
+                if not told:
+                    echo(f"waiting for {other} to finish with {path.name}")
+                    told = True
+                time.sleep(0.5)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{holder} (pid {os.getpid()})\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def served_by(domain: Domain, host_name: str, groups: list[str]) -> bool:

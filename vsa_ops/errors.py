@@ -6,3 +6,7 @@ with its traceback, so that it gets reported rather than mistaken for a user's m
 
 class VsaError(Exception):
     """An expected failure, worded for the person who runs vsa-ops."""
+
+
+class PlanError(VsaError):
+    """A plan vsa-ops refuses to make (it would harm the host), or cannot carry out."""

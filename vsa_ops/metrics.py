@@ -77,11 +77,14 @@ def certificate_expiries(output: str) -> dict[str, float]:
 
 
 def write_command(directory: str, name: str, text: str) -> str:
-    """Replaces the file by rename: the collector never reads half a file."""
-    folder, temporary, final = (shlex.quote(directory), shlex.quote(f"{directory}/.{name}.tmp"),
-                                shlex.quote(f"{directory}/{name}"))
-    return f"mkdir -p {folder} && printf %s {shlex.quote(text)} > {temporary} && chmod 0644 {temporary} && " \
-           f"mv -f {temporary} {final}"
+    """Replaces the file by rename: the collector never reads half a file. The folder is one a
+    container writes too (certbot's renewal hook), so root writes only through a fresh name that
+    mktemp creates exclusively, and the rename replaces whatever sits at the final name without
+    following it (no symlink planted there can redirect root's write)."""
+    folder, final = shlex.quote(directory), shlex.quote(f"{directory}/{name}")
+    template = shlex.quote(f"{directory}/.{name}.XXXXXX")
+    return (f"mkdir -p {folder} && t=$(mktemp {template}) && printf %s {shlex.quote(text)} > \"$t\" && "
+            f"chmod 0644 \"$t\" && mv -fT \"$t\" {final}")
 
 
 def remove_command(directory: str, name: str) -> str:

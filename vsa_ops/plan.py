@@ -9,9 +9,10 @@ import posixpath
 from dataclasses import dataclass, field
 
 from .config.accounts import PREFIX as SECRET_READER_PREFIX
-from .errors import VsaError
+from .errors import PlanError
+from .fstab_plan import FstabChange, plan_fstab
 from .state_read import HOST_COMMANDS, PathState, HostSnapshot
-from .manifest import Directory, File, FstabLine, Manifest, Service, Stack
+from .manifest import Directory, File, Manifest, Service, Stack
 
 
 @dataclass(frozen=True)
@@ -28,14 +29,6 @@ class FileChange:
 class DirectoryChange:
     directory: Directory
     reason: str  # "create", "owner", "mode"
-
-
-@dataclass(frozen=True)
-class FstabChange:
-    content: str
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-    mount: tuple[str, ...]  # mount points to mount now (their device exists and nothing is mounted there)
 
 
 @dataclass(frozen=True)
@@ -108,10 +101,6 @@ class Plan:
 DAEMON_JSON = "/etc/docker/daemon.json"
 
 
-class PlanError(VsaError):
-    pass
-
-
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -131,49 +120,6 @@ def content_hash(item: File, salt: str = "") -> str:
 
 def owned_directories(manifest: Manifest) -> list[str]:
     return [d.path for d in manifest.directories if d.owned]
-
-
-def plan_fstab(current: str, wanted: tuple[FstabLine, ...], state: HostSnapshot, force: bool = False) -> FstabChange | None:
-    """Add or replace entries by mount point, never duplicate, keep every other line.
-
-    Refuses (unless forced) to put a different device on a mount point that has one mounted.
-    """
-    lines = current.splitlines()
-    by_mountpoint: dict[str, int] = {}
-    for index, line in enumerate(lines):
-        fields = line.split()
-        if fields and not fields[0].startswith("#") and len(fields) >= 2:
-            by_mountpoint.setdefault(fields[1], index)
-    added, removed, mount = [], [], []
-    new_lines = list(lines)
-    drop: set[int] = set()
-    for entry in wanted:
-        existing = by_mountpoint.get(entry.mountpoint)
-        if existing is not None and lines[existing].split() == entry.line.split():
-            continue
-        mounted = state.mounts.get(entry.mountpoint)
-        if mounted and not force and existing is not None and lines[existing].split()[0] != entry.spec:
-            raise PlanError(f"fstab: {entry.mountpoint} has {mounted} mounted from {lines[existing].split()[0]}; "
-                            f"refusing to put {entry.spec} there (vsa-ops deploy --force-fstab)")
-        if existing is not None:
-            removed.append(lines[existing])
-            new_lines[existing] = entry.line
-        else:
-            new_lines.append(entry.line)
-        added.append(entry.line)
-        # Duplicates of this mount point further down are dropped, so it appears once.
-        for index, line in enumerate(lines):
-            fields = line.split()
-            if index != existing and len(fields) >= 2 and not fields[0].startswith("#") and \
-                    fields[1] == entry.mountpoint:
-                drop.add(index)
-                removed.append(line)
-        if not mounted and entry.spec.removeprefix("LABEL=") in state.labels:
-            mount.append(entry.mountpoint)
-    if not added and not drop:
-        return None
-    content = "".join(f"{line}\n" for index, line in enumerate(new_lines) if index not in drop)
-    return FstabChange(content, tuple(added), tuple(removed), tuple(mount))
 
 
 def check_secret_readers(manifest: Manifest, state: HostSnapshot) -> None:

@@ -49,6 +49,7 @@ class HostPlan:
             lines += [f"fstab: + {line}" for line in plan.fstab.added]
             lines += [f"fstab: - {line}" for line in plan.fstab.removed]
             lines += [f"mount {point}" for point in plan.fstab.mount]
+            lines += [f"fstab: note: {note}" for note in plan.fstab.notes]
         lines += [f"create user {name} (uid {uid})" for name, uid in plan.users]
         for change in plan.directories:
             d = change.directory

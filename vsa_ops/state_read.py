@@ -52,6 +52,8 @@ class HostSnapshot:
     fstab: str = ""
     labels: set[str] = field(default_factory=set)
     mounts: dict[str, str] = field(default_factory=dict)
+    # LABEL=... and UUID=... of the device mounted at / (an fstab line for / may only name one of these)
+    root_sources: set[str] = field(default_factory=set)
     users: dict[str, int] = field(default_factory=dict)
     uids: set[int] = field(default_factory=set)
     docker_running: bool = False
@@ -135,6 +137,10 @@ def parse_host_state(lines: list[str]) -> HostSnapshot:
         elif tag == "mount":
             target, _, source = value.partition(" ")
             state.mounts[target] = source
+        elif tag == "root":
+            kind, _, name = value.partition("=")
+            if kind in ("label", "uuid") and name:
+                state.root_sources.add(f"{kind.upper()}={name}")
         elif tag == "user":
             name, _, uid = value.partition(":")
             if uid.isdigit():

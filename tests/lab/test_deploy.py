@@ -16,6 +16,7 @@ import time
 import pytest
 
 from vsa_ops.config import hub_config
+from vsa_ops.plan import ABSENT_SOURCE_OPTIONS
 
 from tests.lab.conftest import ROOT, commands_run, vsa
 
@@ -91,13 +92,19 @@ def test_tree_owners_modes_and_secrets(deployed):
     assert json.loads(log_config) == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
 
 
-def test_fstab_has_each_entry_once_and_keeps_other_lines(deployed):
+def test_fstab_has_each_entry_once_keeps_other_lines_and_cannot_stop_a_boot(deployed):
+    # The lab host's disks carry no label and / is an overlay: every design entry is written
+    # noauto,nofail (boot never waits for it) and no line for / is written at all.
     lab, _ = deployed
     fstab = lab.sh("cat /etc/fstab").splitlines()
-    for entry in DESIGN.storage.fstab:
-        assert sum(line.split() == entry.line.split() for line in fstab) == 1, entry.line
+    assert not [line for line in fstab if line.split()[1:2] == ["/"]]
+    for entry in DESIGN.storage.fstab[1:]:
+        absent = entry.line.replace(f" {entry.options} ", f" {entry.options},{','.join(ABSENT_SOURCE_OPTIONS)} ")
+        assert sum(line.split() == absent.split() for line in fstab) == 1, entry.line
     assert EXTRA_FSTAB in fstab
     assert lab.sh("ls /etc/ | grep -c '^fstab.vsa-'").strip() != "0"  # the old file was backed up
+    verify = lab.sh("findmnt --verify 2>&1 || true")
+    assert "required source" not in verify, verify
 
 
 def test_second_deploy_changes_nothing(deployed):

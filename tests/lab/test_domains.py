@@ -93,7 +93,7 @@ def test_a_real_renewal_reaches_nginx_through_the_deploy_hook(hub):
     renewed = hub.sh("docker exec reverse-proxy-certbot certbot renew --force-renewal --cert-name shop.vsa.test "
                      "--no-random-sleep-on-renew 2>&1")
     assert "Congratulations, all renewals succeeded" in renewed, renewed  # "renewed" alone is in failures too
-    flag = "/srv/flowbiz/reverse-proxy/letsencrypt/.vsa-reload-nginx"
+    flag = "/srv/flowbiz/reverse-proxy/reload-flag/nginx"  # /run/vsa-reload/nginx in certbot and the reloader
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and serial(hub, "shop.vsa.test") == before:
         time.sleep(1)

@@ -113,7 +113,8 @@ class HubConfig(Model):
     def directories(self) -> list[DirectorySpec]:
         """The root-disk tree: the audit trail's folders, then storage's (whose entries win)."""
         textfile = DirectorySpec(path=self.observability.node_exporter.textfile_directory,
-                                 purpose="vsa-ops facts for node-exporter's textfile collector")
+                                 purpose="vsa-ops facts for node-exporter's textfile collector (certbot's "
+                                         "renewal hook writes there too)", container_data=True)
         return [*self.audit.directories, textfile, *self.storage.directories]
 
     def builtin_stacks(self) -> dict[str, dict[str, Component]]:
@@ -144,7 +145,7 @@ class HubConfig(Model):
 
 def _textfile_directory(observability: Observability) -> str:
     # node-exporter's textfile collector folder (issue 13 needs it; another branch adds the field)
-    return getattr(observability.node_exporter, "textfile_directory", "/srv/flowbiz/observability/textfile")
+    return observability.node_exporter.textfile_directory
 
 
 def _with_mounts(component: Component, mounts: list[Mount]) -> Component:

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from .base import Duration, Model, Size, parse_duration
 from .component import Component
 from .containers import Container, RunAs
-from .storage import REVERSE_PROXY
+from .storage import CERTBOT_CA, CERTBOT_HOOKS, RELOAD_FLAGS, REVERSE_PROXY
 
 EXT = ["flowbiz_ext"]
 
@@ -62,8 +62,10 @@ class Nginx(Component):
             f"{REVERSE_PROXY}/nginx/conf.d:/etc/nginx/conf.d:ro",
             f"{REVERSE_PROXY}/nginx/snippets:/etc/nginx/snippets:ro",
             f"{REVERSE_PROXY}/nginx/auth:/etc/nginx/auth:ro",
-            f"{REVERSE_PROXY}/letsencrypt:/etc/letsencrypt:rw",
-            f"{REVERSE_PROXY}/certbot-www:/var/www/certbot:rw",
+            # NGINX only reads certificates and the challenge files: a compromised NGINX cannot
+            # change what certbot runs or serves (design: rw; see README "What happens when things fail").
+            f"{REVERSE_PROXY}/letsencrypt:/etc/letsencrypt:ro",
+            f"{REVERSE_PROXY}/certbot-www:/var/www/certbot:ro",
             f"{REVERSE_PROXY}/logs:/var/log/nginx:rw",
         ],
         validate_command=["nginx", "-t", "-q"],
@@ -126,8 +128,12 @@ class Nginx(Component):
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 # Written by certbot's deploy hook when a certificate was really renewed; the reloader acts on it.
-RELOAD_FLAG = "/etc/letsencrypt/.vsa-reload-nginx"
-CA_BUNDLE = "/etc/letsencrypt/vsa-acme-ca.pem"
+RELOAD_FLAG_DIR = "/run/vsa-reload"
+RELOAD_FLAG = f"{RELOAD_FLAG_DIR}/nginx"
+CA_DIR = "/etc/vsa-acme"
+CA_BUNDLE = f"{CA_DIR}/vsa-acme-ca.pem"
+# Where certbot runs deploy hooks from (its --config-dir is /etc/letsencrypt).
+HOOKS_DIR = "/etc/letsencrypt/renewal-hooks/deploy"
 
 
 class Certbot(Component):
@@ -137,7 +143,10 @@ class Certbot(Component):
         image="certbot/certbot:v2.10.0",
         container_name="reverse-proxy-certbot",
         runs_as=RunAs(name="root", uid=0),
-        mounts=[f"{REVERSE_PROXY}/letsencrypt:/etc/letsencrypt:rw", f"{REVERSE_PROXY}/certbot-www:/var/www/certbot:rw"],
+        # What root writes for certbot (hooks, CA bundle) is mounted read-only, over the letsencrypt/
+        # that certbot writes; Docker mounts the parent first.
+        mounts=[f"{REVERSE_PROXY}/letsencrypt:/etc/letsencrypt:rw", f"{REVERSE_PROXY}/certbot-www:/var/www/certbot:rw",
+                f"{CERTBOT_HOOKS}:{HOOKS_DIR}:ro", f"{CERTBOT_CA}:{CA_DIR}:ro", f"{RELOAD_FLAGS}:{RELOAD_FLAG_DIR}:rw"],
         networks=EXT,
     )
     renew_interval: Duration = "12h"
@@ -196,7 +205,8 @@ class Reloader(Component):
         image="docker:27-cli",
         container_name="reverse-proxy-reloader",
         runs_as=RunAs(name="root", uid=0),
-        mounts=["/var/run/docker.sock:/var/run/docker.sock:ro", f"{REVERSE_PROXY}/letsencrypt:/etc/letsencrypt:rw"],
+        # It needs only the flag certbot's hook leaves (and Docker, to reach NGINX).
+        mounts=["/var/run/docker.sock:/var/run/docker.sock:ro", f"{RELOAD_FLAGS}:{RELOAD_FLAG_DIR}:rw"],
         network_mode="none",
     )
     interval: Duration = "6h"

@@ -59,6 +59,9 @@ class DirectorySpec(Model):
     purpose: str = ""
     # vsa-ops owns every file directly inside: a file the manifest does not name is removed.
     owned: bool = False
+    # A container writes here (mounted read-write): vsa-ops, which runs as root, writes no file inside
+    # (a container could swap such a file for a symlink to what root should never touch).
+    container_data: bool = False
 
 
 ROOT = "/srv/flowbiz"
@@ -70,6 +73,12 @@ OBSERVABILITY = f"{ROOT}/observability"
 VHOSTS = f"{REVERSE_PROXY}/nginx/conf.d"
 HTPASSWD = f"{REVERSE_PROXY}/nginx/auth"
 CERTIFICATES = f"{REVERSE_PROXY}/letsencrypt/live"
+# What root writes for certbot lives beside letsencrypt/ (which certbot writes), mounted read-only
+# into the certbot container: its deploy hooks (at /etc/letsencrypt/renewal-hooks/deploy) and the
+# ACME server's CA bundle. The hook's reload flag has a folder of its own, shared with the reloader.
+CERTBOT_HOOKS = f"{REVERSE_PROXY}/certbot-hooks"
+CERTBOT_CA = f"{REVERSE_PROXY}/certbot-ca"
+RELOAD_FLAGS = f"{REVERSE_PROXY}/reload-flag"
 
 
 def domain_files(name: str) -> dict[str, str]:
@@ -88,17 +97,20 @@ def _tree() -> list[DirectorySpec]:
         DirectorySpec(path=f"{rp}/nginx/snippets", purpose="Shared NGINX snippets", owned=True),
         DirectorySpec(path=HTPASSWD, group="nginx", mode="0750", purpose="htpasswd files (bcrypt)",
                   owned=True),
-        DirectorySpec(path=f"{rp}/letsencrypt", purpose="Let's Encrypt certs + renewal configs"),
-        DirectorySpec(path=f"{rp}/letsencrypt/renewal-hooks"),
-        DirectorySpec(path=f"{rp}/letsencrypt/renewal-hooks/deploy", owned=True),
-        DirectorySpec(path=f"{rp}/certbot-www", purpose="ACME challenge webroot"),
-        DirectorySpec(path=f"{rp}/logs", owner="nginx", group="nginx", purpose="NGINX access/error logs"),
-        DirectorySpec(path=f"{rp}/logs/domains", owner="nginx", group="nginx", purpose="per-domain JSON access logs"),
+        DirectorySpec(path=f"{rp}/letsencrypt", purpose="Let's Encrypt certs + renewal configs", container_data=True),
+        DirectorySpec(path=CERTBOT_HOOKS, purpose="certbot deploy hooks (read-only in certbot)", owned=True),
+        DirectorySpec(path=CERTBOT_CA, purpose="ACME server CA bundle (read-only in certbot)", owned=True),
+        DirectorySpec(path=RELOAD_FLAGS, purpose="certbot's 'reload NGINX' flag for the reloader", container_data=True),
+        DirectorySpec(path=f"{rp}/certbot-www", purpose="ACME challenge webroot", container_data=True),
+        DirectorySpec(path=f"{rp}/logs", owner="nginx", group="nginx", purpose="NGINX access/error logs",
+                      container_data=True),
+        DirectorySpec(path=f"{rp}/logs/domains", owner="nginx", group="nginx", purpose="per-domain JSON access logs",
+                      container_data=True),
         # Design, "Root Disk": dashboard.
         DirectorySpec(path=dash),
         DirectorySpec(path=f"{dash}/data"),
         DirectorySpec(path=f"{dash}/data/postgres", owner="postgres", group="postgres", mode="0700",
-                  purpose="PostgreSQL data directory"),
+                  purpose="PostgreSQL data directory", container_data=True),
         DirectorySpec(path=f"{dash}/secrets", mode="0751", purpose="database password files (each 0640, group of its reader)"),
         # Design, "Root Disk": observability; config folders follow "Configuration File Locations".
         DirectorySpec(path=obs),

@@ -24,6 +24,17 @@ records() {
     done
     [ -d dev/disk/by-label ] && find dev/disk/by-label -mindepth 1 -maxdepth 1 -printf 'label %f\0'
     findmnt -rn -o TARGET,SOURCE 2>/dev/null | tr '\n' '\0' | sed -z 's/^/mount /'
+    # The LABEL and UUID names of the device mounted at / (a btrfs subvolume's "[/@]" stripped, the
+    # device's symlinks followed): an fstab line for / may only name one of these.
+    rootdev=$(findmnt -rn -o SOURCE / 2>/dev/null | sed 's/\[.*//')
+    rootdev=$(readlink -f "$rootdev" 2>/dev/null)
+    if [ -b "$rootdev" ]; then
+        for kind in label uuid; do
+            for link in dev/disk/by-"$kind"/*; do
+                [ -e "$link" ] && [ "$(readlink -f "$link")" = "$rootdev" ] && printf 'root %s=%s\0' "$kind" "${link##*/}"
+            done
+        done
+    fi
     [ -f etc/passwd ] && cut -d: -f1,3 etc/passwd | tr '\n' '\0' | sed -z 's/^/user /'
     if docker network ls --format '{{.Name}}' > "$work/networks" 2>/dev/null; then
         printf 'docker yes\0'

@@ -145,12 +145,20 @@ while read -r kind when command undo message; do
     decode "$command" | sh || fail "$(decode "$message")"
 done < "$stage/actions"
 
+# Sampled twice: a container that exits at once and restarts (restart: unless-stopped) shows
+# "running" for moments; steady means running both times and not restarted in between.
+sample() { docker inspect -f '{{.State.Status}} {{.RestartCount}} {{.State.StartedAt}}' "$1" 2> /dev/null; }
 while read -r kind seconds containers; do
     [ "$kind" = probe ] || continue
     sleep "$seconds"
     for name in $containers; do
-        [ "$(docker inspect -f '{{.State.Status}}' "$name" 2> /dev/null)" = running ] ||
-            fail "$name is not running after the change"
+        sample "$name" > "$stage/seen.$name" || true
+    done
+    sleep 2
+    for name in $containers; do
+        seen=$(cat "$stage/seen.$name")
+        case $seen in running\ *) ;; *) fail "$name is not running after the change" ;; esac
+        [ "$(sample "$name")" = "$seen" ] || fail "$name is not running after the change (it restarted)"
     done
 done < "$stage/actions"
 

@@ -94,6 +94,12 @@ def _install():
         "docker compose version >/dev/null 2>&1 || apt-get install -y -qq docker-compose-plugin "
         "|| apt-get install -y -qq docker-compose-v2 "
         "|| { echo 'vsa-ops: no compose v2 package in the configured apt sources' >&2; exit 1; }",
+        # Installed but stopped: start it where systemd runs it; otherwise stop here, before any change.
+        "docker info >/dev/null 2>&1 || { [ -d /run/systemd/system ] && systemctl start docker >/dev/null 2>&1; } "
+        "|| true",
+        "for i in $(seq 50); do docker info >/dev/null 2>&1 && break; sleep 0.2; done",
+        "docker info >/dev/null 2>&1 || { echo 'vsa-ops: the Docker engine does not answer (docker info fails): "
+        "start dockerd, then deploy again' >&2; exit 1; }",
     ]))
 
 

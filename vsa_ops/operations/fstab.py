@@ -12,12 +12,21 @@ from .shell import argv, script
 
 FSTAB = "/etc/fstab"
 
+# `findmnt --verify` of one table as "target: message" lines, one per error ([E]) and per parse error,
+# then "summary" when findmnt got to its summary line (it can die of a signal before it on a bad table).
+VERIFY = ("verify() { LC_ALL=C findmnt --verify --tab-file \"$1\" 2>&1 | awk '"
+          "/parse error/ && !/ parse errors?,/ { print \"parse error \" ++parse } "
+          "/^[^ ]/ { target = $0 } "
+          "/^ *\\[E\\]/ { sub(/^ *\\[E\\] */, \"\"); print target \": \" $0 } "
+          "/^[0-9]+ parse errors?, / || /^Success/ { print \"summary\" }'; }")
+
 
 @operation()
 def entries(change: FstabChange | None, fstab: str = FSTAB):
-    """Install the planned fstab: back up the old file, check the new one with ``findmnt --verify``
-    (parse errors and bad options fail; a source whose disk is absent is only reported), replace it
-    atomically, and mount the entries whose device exists and whose mount point is free.
+    """Install the planned fstab: check the new table with ``findmnt --verify`` and refuse it if it
+    has any error (or parse error) the current table does not already have, naming each; keep the
+    old file as a hard link, replace it atomically, and mount the entries whose device exists and
+    whose mount point is free. Errors the current table already had are printed, not hidden.
 
     + change: ``plan.fstab`` (None: nothing to do)
     + fstab: the file to manage
@@ -33,15 +42,27 @@ def entries(change: FstabChange | None, fstab: str = FSTAB):
         return
     candidate = f"{fstab}.vsa-new"
     yield FileUploadCommand(BytesIO(change.content.encode()), candidate)
+    yield StringCommand(install_script(candidate, fstab, change.mount))
+
+
+def install_script(candidate: str, fstab: str, mount: tuple[str, ...] = ()) -> str:
+    """The host's side of ``entries``: check ``candidate``, install it as ``fstab``, mount ``mount``."""
     lines = [
         f"new={argv(candidate)}; old={argv(fstab)}",
-        "report=$(findmnt --verify --tab-file \"$new\" 2>&1 || true)",
-        "bad=$(printf '%s\\n' \"$report\" | grep -E '\\[E\\]|parse error' "
-        "| grep -v -e 'unreachable on boot required' -e '^0 parse errors' || true)",
-        "if [ -n \"$bad\" ]; then rm -f \"$new\"; echo \"vsa-ops: fstab check failed: $bad\" >&2; exit 1; fi",
-        "[ -e \"$old\" ] && cp -p \"$old\" \"$old.vsa-$(date +%Y%m%dT%H%M%S)\"",
+        "checked=$(mktemp -d); trap 'rm -rf \"$checked\"' EXIT",
+        VERIFY,
+        "if [ -e \"$old\" ]; then verify \"$old\" > \"$checked/before\"; else : > \"$checked/before\"; fi",
+        "verify \"$new\" > \"$checked/after\"",
+        "if ! grep -qx summary \"$checked/after\"; then rm -f \"$new\"; "
+        "echo 'vsa-ops: fstab check failed: findmnt --verify gave no verdict on the new table' >&2; exit 1; fi",
+        "bad=$(grep -vxF -f \"$checked/before\" \"$checked/after\" | head -n 5 | paste -sd ';' -)",
+        "if [ -n \"$bad\" ]; then rm -f \"$new\"; echo \"vsa-ops: fstab check failed, $old left as it was: $bad\" >&2; "
+        "exit 1; fi",
+        "known=$(grep -vx summary \"$checked/before\" | head -n 5 | paste -sd ';' -)",
+        "[ -z \"$known\" ] || echo \"vsa-ops: $old already had (kept as it was): $known\" >&2",
+        "if [ -e \"$old\" ]; then ln -f \"$old\" \"$old.vsa-$(date +%Y%m%dT%H%M%S)\"; fi",
         "chmod 0644 \"$new\"; mv -f \"$new\" \"$old\"",
     ]
-    for mountpoint in change.mount:
+    for mountpoint in mount:
         lines.append(f"mkdir -p {argv(mountpoint)} && mount {argv(mountpoint)}")
-    yield StringCommand(script(lines))
+    return script(lines)
