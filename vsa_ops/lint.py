@@ -12,6 +12,7 @@ from typing import Any
 from . import yamlio
 from .config import HubConfig, parse_size
 from .manifest import Manifest, Stack
+from .render.compose import ROOT_ACCESS_LABEL
 
 DATABASE_IMAGES = re.compile(r"(^|/)(postgres|postgis|mysql|mariadb|mongo|redis|valkey|keydb)(:|@|$)")
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run")
@@ -140,6 +141,41 @@ def docker_socket_read_only(manifest: Manifest, hub: HubConfig) -> Iterator[Find
         for source, _target, read_only in _mounts(spec):
             if source.rstrip("/") in DOCKER_SOCKETS and not read_only:
                 yield Finding("docker-socket-ro", stack.name, name, f"mounts {source} read-write; mount it :ro")
+
+
+ROOT_EQUIVALENT_CAPS = {"ALL", "SYS_ADMIN"}
+
+
+def _root_access_reason(spec: dict[str, Any]) -> str:
+    labels = spec.get("labels") or {}
+    if isinstance(labels, list):
+        labels = dict(str(item).partition("=")[::2] for item in labels)
+    return str(labels.get(ROOT_ACCESS_LABEL, "")).strip()
+
+
+@rule
+def root_equivalent_access(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
+    """Privileged, the host's / mounted read-write, or capabilities that amount to root: an error unless the
+    service names why (container.root_access_reason; label vsa.root-access-reason in a project stack). The
+    Docker socket is root on the host whatever its :ro (the API it serves can start a privileged
+    container): a warning unless a reason is named."""
+    for stack, name, spec in _services(manifest):
+        if _root_access_reason(spec):
+            continue
+        if spec.get("privileged"):
+            yield Finding("root-access", stack.name, name, "is privileged; name why in container.root_access_reason")
+        for source, _target, read_only in _mounts(spec):
+            if source.rstrip("/") == "" and source.startswith("/") and not read_only:
+                yield Finding("root-access", stack.name, name,
+                              "mounts the host's / read-write; mount it :ro or name why in container.root_access_reason")
+            if source.rstrip("/") in DOCKER_SOCKETS:
+                yield Finding("root-access", stack.name, name,
+                              f"mounts {source}: the Docker API is root on the host, even :ro; name why in "
+                              f"container.root_access_reason", severity="warning")
+        strong = ROOT_EQUIVALENT_CAPS & set(spec.get("cap_add") or [])
+        if strong:
+            yield Finding("root-access", stack.name, name,
+                          f"adds capability {', '.join(sorted(strong))}; name why in container.root_access_reason")
 
 
 @rule

@@ -66,7 +66,10 @@ class Loki(Component):
         runs_as=RunAs(name="loki", uid=10001),
         command=["-config.file=/etc/loki/loki-config.yml"],
         mounts=[f"{OBSERVABILITY}/loki:/etc/loki:ro", "obs-loki-data:/loki"],
-        networks=["flowbiz_ext", "observability_internal"],
+        # Not on flowbiz_ext (the design puts it there): Loki runs without auth (auth_enabled: false),
+        # so any app container on the shared network could read and write every log. Grafana, the
+        # shipper and Prometheus reach it on observability_internal (README "Least privilege").
+        networks=["observability_internal"],
     )
     store: Literal["boltdb-shipper", "tsdb"] = "boltdb-shipper"
     schema_version: Literal["v11", "v12", "v13"] = "v12"
@@ -135,6 +138,8 @@ class Cadvisor(Component):
         container_name="cadvisor",
         runs_as=RunAs(name="root", uid=0),
         privileged=True,
+        cap_drop=[],
+        root_access_reason="design: cAdvisor is privileged to read every container's cgroups and the host's devices",
         mounts=[{"source": source, "target": target, "read_only": True, "live": True} for source, target in (
             ("/", "/rootfs"), ("/var/run", "/var/run"), ("/sys", "/sys"), ("/var/lib/docker", "/var/lib/docker"),
             ("/dev/disk", "/dev/disk"))],
