@@ -33,7 +33,9 @@ DOMAINS = [
     Domain(name="private.example.com", upstream="echo:8080", auth={"alice": hash_password(PASSWORD)}),
     Domain(name="passing.example.com", upstream="echo:8080", auth={"alice": hash_password(PASSWORD)},
            pass_auth=True),
+    Domain(name="steady.example.com", upstream="echo:8080", rate_limit="load"),
 ]
+LOAD_ZONE = [{"reverse_proxy": {"nginx": {"rate_limit_zones": {"load": {"rate": "2000r/s", "burst": 2000}}}}}]
 
 
 def _docker(*args: str) -> str:
@@ -96,7 +98,7 @@ def render_module(sources):
     from vsa_ops.render import render_host
 
     def make(**kwargs):
-        return render_host(hub_config([]), sources, host="hub", secrets=SECRETS, **kwargs)
+        return render_host(hub_config(LOAD_ZONE), sources, host="hub", secrets=SECRETS, **kwargs)
     return make
 
 
@@ -181,3 +183,17 @@ def test_the_acme_webroot_answers_only_for_managed_names(edge):
     assert http(edge, "plain.example.com", path).status == 404  # the webroot's own answer: no such token
     with pytest.raises((ConnectionError, OSError)):
         http(edge, "unknown.example.com", path)
+
+
+def test_reloads_drop_no_request(edge):
+    """The load generator of the zero-drop lab test, against NGINX reloading five times under it."""
+    from tests.lab.load import Load
+
+    with Load(edge["ports"][443], "steady.example.com", str(edge["ca"] / "steady.example.com/fullchain.pem"),
+              rate=60, workers=4, max_seconds=30) as load:
+        for _ in range(5):
+            time.sleep(0.5)
+            _docker("exec", edge["nginx"], "nginx", "-s", "reload")
+        time.sleep(1)
+    assert load.result.failed == 0, str(load.result)
+    assert load.result.sent >= 150, str(load.result)
