@@ -175,6 +175,10 @@ def test_a_name_no_site_serves_gets_no_site(edge):
     connection.request("GET", "/", headers={"Host": "unknown.example.com"})
     answer = connection.getresponse()
     assert answer.status == 421 and b"headers" not in answer.read()
+    # ... or with the Host of another site: misdirected too, not that site's content.
+    connection.request("GET", "/", headers={"Host": "private.example.com"})
+    answer = connection.getresponse()
+    assert answer.status == 421 and b"headers" not in answer.read()
     connection.close()
 
 
