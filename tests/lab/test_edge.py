@@ -66,6 +66,19 @@ def http(hub, name, path="/"):
     return request("127.0.0.1", hub.host["http_port"], name, tls=False, path=path)[0]
 
 
+def answered(ask, seconds: float = 10.0):
+    """``ask()``'s answer once NGINX answers it: a reload after a plain deploy takes effect asynchronously,
+    and until then the default server closes the connection."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return ask()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def seen(answer) -> dict:
     assert answer.status == 200, (answer.status, answer.body[:300])
     return json.loads(answer.body)
@@ -89,7 +102,7 @@ def test_an_http_only_site_carries_the_security_headers_and_no_hsts(edge):
     edge_add(edge, "dead-edge.vsa.test", "--upstream", "ghost-app:8080", "--no-tls", "--no-apply")
     edge.deploy(inventory=edge.inventory_edge)
     for name, status in (("plain-edge.vsa.test", 200), ("dead-edge.vsa.test", 502)):
-        answer = http(edge, name)
+        answer = answered(lambda: http(edge, name))
         assert answer.status == status
         assert all(h in answer.headers for h in EVERY_ANSWER), answer.headers
         assert HSTS not in answer.headers
@@ -161,6 +174,8 @@ def test_no_request_is_dropped_while_sites_come_and_go(edge):
     domains["steady.vsa.test"] = domains["steady.vsa.test"].model_copy(update={"rate_limit": "load"})
     save_registry(REGISTRY, domains)
     edge.deploy(inventory=edge.inventory_edge)
+    answered(lambda: https(edge, "steady.vsa.test"))
+    time.sleep(3)  # the reload that brings the site's own zone takes effect asynchronously
     with Load(edge.host["https_port"], "steady.vsa.test", edge.info["acme_roots"], rate=RATE, workers=4,
               max_seconds=900) as load:
         time.sleep(2)
