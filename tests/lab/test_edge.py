@@ -5,7 +5,7 @@ site, containers with least privilege, and no request dropped while sites come a
 
 from __future__ import annotations
 
-import http.client
+from http.client import HTTPSConnection
 import json
 import os
 import socket
@@ -139,7 +139,7 @@ def test_a_name_no_site_serves_gets_no_site(edge):
         https(edge, "unknown.vsa.test")
     port = edge.host["https_port"]
     context = ssl.create_default_context(cafile=edge.info["acme_roots"])
-    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    connection = HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
     connection.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port)),
                                           server_hostname="prefixed.vsa.test")
     connection.request("GET", "/", headers={"Host": "unknown.vsa.test"})
