@@ -41,8 +41,11 @@ def edge(lab, tmp_path_factory):
     lab.inventory_edge = lab.inventory_with(tmp_path_factory.mktemp("edge"), {"reverse_proxy": {"nginx": ZONES}})
     before = REGISTRY.read_text() if REGISTRY.exists() else None
     lab.deploy(inventory=lab.inventory_edge)
+    kept = set(load_registry(REGISTRY))
     yield lab
-    # Back as the other lab tests expect it: none of these sites, the lab's own zones.
+    # Back as the other lab tests expect it: none of these sites (nor their certificates), the lab's own zones.
+    for name in sorted(set(load_registry(REGISTRY)) - kept):
+        vsa("remove-domain", name, "-i", str(lab.inventory_edge), check=False)
     if before is None:
         REGISTRY.unlink(missing_ok=True)
     else:
