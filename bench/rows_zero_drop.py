@@ -54,6 +54,7 @@ def zero_drop(bench) -> None:
     info = json.loads(sh([*vsa_ops(), "lab", "info", "--json"], "vsa-ops lab info").stdout)
     port, ca = info["hosts"][0]["https_port"], info["acme_roots"]
     bench.registry_touched = True
+    sh([*vsa_ops(), "deploy", "-i", inventory], "converge the hub (with the steady site's zone)")
     sh([*vsa_ops(), "add-domain", STEADY, "--upstream", "echo:8080", "-i", inventory], f"add-domain {STEADY}")
     path = registry_path()
     domains = load_registry(path)
