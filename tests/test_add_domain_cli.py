@@ -120,3 +120,31 @@ def test_deploy_with_a_limit_that_names_no_host_stops_before_connecting(project)
     assert result.returncode == 1
     assert result.stderr.strip() == "vsa-ops: --limit: no host or group 'nohost' in the inventory"
     assert "Connecting" not in result.stdout
+
+
+def test_basic_auth_without_tls_is_refused_unless_forced(project):
+    before = (project / "domains.yml").read_text() if (project / "domains.yml").exists() else None
+    result = add(project, "private.example.com", "--upstream", "demo-app:8080", "--no-tls", "--auth-user", "alice",
+                 password="pw\n")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "vsa-ops: --auth-user with --no-tls would send passwords in clear text: drop --no-tls, or add "
+        "--insecure-auth to do it anyway"]
+    assert ((project / "domains.yml").read_text() if (project / "domains.yml").exists() else None) == before
+    forced = add(project, "private.example.com", "--upstream", "demo-app:8080", "--no-tls", "--auth-user", "alice",
+                 "--insecure-auth", "--pass-auth", password="pw\n")
+    assert forced.returncode == 0, forced.stderr
+    entry = registry(project)["private.example.com"]
+    assert entry["insecure_auth"] is True and entry["pass_auth"] is True and entry["tls"] is False
+
+
+def test_a_registry_entry_with_auth_over_http_is_refused(project):
+    (project / "domains.yml").write_text("plain.example.com:\n  upstream: demo-app:8080\n  tls: false\n"
+                                         "  auth: {alice: '$2b$12$" + "a" * 53 + "'}\n")
+    result = add(project, "other.example.com", "--upstream", "demo-app:8080")
+    assert result.returncode == 1 and "plain.example.com" in result.stderr and "insecure_auth" in result.stderr
+
+
+def test_an_ipv6_upstream_keeps_its_brackets_and_its_path(project):
+    assert add(project, "v6.example.com", "--upstream", "http://[fd00::5]:8080/base/").returncode == 0
+    assert registry(project)["v6.example.com"]["upstream"] == "http://[fd00::5]:8080/base/"

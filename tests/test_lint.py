@@ -129,3 +129,34 @@ def test_a_prometheus_retention_size_over_the_docker_disk_budget_fails_lint(proj
     result = run_cli("lint", cwd=project)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "error: disk-budget" in result.stdout and "246GB Docker disk" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("override", [
+    {"observability": {"grafana": {"container": {"privileged": True}}}},  # hidden among the design's services
+    {"observability": {"cadvisor": {"container": {"root_access_reason": ""}}}},  # the design's, without its reason
+    {"observability": {"node_exporter": {"container": {"mounts": [
+        {"source": "/", "target": "/host", "read_only": False}]}}}},
+    {"observability": {"grafana": {"container": {"cap_add": ["SYS_ADMIN"]}}}},
+])
+def test_root_equivalent_access_without_a_reason_fails(render, override):
+    assert ("root-access", "observability", next(iter(override["observability"])).replace("_", "-")) in rules(
+        errors(render([override]), [override]))
+
+
+def test_root_equivalent_access_with_a_reason_passes_and_the_docker_socket_always_counts(render):
+    allowed = {"observability": {"grafana": {"container": {"privileged": True, "root_access_reason": "a test"}}}}
+    assert not [f for f in errors(render([allowed]), [allowed]) if f.rule == "root-access"]
+    hidden = {"reverse_proxy": {"reloader": {"container": {"root_access_reason": ""}}}}
+    findings = lint(render([hidden]), hub_config([hidden]))
+    socket = [f for f in findings if f.rule == "root-access" and f.service == "reloader"]
+    assert [f.severity for f in socket] == ["warning"] and "even :ro" in socket[0].why
+
+
+def test_every_service_drops_every_capability_it_does_not_need(render):
+    for stack in render().stacks:
+        for name, spec in stack.compose["services"].items():
+            if spec.get("privileged"):
+                continue
+            assert spec["cap_drop"] == ["ALL"], name
+            assert "no-new-privileges:true" in spec["security_opt"], name
+            assert not {"ALL", "SYS_ADMIN"} & set(spec.get("cap_add", [])), name

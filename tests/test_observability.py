@@ -75,8 +75,10 @@ def test_every_log_the_hub_writes_is_matched_by_a_shipper_job(render):
     services = observability(render())
     mounts = {(v["source"], v["target"]) for v in services["promtail"]["volumes"]}
     assert {("/var/log/journal", "/var/log/journal"), ("/etc/machine-id", "/etc/machine-id"),
-            ("/var/run/docker.sock", "/var/run/docker.sock"), ("/srv/flowbiz", "/srv/flowbiz"),
+            ("/var/run/docker.sock", "/var/run/docker.sock"),
+            ("/srv/flowbiz/reverse-proxy/logs", "/srv/flowbiz/reverse-proxy/logs"),
             ("/var/log/vsa", "/var/log/vsa")} <= mounts
+    assert ("/srv/flowbiz", "/srv/flowbiz") not in mounts  # never its secrets, htpasswd files and keys
     assert {job.source for job in shipper.jobs} == {"journal", "file", "docker"}
 
 

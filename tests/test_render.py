@@ -190,7 +190,9 @@ def test_nginx_http_context_follows_the_reliability_standards(render):
     assert "limit_req_status 429;" in http and "server_tokens off;" in http
     assert "ssl_stapling" not in http
     headers = render().file("/srv/flowbiz/reverse-proxy/nginx/snippets/security-headers.conf").content
-    assert 'add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;' in headers
+    hsts = render().file("/srv/flowbiz/reverse-proxy/nginx/snippets/hsts.conf").content
+    assert 'add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;' in hsts
+    assert "Strict-Transport-Security" not in headers  # HTTP servers include this one too
     assert 'add_header X-Frame-Options "DENY" always;' in headers
     assert 'add_header X-Content-Type-Options "nosniff" always;' in headers
 

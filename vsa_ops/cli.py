@@ -135,14 +135,18 @@ def _read_password(user: str) -> str:
 @click.option("--auth-user", default=None, help="Protect the site with basic auth; password from stdin or prompt.")
 @click.option("--no-tls", is_flag=True, help="Serve over HTTP only, with no certificate.")
 @click.option("--host", "hosts", multiple=True, help="Host or group that serves it (default: every host).")
+@click.option("--pass-auth", is_flag=True, help="Forward the basic-auth credentials to the upstream (default: not).")
+@click.option("--insecure-auth", is_flag=True, help="Allow --auth-user with --no-tls (passwords in clear text).")
 @inventory_option
 @click.option("--no-apply", is_flag=True, help="Only validate and write the registry.")
-def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, inventory, no_apply):
+def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, pass_auth, insecure_auth, inventory, no_apply):
     """Add a site: registry, vhost, basic auth, certificate, HTTPS probe; all or nothing."""
     root = find_root()
     path = inventory_path(inventory).resolve()
+    domain_changes.check_auth_options(not no_tls, auth_user, pass_auth, insecure_auth)
     password = _read_password(auth_user) if auth_user is not None else None
-    site = domain_changes.new_domain(domain, upstream, list(aliases), not no_tls, list(hosts), auth_user, password)
+    site = domain_changes.new_domain(domain, upstream, list(aliases), not no_tls, list(hosts), auth_user, password,
+                                     pass_auth=pass_auth, insecure_auth=insecure_auth)
     probes = domain_changes.add_domain(root, path, site, password=password, apply=not no_apply,
                               echo=lambda line: click.echo(line, err=True))
     if no_apply:

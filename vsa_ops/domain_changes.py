@@ -37,12 +37,25 @@ def registry_path(root: Path, inventory) -> Path:
     return named.pop() if named else root / DOMAINS_FILE
 
 
+def check_auth_options(tls: bool, auth_user: str | None, pass_auth: bool = False, insecure_auth: bool = False) -> None:
+    """Refuse basic auth over plain HTTP (passwords in clear text) unless forced, before anything is read
+    or changed; and options that only mean something with --auth-user."""
+    if auth_user is not None and not tls and not insecure_auth:
+        raise DomainError("--auth-user with --no-tls would send passwords in clear text: drop --no-tls, "
+                          "or add --insecure-auth to do it anyway")
+    if auth_user is None and (pass_auth or insecure_auth):
+        raise DomainError(f"{'--pass-auth' if pass_auth else '--insecure-auth'}: only with --auth-user")
+
+
 def new_domain(name: str, upstream: str, aliases: list[str], tls: bool, hosts: list[str],
-               auth_user: str | None, password: str | None) -> Domain:
+               auth_user: str | None, password: str | None, *, pass_auth: bool = False,
+               insecure_auth: bool = False) -> Domain:
     """A validated Domain from command-line values; errors name the option and the value."""
+    check_auth_options(tls, auth_user, pass_auth, insecure_auth)
     auth = {auth_user: hash_password(password or "")} if auth_user is not None else {}
     try:
-        return Domain(name=name, upstream=upstream, aliases=aliases, tls=tls, hosts=hosts, auth=auth)
+        return Domain(name=name, upstream=upstream, aliases=aliases, tls=tls, hosts=hosts, auth=auth,
+                      pass_auth=pass_auth, insecure_auth=insecure_auth)
     except ValidationError as error:
         item = error.errors()[0]
         field = {"name": "domain", "upstream": "--upstream", "aliases": "--alias", "auth": "--auth-user",

@@ -88,6 +88,8 @@ def upstream_url(value: str) -> str:
         raise ValueError("has a port out of range 1-65535")
     if parts.path and not re.fullmatch(r"/[A-Za-z0-9._~/-]*", parts.path):
         raise ValueError("has a path with characters other than letters, digits and ._~/-")
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal keeps its brackets in a URL
     return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path}"
 
 
@@ -97,6 +99,10 @@ def _is_ip(host: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+INSECURE_AUTH = ("basic auth without TLS sends every password in clear text: serve it over TLS, or set "
+                 "insecure_auth (--insecure-auth) to do it anyway")
 
 
 class Domain(Model):
@@ -112,6 +118,10 @@ class Domain(Model):
     headers: dict[str, str] = {}
     # Hosts or inventory groups that serve it; empty: every host.
     hosts: list[str] = Field(default_factory=list)
+    # Forward the basic-auth credentials NGINX checked to the upstream (off: it never sees them).
+    pass_auth: bool = False
+    # Basic auth over plain HTTP sends every password in clear text: refused unless this is set.
+    insecure_auth: bool = False
 
     @field_validator("name")
     @classmethod
@@ -157,7 +167,21 @@ class Domain(Model):
         names = [self.name, *self.aliases]
         if len(set(names)) != len(names):
             raise ValueError("aliases must differ from the name and from each other")
+        if self.auth and not self.tls and not self.insecure_auth:
+            raise ValueError(INSECURE_AUTH)
         return self
+
+    @property
+    def upstream_origin(self) -> str:
+        """The upstream's scheme, host and port: what ``proxy_pass`` resolves per request."""
+        parts = urlsplit(self.upstream)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def upstream_prefix(self) -> str:
+        """The upstream's path without its trailing slash ("" for none or "/"): every request's URI
+        goes to the upstream behind it, ``/orders?x`` to ``/base/orders?x``."""
+        return urlsplit(self.upstream).path.rstrip("/")
 
     @property
     def server_names(self) -> list[str]:

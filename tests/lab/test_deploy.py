@@ -67,7 +67,8 @@ def test_postgres_is_on_its_internal_network_only(deployed):
     ext = json.loads(lab.sh("docker network inspect flowbiz_ext"))[0]
     members = {c["Name"] for c in ext["Containers"].values()}
     assert "dashboard-postgres" not in members
-    assert {"reverse-proxy-nginx", "dashboard-api", "grafana", "loki", "demo-app"} <= members
+    assert {"reverse-proxy-nginx", "dashboard-api", "grafana", "demo-app"} <= members
+    assert "loki" not in members  # no credentials: apps on the shared network must not reach it
     internal = json.loads(lab.sh("docker network inspect dashboard-net"))[0]
     assert internal["Internal"] is True
     assert {c["Name"] for c in internal["Containers"].values()} == {"dashboard-api", "dashboard-ui",

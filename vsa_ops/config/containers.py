@@ -120,6 +120,12 @@ class Container(Model):
     healthcheck: Healthcheck | None = None
     privileged: bool = False
     security_opt: list[str] = ["no-new-privileges:true"]
+    # Least privilege: every Linux capability dropped, then the few this image needs added back.
+    cap_drop: list[str] = ["ALL"]
+    cap_add: list[str] = []
+    # Why this container may hold root-equivalent access (privileged, the host's / mounted read-write,
+    # the Docker socket). Lint refuses such access without a reason (README "Least privilege").
+    root_access_reason: str = ""
     mem_limit: Size | None = None
     shm_size: Size | None = None
     stop_grace_period: Duration | None = None
@@ -154,6 +160,14 @@ class Container(Model):
         for name in value:
             if not _NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a network name")
+        return value
+
+    @field_validator("cap_drop", "cap_add")
+    @classmethod
+    def _capabilities(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"ALL|[A-Z][A-Z_]{1,31}", name):
+                raise ValueError(f"{name!r} is not a Linux capability such as NET_BIND_SERVICE")
         return value
 
     @property

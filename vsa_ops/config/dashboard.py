@@ -34,6 +34,8 @@ class Postgres(Component):
         healthcheck=Healthcheck(test=["CMD", "pg_isready", "-U", "dashboard", "-d", "dashboard"]),
         stop_grace_period="60s",
         shm_size="256MB",
+        # The entrypoint, as root, chowns the data folder and drops to postgres.
+        cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
     )
     database: str = "dashboard"
     user: str = "dashboard"
@@ -81,6 +83,7 @@ class Api(Component):
         ],
         networks=["flowbiz_ext", "dashboard-net"],
         depends_on=["postgres"],
+        root_access_reason="design: the Docker socket for container introspection (Docker SDK)",
     )
 
 

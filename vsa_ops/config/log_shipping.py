@@ -11,7 +11,7 @@ from pydantic import field_validator, model_validator
 from .base import AbsPath, Model
 from .component import Component
 from .containers import Container, RunAs
-from .storage import OBSERVABILITY, ROOT
+from .storage import OBSERVABILITY, REVERSE_PROXY, ROOT
 
 # Every distinct label set is one Loki stream, and Loki 3.0 refuses new streams past
 # max_global_streams_per_user (5,000): a label fed from a field with unbounded values (client address, URI,
@@ -144,12 +144,16 @@ class LogShipper(Component):
             "/var/log/journal:/var/log/journal:ro",
             # The journal reader finds the host's journal folder (/var/log/journal/<machine id>) by it.
             "/etc/machine-id:/etc/machine-id:ro",
-            # Logs, read as they grow: a change under these needs no restart. The audit log's
-            # folder is added from vsa.audit (HubConfig.builtin_stacks).
-            {"source": ROOT, "target": ROOT, "read_only": True, "live": True},
+            # Logs, read as they grow: a change under these needs no restart. Only the log folders, not
+            # all of /srv/flowbiz (its secrets, htpasswd files and private keys); a project stack whose
+            # logs it should read adds its own folder. The audit log's folder is added from vsa.audit.
+            {"source": f"{REVERSE_PROXY}/logs", "target": f"{REVERSE_PROXY}/logs", "read_only": True, "live": True},
             "/var/run/docker.sock:/var/run/docker.sock:ro",
         ],
         networks=["observability_internal"],
+        # Reads NGINX's logs (owned by nginx, 0640) as root without owning them.
+        cap_add=["DAC_READ_SEARCH"],
+        root_access_reason="the Docker socket: container log discovery (docker_sd)",
     )
     loki_push_url: str = "http://loki:3100/loki/api/v1/push"
     # Where either shipper serves its /metrics (Prometheus scrapes <container_name>:<http_port>).

@@ -85,7 +85,10 @@ class Loki(Component):
         runs_as=RunAs(name="loki", uid=10001),
         command=["-config.file=/etc/loki/loki-config.yml"],
         mounts=[f"{OBSERVABILITY}/loki:/etc/loki:ro", "obs-loki-data:/loki"],
-        networks=["flowbiz_ext", "observability_internal"],
+        # Not on flowbiz_ext (the design puts it there): Loki runs without auth (auth_enabled: false),
+        # so any app container on the shared network could read and write every log. Grafana, the
+        # shipper and Prometheus reach it on observability_internal (README "Least privilege").
+        networks=["observability_internal"],
     )
     # Design: BoltDB shipper, schema v12, 24h index period. Data keeps the schema it was written with:
     # a new schema is a new period appended with a later start, and the earlier ones stay as they are.
@@ -203,6 +206,8 @@ class Cadvisor(Component):
         # compose ones become metric labels (each label is a series dimension).
         command=["--docker_only=true", "--housekeeping_interval=15s", "--store_container_labels=false",
                  "--whitelisted_container_labels=com.docker.compose.project,com.docker.compose.service"],
+        cap_drop=[],
+        root_access_reason="design: cAdvisor is privileged to read every container's cgroups and the host's devices",
         mounts=[{"source": source, "target": target, "read_only": True, "live": True} for source, target in (
             ("/", "/rootfs"), ("/var/run", "/var/run"), ("/sys", "/sys"), ("/var/lib/docker", "/var/lib/docker"),
             ("/dev/disk", "/dev/disk"))],

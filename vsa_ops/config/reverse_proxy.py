@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Duration, Model, Size, parse_duration
 from .component import Component
@@ -21,6 +21,8 @@ class RateLimitZone(Model):
     size: Size = "10m"
     rate: str = "10r/s"
     burst: int = Field(20, ge=0)
+    # Off: requests past the rate wait their turn (up to ``burst``) instead of being answered at once.
+    nodelay: bool = True
 
     @field_validator("rate")
     @classmethod
@@ -70,6 +72,9 @@ class Nginx(Component):
         ],
         validate_command=["nginx", "-t", "-q"],
         reload_command=["nginx", "-s", "reload"],
+        # The master binds 80/443, opens logs in a folder owned by nginx (DAC_OVERRIDE), chowns its
+        # temp folders and switches its workers to nginx.
+        cap_add=["CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID", "NET_BIND_SERVICE"],
     )
     log_format: str = "json_detailed"
     # Design: "json_detailed — domain, method, URI, status, bytes, request time, upstream info, user agent".
@@ -106,7 +111,12 @@ class Nginx(Component):
     rate_limit_zones: dict[str, RateLimitZone] = {
         "perip": RateLimitZone(),
         "auth": RateLimitZone(rate="5r/s", burst=10),
+        # Login attempts on basic-auth sites, apart from normal traffic: only requests that carry
+        # credentials (each costs a bcrypt check in a worker) count, per address (00-http.conf's map).
+        "login": RateLimitZone(key="$vsa_credentials_addr", rate="10r/s", burst=40, nodelay=False),
     }
+    # The zone every basic-auth site's location applies on top of its own rate_limit.
+    login_zone: str = "login"
     limit_req_status: int = 429
     # Mozilla intermediate (reliability.md section 1.1); no X25519MLKEM768 before OpenSSL 3.5.
     ssl_protocols: str = "TLSv1.2 TLSv1.3"
@@ -123,6 +133,12 @@ class Nginx(Component):
     @classmethod
     def _header_values(cls, headers: dict[str, str]) -> dict[str, str]:
         return check_headers(headers)
+
+    @model_validator(mode="after")
+    def _login_zone_exists(self) -> "Nginx":
+        if self.login_zone not in self.rate_limit_zones:
+            raise ValueError(f"login_zone {self.login_zone!r} is not one of rate_limit_zones")
+        return self
 
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
@@ -208,6 +224,7 @@ class Reloader(Component):
         # It needs only the flag certbot's hook leaves (and Docker, to reach NGINX).
         mounts=["/var/run/docker.sock:/var/run/docker.sock:ro", f"{RELOAD_FLAGS}:{RELOAD_FLAG_DIR}:rw"],
         network_mode="none",
+        root_access_reason="the Docker socket: docker exec nginx -s reload after a renewal",
     )
     interval: Duration = "6h"
     check_every: Duration = "1m"

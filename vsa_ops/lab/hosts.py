@@ -72,8 +72,9 @@ def running_hosts(key: Path) -> list[LabHost]:
     return found
 
 
-def start(count: int, key: Path, vps_image: str, demo_image: str, log=print) -> None:
-    """Start lab hosts 1..count (keeping those already running), each with demo-app, SSH answering."""
+def start(count: int, key: Path, vps_image: str, demo_image: str, log=print, echo_image: str | None = None) -> None:
+    """Start lab hosts 1..count (keeping those already running), each with demo-app (and the echo
+    upstream ``echo``, when given), SSH answering."""
     public = key.with_suffix(".pub").read_text().strip()
     for index in range(1, count + 1):
         name = host_name(index)
@@ -92,6 +93,8 @@ def start(count: int, key: Path, vps_image: str, demo_image: str, log=print) -> 
         name = host_name(index)
         _wait(name, ["docker", "info"], "its Docker engine")
         _start_demo_app(name, demo_image)
+        if echo_image:
+            _start_demo_app(name, echo_image, container="echo")
     for lab_host in running_hosts(key):
         _wait_ssh(lab_host)
 
@@ -124,8 +127,8 @@ def _wait(name: str, command: list[str], what: str, seconds: float = 90) -> None
     raise LabError(f"{name}: {what} did not come up within {seconds:.0f} s (see docker logs {name})")
 
 
-def _start_demo_app(name: str, image: str) -> None:
-    """demo-app on flowbiz_ext, port 8080: the upstream that lab domains point at."""
+def _start_demo_app(name: str, image: str, container: str = "demo-app") -> None:
+    """demo-app (or another upstream ``container``) on flowbiz_ext, port 8080: what lab domains point at."""
     if not engine.exec_ok(name, ["docker", "image", "inspect", image]):
         # The inner engine is reached only through exec, and the SDK's exec has no plain stdin stream:
         # the docker CLI's pipe streams the image from the outer engine without holding it in memory.
@@ -139,8 +142,8 @@ def _start_demo_app(name: str, image: str) -> None:
             raise LabError(f"{name}: docker save {image} | docker load: {errors[-2000:]}")
     engine.exec_output(name, ["sh", "-c",
         "docker network inspect flowbiz_ext >/dev/null 2>&1 || docker network create flowbiz_ext >/dev/null; "
-        "if docker inspect demo-app >/dev/null 2>&1; then docker start demo-app >/dev/null; "
-        "else docker run -d --name demo-app --network flowbiz_ext "
+        f"if docker inspect {container} >/dev/null 2>&1; then docker start {container} >/dev/null; "
+        f"else docker run -d --name {container} --network flowbiz_ext "
         f"--restart unless-stopped --log-opt max-size=1m {shlex.quote(image)} >/dev/null; fi"])  # fmt: skip
 
 

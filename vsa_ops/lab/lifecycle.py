@@ -16,6 +16,7 @@ from .names import lab_dir
 
 VPS_IMAGE = "vps"
 DEMO_IMAGE = "demo-app"
+ECHO_IMAGE = "echo"
 
 
 def up(root: Path, count: int = 1, log=print, backups: bool = False) -> list[LabHost]:
@@ -26,7 +27,7 @@ def up(root: Path, count: int = 1, log=print, backups: bool = False) -> list[Lab
     tags = ensure_images(log=log)
     folder = lab_dir(root)
     key = hosts.ssh_key(folder)
-    hosts.start(count, key, tags[VPS_IMAGE], tags[DEMO_IMAGE], log=log)
+    hosts.start(count, key, tags[VPS_IMAGE], tags[DEMO_IMAGE], log=log, echo_image=tags[ECHO_IMAGE])
     lab_hosts = hosts.running_hosts(key)
     acme.start(root, [h.name for h in lab_hosts], log=log)
     backup_server.start(root, log=log)

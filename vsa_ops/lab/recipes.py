@@ -145,6 +145,15 @@ def lab_recipes(images: Mapping[str, str]) -> dict[str, Recipe]:
         ),
         "cadvisor": placeholder(images["observability/cadvisor"], "cadvisor", 8080, paths=("/metrics", "/healthz")),
         "demo-app": placeholder("vsa-lab/demo-app:1", "demo-app", 8080, user=NOBODY, paths=("*",)),
+        # An upstream that answers with what it received (method, URI, headers): tests/lab/test_edge.py.
+        "echo": Recipe(
+            tags=("vsa-lab/echo:1",),
+            packages=("python3",),
+            files=(File("/lab/echo.py", src="echo.py"),),
+            entrypoint=("python3", "-u", "/lab/echo.py"),
+            user="nobody",
+            expose=("8080",),
+        ),
         # The dashboard's own images (built by its team, no public tag): stand-ins on their ports.
         "dashboard-api": placeholder(images["dashboard/api"], "dashboard-api", 8000,
                                      user=User("dashboard", 1000), paths=("*",)),

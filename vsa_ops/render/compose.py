@@ -6,6 +6,9 @@ from typing import Any
 
 from ..config import Component
 
+# Lint reads why a service may hold root-equivalent access from this label (project stacks set it too).
+ROOT_ACCESS_LABEL = "vsa.root-access-reason"
+
 
 def _escape(value: str) -> str:
     # Compose interpolates $VAR in every string; a literal $ (shell loops, nginx variables) is $$.
@@ -47,6 +50,12 @@ def compose_service(component: Component) -> dict[str, Any]:
         service["privileged"] = True
     if c.security_opt:
         service["security_opt"] = list(c.security_opt)
+    if c.cap_drop:
+        service["cap_drop"] = list(c.cap_drop)
+    if c.cap_add:
+        service["cap_add"] = list(c.cap_add)
+    if c.root_access_reason:
+        service["labels"] = {ROOT_ACCESS_LABEL: _escape(c.root_access_reason)}
     for key in ("mem_limit", "shm_size", "stop_grace_period"):
         if getattr(c, key):
             service[key] = getattr(c, key)

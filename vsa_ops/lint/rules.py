@@ -1,87 +1,13 @@
-"""Design rules checked on a rendered manifest. Each rule is a small function that yields findings;
-errors fail ``vsa-ops lint``, warnings are printed only."""
+"""The design's rules for stacks, networks, users, mounts, images and the Docker disk."""
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
 
-from . import yamlio
-from .config import HubConfig, parse_size
-from .manifest import Manifest, Stack
-
-DATABASE_IMAGES = re.compile(r"(^|/)(postgres|postgis|mysql|mariadb|mongo|redis|valkey|keydb)(:|@|$)")
-DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run")
-RESTART_POLICIES = re.compile(r"always|unless-stopped|on-failure(:\d+)?")
-
-# Components past their end of life: image prefix, date, what to do.
-END_OF_LIFE = [
-    ("grafana/promtail:", dt.date(2026, 3, 2), "Promtail is end-of-life; set observability.log_shipper.kind to alloy"),
-    ("prom/prometheus:v2.", dt.date(2025, 7, 31), "Prometheus 2.53 LTS ended; move to the 3.5 LTS line"),
-    ("grafana/grafana:10.", dt.date(2025, 6, 30), "Grafana 10.4 is out of support; move to a supported release"),
-    ("nginx:1.25", dt.date(2024, 5, 29), "the NGINX 1.25 branch is frozen at 1.25.5; move to a supported stable line"),
-    ("grafana/loki:3.0", dt.date(2025, 4, 1), "Loki 3.0 is far behind the supported 3.x releases"),
-    ("certbot/certbot:v2.", dt.date(2025, 6, 1), "certbot before 4.1 lacks ARI renewals; move to 4.1 or newer"),
-]
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: str
-    stack: str
-    service: str
-    why: str
-    severity: str = "error"
-
-    def __str__(self) -> str:
-        where = f"{self.stack}/{self.service}" if self.service else (self.stack or "host")
-        return f"{self.severity}: {self.rule} {where}: {self.why}"
-
-
-Rule = Callable[[Manifest, HubConfig], Iterator[Finding]]
-RULES: list[Rule] = []
-
-
-def rule(func: Rule) -> Rule:
-    RULES.append(func)
-    return func
-
-
-def lint(manifest: Manifest, hub: HubConfig, today: dt.date | None = None) -> list[Finding]:
-    findings = [finding for check in RULES for finding in check(manifest, hub)]
-    findings.extend(_end_of_life(manifest, today or dt.date.today()))
-    return findings
-
-
-def _services(manifest: Manifest) -> Iterator[tuple[Stack, str, dict[str, Any]]]:
-    for stack in manifest.stacks:
-        for name, spec in stack.compose["services"].items():
-            yield stack, name, spec or {}
-
-
-def _networks_of(spec: dict[str, Any]) -> list[str]:
-    networks = spec.get("networks") or []
-    return list(networks) if not isinstance(networks, list) else networks
-
-
-def _network_definition(stack: Stack, key: str) -> dict[str, Any]:
-    return (stack.compose.get("networks") or {}).get(key) or {}
-
-
-def _network_name(stack: Stack, key: str) -> str:
-    return _network_definition(stack, key).get("name", key)
-
-
-def _mounts(spec: dict[str, Any]) -> Iterator[tuple[str, str, bool]]:
-    for volume in spec.get("volumes") or []:
-        if isinstance(volume, dict):
-            yield volume.get("source", ""), volume.get("target", ""), bool(volume.get("read_only"))
-        else:
-            parts = str(volume).split(":")
-            yield parts[0], parts[1] if len(parts) > 1 else parts[0], len(parts) > 2 and "ro" in parts[2].split(",")
+from ..config import HubConfig, parse_size
+from ..manifest import Manifest
+from .base import (DATABASE_IMAGES, DOCKER_SOCKETS, RESTART_POLICIES, Finding, _mounts, _network_definition,
+                   _network_name, _networks_of, _root_access_reason, _services, rule)
 
 
 @rule
@@ -142,6 +68,34 @@ def docker_socket_read_only(manifest: Manifest, hub: HubConfig) -> Iterator[Find
                 yield Finding("docker-socket-ro", stack.name, name, f"mounts {source} read-write; mount it :ro")
 
 
+ROOT_EQUIVALENT_CAPS = {"ALL", "SYS_ADMIN"}
+
+
+@rule
+def root_equivalent_access(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
+    """Privileged, the host's / mounted read-write, or capabilities that amount to root: an error unless the
+    service names why (container.root_access_reason; label vsa.root-access-reason in a project stack). The
+    Docker socket is root on the host whatever its :ro (the API it serves can start a privileged
+    container): a warning unless a reason is named."""
+    for stack, name, spec in _services(manifest):
+        if _root_access_reason(spec):
+            continue
+        if spec.get("privileged"):
+            yield Finding("root-access", stack.name, name, "is privileged; name why in container.root_access_reason")
+        for source, _target, read_only in _mounts(spec):
+            if source.rstrip("/") == "" and source.startswith("/") and not read_only:
+                yield Finding("root-access", stack.name, name,
+                              "mounts the host's / read-write; mount it :ro or name why in container.root_access_reason")
+            if source.rstrip("/") in DOCKER_SOCKETS:
+                yield Finding("root-access", stack.name, name,
+                              f"mounts {source}: the Docker API is root on the host, even :ro; name why in "
+                              f"container.root_access_reason", severity="warning")
+        strong = ROOT_EQUIVALENT_CAPS & set(spec.get("cap_add") or [])
+        if strong:
+            yield Finding("root-access", stack.name, name,
+                          f"adds capability {', '.join(sorted(strong))}; name why in container.root_access_reason")
+
+
 @rule
 def user_model(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
     """Containers of the design's user model run as its users, whatever the overrides say."""
@@ -159,38 +113,6 @@ def user_model(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
         elif user is not None:
             yield Finding("user-model", stack.name, name,
                           f"sets user {user}; the image starts as root and switches to {runs_as.name} ({runs_as.uid}) itself")
-
-
-@rule
-def prometheus_retention(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
-    for stack, name, spec in _services(manifest):
-        if "prom/prometheus" not in str(spec.get("image", "")):
-            continue
-        command = " ".join(spec.get("command") or [])
-        for flag in ("--storage.tsdb.retention.time=", "--storage.tsdb.retention.size="):
-            if flag not in command:
-                yield Finding("prometheus-retention", stack.name, name, f"has no {flag[:-1]} limit")
-
-
-@rule
-def loki_retention(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
-    for item in manifest.files:
-        if not item.path.endswith("loki-config.yml"):
-            continue
-        config = yamlio.load(item.content) or {}
-        compactor = config.get("compactor") or {}
-        stack = item.path.split("/")[3]
-        if not compactor.get("retention_enabled"):
-            yield Finding("loki-retention", stack, "loki", "compactor.retention_enabled is off: logs are kept forever")
-        elif not compactor.get("delete_request_store"):
-            yield Finding("loki-retention", stack, "loki",
-                          "retention needs compactor.delete_request_store (Loki 3 refuses to start)")
-        limits = config.get("limits_config") or {}
-        for period in (config.get("schema_config") or {}).get("configs") or []:
-            if limits.get("allow_structured_metadata", True) and (
-                    period.get("store") != "tsdb" or period.get("schema") != "v13"):
-                yield Finding("loki-retention", stack, "loki",
-                              "structured metadata needs tsdb and schema v13 (Loki 3 refuses to start)")
 
 
 @rule
@@ -255,43 +177,3 @@ def published_ports(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
             if not (text.startswith("127.") or text.startswith("[::1]")):
                 yield Finding("published-port", stack.name, name,
                               f"publishes {text} on every interface; bind it to 127.0.0.1", "warning")
-
-
-@rule
-def log_label_cardinality(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
-    """Loki labels come only from fields with few values; one stream per client address, URI or request id
-    soon hits Loki's stream limit and logs stop arriving."""
-    shipper = hub.observability.log_shipper
-    for job in shipper.jobs:
-        for label in job.unbounded_labels():
-            yield Finding("log-label-cardinality", "observability", shipper.kind,
-                          f"job {job.job_name}: label {label.name} is fed from {label.field}, whose values are "
-                          "unbounded; keep it in the line (LogQL | json) or label a bounded field")
-
-
-@rule
-def scrape_targets(manifest: Manifest, hub: HubConfig) -> Iterator[Finding]:
-    """Each Prometheus target names a service that shares a network with Prometheus (else it is down forever)."""
-    prometheus = hub.observability.prometheus.container.container_name
-    peers: dict[str, set[str]] = {}
-    for stack, name, spec in _services(manifest):
-        networks = {_network_name(stack, key) for key in _networks_of(spec)}
-        for alias in (name, spec.get("container_name", f"{stack.name}-{name}-1")):
-            peers.setdefault(alias, set()).update(networks)
-    for item in manifest.files:
-        if not item.path.endswith("/prometheus/prometheus.yml"):
-            continue
-        for job in (yamlio.load(item.content) or {}).get("scrape_configs") or []:
-            for target in (t for static in job.get("static_configs") or [] for t in static.get("targets") or []):
-                host = str(target).rpartition(":")[0] or str(target)
-                if not peers.get(host, set()) & peers.get(prometheus, set()):
-                    yield Finding("scrape-target", "observability", "prometheus",
-                                  f"job {job.get('job_name')}: target {target} is no service on a network of {prometheus}")
-
-
-def _end_of_life(manifest: Manifest, today: dt.date) -> Iterator[Finding]:
-    for stack, name, spec in _services(manifest):
-        image = str(spec.get("image", ""))
-        for prefix, date, advice in END_OF_LIFE:
-            if image.startswith(prefix) and today >= date:
-                yield Finding("end-of-life", stack.name, name, f"{image}: {advice} (since {date})", "warning")

@@ -1,0 +1,203 @@
+"""What a visitor meets, through the rendered NGINX tree in the real NGINX image (the lab's build) with the
+capabilities the configuration gives it, in front of the lab's echo upstream (which answers with what it
+received): prefixed upstreams, security headers on every answer, basic auth that keeps the password from
+the upstream, default servers that serve no site. tests/lab/test_edge.py checks the same on a lab host."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from vsa_ops.config import hub_config
+from vsa_ops.domains import Domain
+from vsa_ops.htpasswd import hash_password
+from vsa_ops.lab.images import ensure_images
+from vsa_ops.probe import EVERY_ANSWER, HSTS, request
+from vsa_ops.writer import write_manifest
+
+from tests.test_nginx import self_signed
+
+PASSWORD = "open sesame"
+DOMAINS = [
+    Domain(name="prefixed.example.com", upstream="http://echo:8080/base/", tls=False),
+    Domain(name="slashless.example.com", upstream="echo:8080/base", tls=False),
+    Domain(name="plain.example.com", upstream="echo:8080", tls=False),
+    Domain(name="dead.example.com", upstream="ghost-app:8080", tls=False),
+    Domain(name="secure.example.com", upstream="echo:8080"),
+    Domain(name="private.example.com", upstream="echo:8080", auth={"alice": hash_password(PASSWORD)}),
+    Domain(name="passing.example.com", upstream="echo:8080", auth={"alice": hash_password(PASSWORD)},
+           pass_auth=True),
+    Domain(name="steady.example.com", upstream="echo:8080", rate_limit="load"),
+]
+LOAD_ZONE = [{"reverse_proxy": {"nginx": {"rate_limit_zones": {"load": {"rate": "2000r/s", "burst": 2000}}}}}]
+
+
+def _docker(*args: str) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True)
+    assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def edge(render_module, tmp_path_factory):
+    from tests.conftest import missing
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        missing("a running Docker engine")
+    images = ensure_images(["nginx", "echo"], log=lambda line: None)
+    out = tmp_path_factory.mktemp("edge")
+    write_manifest(render_module(domains=DOMAINS), out)
+    rp = out / "srv/flowbiz/reverse-proxy"
+    for domain in DOMAINS:
+        if domain.tls:
+            self_signed(rp / f"letsencrypt/live/{domain.name}", domain.server_names)
+    (rp / "logs/domains").mkdir(parents=True, exist_ok=True)
+    for htpasswd in (rp / "nginx/auth").iterdir():
+        os.chown(htpasswd, 0, 101)  # as the deploy leaves them (the writer sets no owners)
+        htpasswd.chmod(0o640)
+    for folder in (rp / "logs", rp / "logs/domains"):
+        os.chown(folder, 101, 101)  # as the deploy leaves them: the master needs DAC_OVERRIDE to open its logs
+    tag = uuid.uuid4().hex[:8]
+    network, echo, nginx = f"vsa-edge-{tag}", f"vsa-edge-echo-{tag}", f"vsa-edge-nginx-{tag}"
+    container = hub_config([]).reverse_proxy.nginx.container
+    _docker("network", "create", network)
+    try:
+        _docker("run", "-d", "--name", echo, "--network", network, "--network-alias", "echo", images["echo"])
+        mounts = [("nginx/conf.d", "/etc/nginx/conf.d"), ("nginx/snippets", "/etc/nginx/snippets"),
+                  ("nginx/auth", "/etc/nginx/auth"), ("letsencrypt", "/etc/letsencrypt"),
+                  ("certbot-www", "/var/www/certbot"), ("logs", "/var/log/nginx")]
+        flags = [f for source, target in mounts for f in ("-v", f"{rp / source}:{target}")]
+        flags += [f"--cap-drop={c}" for c in container.cap_drop] + [f"--cap-add={c}" for c in container.cap_add]
+        flags += [f"--security-opt={o}" for o in container.security_opt]
+        _docker("run", "-d", "--name", nginx, "--network", network, "-p", "127.0.0.1::80", "-p", "127.0.0.1::443",
+                *flags, images["nginx"])
+        ports = {p: int(_docker("port", nginx, f"{p}/tcp").splitlines()[0].rsplit(":", 1)[1]) for p in (80, 443)}
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                request("127.0.0.1", ports[80], "plain.example.com", tls=False)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(_docker("logs", nginx)) from None
+                time.sleep(0.2)
+        yield {"ports": ports, "ca": rp / "letsencrypt/live", "nginx": nginx}
+    finally:
+        subprocess.run(["docker", "rm", "-f", echo, nginx], capture_output=True)
+        subprocess.run(["docker", "network", "rm", network], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def render_module(sources):
+    from tests.conftest import SECRETS
+    from vsa_ops.render import render_host
+
+    def make(**kwargs):
+        return render_host(hub_config(LOAD_ZONE), sources, host="hub", secrets=SECRETS, **kwargs)
+    return make
+
+
+def http(edge, name, path="/", **kwargs):
+    return request("127.0.0.1", edge["ports"][80], name, tls=False, path=path, **kwargs)[0]
+
+
+def https(edge, name, path="/", **kwargs):
+    return request("127.0.0.1", edge["ports"][443], name, tls=True, path=path,
+                   ca_file=str(edge["ca"] / name / "fullchain.pem"), **kwargs)[0]
+
+
+def seen(answer) -> dict:
+    assert answer.status == 200, (answer.status, answer.body)
+    return json.loads(answer.body)
+
+
+@pytest.mark.parametrize("name", ["prefixed.example.com", "slashless.example.com"])
+def test_a_path_in_the_upstream_is_a_prefix_of_every_uri(edge, name):
+    assert seen(http(edge, name, "/orders/42?page=2"))["uri"] == "/base/orders/42?page=2"
+    assert seen(http(edge, name, "/"))["uri"] == "/base/"
+    assert seen(http(edge, name, "/a%20b?q=%2F"))["uri"] == "/base/a%20b?q=%2F"
+    assert seen(http(edge, name, "/x/../etc/passwd"))["uri"] == "/base/etc/passwd"  # never above the prefix
+    assert http(edge, name, "/../etc/passwd").status == 400
+
+
+def test_an_upstream_without_a_path_gets_the_uri_as_sent(edge):
+    assert seen(http(edge, "plain.example.com", "/orders/42?page=2"))["uri"] == "/orders/42?page=2"
+
+
+@pytest.mark.parametrize("name, path, status", [
+    ("plain.example.com", "/", 200),
+    ("dead.example.com", "/", 502),
+    ("secure.example.com", "/orders?x=1", 301),
+])
+def test_http_answers_carry_the_security_headers_and_no_hsts(edge, name, path, status):
+    answer = http(edge, name, path)
+    assert answer.status == status
+    for header in EVERY_ANSWER:
+        assert header in answer.headers, header
+    assert HSTS not in answer.headers
+    if status == 301:
+        assert answer.headers["location"] == "https://secure.example.com/orders?x=1"  # path and query kept
+
+
+def test_https_answers_carry_every_header_on_errors_too(edge):
+    for answer in (https(edge, "secure.example.com"), https(edge, "private.example.com"),
+                   https(edge, "private.example.com", user="alice", password="wrong")):
+        for header in (HSTS, *EVERY_ANSWER):
+            assert header in answer.headers, (answer.status, header)
+    assert https(edge, "private.example.com").status == 401
+
+
+def test_the_upstream_of_a_basic_auth_site_never_sees_the_password(edge):
+    headers = seen(https(edge, "private.example.com", user="alice", password=PASSWORD))["headers"]
+    assert not {k.lower() for k in headers} & {"authorization"}
+    passed = seen(https(edge, "passing.example.com", user="alice", password=PASSWORD))["headers"]
+    assert passed["Authorization"].startswith("Basic ")  # pass_auth: the domain asked for it
+
+
+def test_a_name_no_site_serves_gets_no_site(edge):
+    import http.client
+    import socket
+
+    with pytest.raises((ConnectionError, OSError)):  # HTTP: closed without an answer (444)
+        request("127.0.0.1", edge["ports"][80], "unknown.example.com", tls=False)
+    with pytest.raises(ssl.SSLError):  # HTTPS, unknown SNI: no handshake, no certificate shown
+        request("127.0.0.1", edge["ports"][443], "unknown.example.com", tls=True, ca_file=None)
+    # A served name's SNI with a Host no site serves: misdirected, not proxied.
+    context = ssl.create_default_context(cafile=str(edge["ca"] / "secure.example.com/fullchain.pem"))
+    connection = http.client.HTTPSConnection("127.0.0.1", edge["ports"][443], context=context, timeout=10)
+    connection.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", edge["ports"][443])),
+                                          server_hostname="secure.example.com")
+    connection.request("GET", "/", headers={"Host": "unknown.example.com"})
+    answer = connection.getresponse()
+    assert answer.status == 421 and b"headers" not in answer.read()
+    # ... or with the Host of another site: misdirected too, not that site's content.
+    connection.request("GET", "/", headers={"Host": "private.example.com"})
+    answer = connection.getresponse()
+    assert answer.status == 421 and b"headers" not in answer.read()
+    connection.close()
+
+
+def test_the_acme_webroot_answers_only_for_managed_names(edge):
+    path = "/.well-known/acme-challenge/token"
+    assert http(edge, "plain.example.com", path).status == 404  # the webroot's own answer: no such token
+    with pytest.raises((ConnectionError, OSError)):
+        http(edge, "unknown.example.com", path)
+
+
+def test_reloads_drop_no_request(edge):
+    """The load generator of the zero-drop lab test, against NGINX reloading five times under it."""
+    from tests.lab.load import Load
+
+    with Load(edge["ports"][443], "steady.example.com", str(edge["ca"] / "steady.example.com/fullchain.pem"),
+              rate=60, workers=4, max_seconds=30) as load:
+        for _ in range(5):
+            time.sleep(0.5)
+            _docker("exec", edge["nginx"], "nginx", "-s", "reload")
+        time.sleep(1)
+    assert load.result.failed == 0, str(load.result)
+    assert load.result.sent >= 150, str(load.result)
