@@ -11,7 +11,7 @@ from pathlib import Path
 from . import acme, hosts
 from .hosts import LabHost
 from .images import ensure_images
-from .inventory import write_inventory
+from .inventory import KNOWN_HOSTS, write_inventory
 from .names import lab_dir
 
 VPS_IMAGE = "vps"
@@ -28,6 +28,8 @@ def up(root: Path, count: int = 1, log=print) -> list[LabHost]:
     hosts.start(count, key, tags[VPS_IMAGE], tags[DEMO_IMAGE], log=log)
     lab_hosts = hosts.running_hosts(key)
     acme.start(root, [h.name for h in lab_hosts], log=log)
+    # sshd is up (start waited for it), so its keys exist: vsa-ops checks them like a server's.
+    (folder / KNOWN_HOSTS).write_text(hosts.known_hosts(lab_hosts))
     write_inventory(folder, lab_hosts, acme.directory_url(), acme.listener_ca(root).read_text(),
                     acme.issuer_roots(root))
     return lab_hosts
@@ -37,7 +39,7 @@ def down(root: Path, log=print) -> int:
     """Remove every lab host and its Docker volume, the CA and its network, and the lab inventory."""
     removed = hosts.remove_all(log=log)
     acme.stop(root)
-    for name in ("inventory.py", "domains.yml"):
+    for name in ("inventory.py", "domains.yml", KNOWN_HOSTS):
         (lab_dir(root) / name).unlink(missing_ok=True)
     return len(removed)
 

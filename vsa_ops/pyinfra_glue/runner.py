@@ -20,7 +20,7 @@ from ..deploys.request import OUTCOME_KEY, REQUEST_KEY, DeployRequest
 from ..inventory import limited
 from ..manifest import Manifest
 from ..state_read import LOCK_DIR
-from . import operation_order
+from . import operation_order, output
 from .connections import Sessions, sessions_of
 from .inventory_files import load_inventory
 
@@ -90,6 +90,18 @@ class _Failures(BaseStateCallback):
         self.steps.setdefault(host.name, (names[0] if names else op_hash).removeprefix(_DEPLOY_PREFIX))
 
 
+class _Progress(BaseStateCallback):
+    """On a terminal, a line as each operation starts, with the time since the run began: the long
+    ones (installing Docker, shipping images) show what they are while they run."""
+
+    def __init__(self, steps: output.Steps):
+        self.steps = steps
+
+    def operation_start(self, state, op_hash):
+        names = sorted(state.get_op_meta(op_hash).names)
+        self.steps((names[0] if names else op_hash).removeprefix(_DEPLOY_PREFIX))
+
+
 @contextmanager
 def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, request: DeployRequest,
               manifests: dict[str, Manifest] | None = None, echo: Callable[[str], None] | None = None,
@@ -110,7 +122,9 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
     from pyinfra_cli.util import load_deploy_file
 
     operation_order.install()
+    output.install()
     start = time.monotonic()
+    steps = output.Steps("vsa-ops")
     inventory = inventory or load_inventory(inventory_file, root)
     hosts = limited(inventory, limits)
     for host in hosts:
@@ -121,6 +135,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
     state.init(inventory, config, initial_limit=hosts)
     failures = _Failures()
     state.add_callback_handler(failures)
+    state.add_callback_handler(_Progress(steps))
     was_cli, pyinfra.is_cli = pyinfra.is_cli, True  # operation order from the deploy file's lines, as its CLI
     error = None
     try:
@@ -129,9 +144,11 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
 
             try:
                 logger.info("--> Connecting to hosts...")
+                steps("connecting")
                 state.set_stage(StateStage.Connect)
                 connect_all(state)
                 logger.info("--> Preparing operations...")
+                steps("preparing operations")
                 state.set_stage(StateStage.Prepare)
                 config.lock_current_state()
                 load_deploy_file(state, str(root / DEPLOY_FILE))

@@ -1,0 +1,67 @@
+"""Where pyinfra's and paramiko's log lines go when vsa-ops runs pyinfra inside its own process:
+results are the commands' own stdout, these are diagnostics, so they go to stderr, each line whole
+(one write per line). pyinfra's progress spinner rewrites one terminal line with ``\\r`` and
+leaves a clear-line escape buffered, so a result printed next shared its line with the spinner's
+remains: it is off, and long work prints a line per step with its elapsed time instead, on a
+terminal only (CI logs stay as they were)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+# What pyinfra's SSH connector logs, as four warnings, before it raises its own error about a
+# changed host key: the error alone names the host (connections.py words it for the operator).
+_HOST_KEY_NOTES = ("WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!", "Someone could be eavesdropping",
+                   "If this is expected, you can remove the bad key", "    ssh-keygen -R ")
+
+
+class _WholeLines(logging.Handler):
+    def emit(self, record):
+        try:
+            text = self.format(record)
+        except Exception:  # logging's own contract: a broken record is reported, never raised
+            self.handleError(record)
+            return
+        sys.stderr.write("".join(f"{line}\n" for line in text.splitlines() or [""]))
+        sys.stderr.flush()
+
+
+class _WithoutHostKeyNotes(logging.Filter):
+    def filter(self, record):
+        return not str(record.msg).startswith(_HOST_KEY_NOTES)
+
+
+_installed = False
+
+
+def install() -> None:
+    """Once per process: pyinfra's spinner off, its host-key notes dropped, and warnings of pyinfra
+    and paramiko outside a deploy (where the runner's own handler takes pyinfra's lines) to stderr
+    as whole lines instead of logging's last-resort handler."""
+    global _installed
+    if _installed:
+        return
+    import pyinfra.progress
+    from pyinfra import logger
+
+    pyinfra.progress.IS_TTY = False
+    logger.addFilter(_WithoutHostKeyNotes())
+    root = logging.getLogger()
+    if not root.handlers:  # the root's: inside a deploy pyinfra's logger stops propagating to it
+        root.addHandler(_WholeLines(logging.WARNING))
+    _installed = True
+
+
+class Steps:
+    """A line per step of long work with the time since the start, on stderr when it is a terminal."""
+
+    def __init__(self, what: str, show: bool | None = None):
+        self.what, self.start = what, time.monotonic()
+        self.show = sys.stderr.isatty() if show is None else show
+
+    def __call__(self, step: str) -> None:
+        if self.show:
+            sys.stderr.write(f"{self.what}: {time.monotonic() - self.start:6.1f} s  {step}\n")
+            sys.stderr.flush()
