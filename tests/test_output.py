@@ -21,6 +21,8 @@ logger.warning("No host key for [127.0.0.1]:2222 found in known_hosts")
 for line in ("WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!", "Someone could be eavesdropping on you!",
              "If this is expected, you can remove the bad key using:", "    ssh-keygen -R [127.0.0.1]:2222"):
     logger.warning(line)
+logger.warning("Failed to load host keys from %s: %s", "/nowhere/known_hosts", FileNotFoundError(2, "gone"))
+logger.warning("Failed to load host keys from %s: %s", "/etc/known_hosts", ValueError("bad line"))
 logging.getLogger("paramiko.transport").error("first\\nsecond")
 logger.info("not shown: info")
 print("path.vsa.test: removed")
@@ -32,7 +34,9 @@ def test_log_lines_go_to_stderr_whole_and_results_stay_alone_on_stdout():
     result = subprocess.run([sys.executable, "-c", LOGGING], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "path.vsa.test: removed\n"
-    assert result.stderr.splitlines() == ["No host key for [127.0.0.1]:2222 found in known_hosts", "first", "second"]
+    assert result.stderr.splitlines() == [
+        "No host key for [127.0.0.1]:2222 found in known_hosts",
+        "Failed to load host keys from /etc/known_hosts: bad line", "first", "second"]
 
 
 def test_progress_lines_only_where_asked(capsys):

@@ -30,6 +30,9 @@ class _WholeLines(logging.Handler):
 
 class _WithoutHostKeyNotes(logging.Filter):
     def filter(self, record):
+        if str(record.msg).startswith("Failed to load host keys from") and len(record.args or ()) == 2:
+            # A known_hosts file that does not exist yet (a new machine) holds no keys: nothing failed.
+            return not isinstance(record.args[1], FileNotFoundError)
         return not str(record.msg).startswith(_HOST_KEY_NOTES)
 
 
