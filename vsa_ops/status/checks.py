@@ -91,10 +91,10 @@ def container_check(row: dict) -> Check:
     return Check(f"container {row['name']}", ok, seen if ok else f"is {seen}")
 
 
-def domain_check(row: dict, now: dt.datetime | None = None) -> Check:
+def domain_check(row: dict) -> Check:
     """A domain answers (2xx/3xx, or 401 when it asks for a password) and its certificate has more
-    than EXPIRY_DAYS days left. ``row``: domain, auth, status (None when the request failed), error,
-    expires (aware datetime or None), tls."""
+    than EXPIRY_DAYS days left. ``row``: domain, tls, auth, status (None when the request failed),
+    error, expires (aware datetime or None), days_left."""
     name = f"domain {row['domain']}"
     if row["status"] is None:
         return Check(name, False, f"no answer: {row['error']}")

@@ -13,6 +13,7 @@ from pyinfra.api import StringCommand
 
 from ..domain_changes import _targets, registry_path
 from ..domains import load_registry, served_by
+from ..errors import VsaError
 from ..host_manifest import host_manifest
 from ..inventory import InventoryError, host_config, limited
 from ..plan import make_plan, managed_paths, owned_directories
@@ -36,7 +37,11 @@ def status(root: Path, inventory_file: Path, limit: str | None = None) -> list[H
 
     def read(host) -> HostStatus:
         found = HostStatus(host.name)
-        _read_host(host, found)
+        try:
+            _read_host(host, found)
+        except VsaError as error:  # this host's configuration: reported, the others still read
+            found.error = str(error).splitlines()[0]
+            return found
         names = [d for d in registry.values() if served_by(d, host.name, host.groups)]
         target = probes.get(host.name)
         for domain in names:
@@ -45,7 +50,7 @@ def status(root: Path, inventory_file: Path, limit: str | None = None) -> list[H
         return found
 
     results = on_hosts(inventory_file, root, read, limit)
-    return [value if isinstance(value, HostStatus) else HostStatus(name, error=str(value))
+    return [value if isinstance(value, HostStatus) else HostStatus(name, error=str(value).removeprefix(f"{name}: "))
             for name, value in results.items()]
 
 
