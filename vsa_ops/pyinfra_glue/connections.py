@@ -101,7 +101,7 @@ def on_hosts(inventory_file: Path, root: Path, work: Callable[[Any], Any], limit
     with connected(inventory_file, root, limit=limit) as sessions:
         for name, session in sessions.items():
             if isinstance(session, str):
-                results[name] = ConnectionError(f"{name}: {session}")
+                results[name] = ConnectionError(session)  # why; callers put the host's name before it
                 continue
             with ctx_host.use(session[0]):
                 results[name] = work(session[0])

@@ -50,7 +50,7 @@ def status(root: Path, inventory_file: Path, limit: str | None = None) -> list[H
         return found
 
     results = on_hosts(inventory_file, root, read, limit)
-    return [value if isinstance(value, HostStatus) else HostStatus(name, error=str(value).removeprefix(f"{name}: "))
+    return [value if isinstance(value, HostStatus) else HostStatus(name, error=str(value))
             for name, value in results.items()]
 
 
