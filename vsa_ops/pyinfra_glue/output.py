@@ -2,8 +2,8 @@
 results are the commands' own stdout, these are diagnostics, so they go to stderr, each line whole
 (one write per line). pyinfra's progress spinner rewrites one terminal line with ``\\r`` and
 leaves a clear-line escape buffered, so a result printed next shared its line with the spinner's
-remains: it is off, and long work prints a line per step with its elapsed time instead, on a
-terminal only (CI logs stay as they were)."""
+remains: it is off, and on a terminal each step line of long work carries the time since it began
+instead (CI logs stay as they were)."""
 
 from __future__ import annotations
 
@@ -57,14 +57,15 @@ def install() -> None:
     _installed = True
 
 
-class Steps:
-    """A line per step of long work with the time since the start, on stderr when it is a terminal."""
+class Elapsed:
+    """The time since long work began, added to its step lines (pyinfra's ``-->`` headers: connecting,
+    preparing, each operation as it starts) when stderr is a terminal; CI logs stay as they were."""
 
-    def __init__(self, what: str, show: bool | None = None):
-        self.what, self.start = what, time.monotonic()
+    def __init__(self, show: bool | None = None):
+        self.start = time.monotonic()
         self.show = sys.stderr.isatty() if show is None else show
 
-    def __call__(self, step: str) -> None:
-        if self.show:
-            sys.stderr.write(f"{self.what}: {time.monotonic() - self.start:6.1f} s  {step}\n")
-            sys.stderr.flush()
+    def mark(self, line: str) -> str:
+        if not self.show or not line.lstrip().startswith("-->"):
+            return line
+        return f"{line.rstrip()} ({time.monotonic() - self.start:.1f} s)"

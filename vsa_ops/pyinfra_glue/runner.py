@@ -54,11 +54,11 @@ class _EchoHandler(logging.Handler):
         from pyinfra_cli.log import LogFormatter
 
         super().__init__()
-        self.echo = echo
+        self.echo, self.elapsed = echo, output.Elapsed()
         self.setFormatter(LogFormatter())
 
     def emit(self, record):
-        self.echo(self.format(record))
+        self.echo(self.elapsed.mark(self.format(record)))
 
 
 @contextmanager
@@ -90,18 +90,6 @@ class _Failures(BaseStateCallback):
         self.steps.setdefault(host.name, (names[0] if names else op_hash).removeprefix(_DEPLOY_PREFIX))
 
 
-class _Progress(BaseStateCallback):
-    """On a terminal, a line as each operation starts, with the time since the run began: the long
-    ones (installing Docker, shipping images) show what they are while they run."""
-
-    def __init__(self, steps: output.Steps):
-        self.steps = steps
-
-    def operation_start(self, state, op_hash):
-        names = sorted(state.get_op_meta(op_hash).names)
-        self.steps((names[0] if names else op_hash).removeprefix(_DEPLOY_PREFIX))
-
-
 @contextmanager
 def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, request: DeployRequest,
               manifests: dict[str, Manifest] | None = None, echo: Callable[[str], None] | None = None,
@@ -124,7 +112,6 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
     operation_order.install()
     output.install()
     start = time.monotonic()
-    steps = output.Steps("vsa-ops")
     inventory = inventory or load_inventory(inventory_file, root)
     hosts = limited(inventory, limits)
     for host in hosts:
@@ -135,7 +122,6 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
     state.init(inventory, config, initial_limit=hosts)
     failures = _Failures()
     state.add_callback_handler(failures)
-    state.add_callback_handler(_Progress(steps))
     was_cli, pyinfra.is_cli = pyinfra.is_cli, True  # operation order from the deploy file's lines, as its CLI
     error = None
     try:
@@ -144,11 +130,9 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
 
             try:
                 logger.info("--> Connecting to hosts...")
-                steps("connecting")
                 state.set_stage(StateStage.Connect)
                 connect_all(state)
                 logger.info("--> Preparing operations...")
-                steps("preparing operations")
                 state.set_stage(StateStage.Prepare)
                 config.lock_current_state()
                 load_deploy_file(state, str(root / DEPLOY_FILE))
