@@ -1,9 +1,9 @@
 """Where pyinfra's and paramiko's log lines go when vsa-ops runs pyinfra inside its own process:
 results are the commands' own stdout, these are diagnostics, so they go to stderr, each line whole
-(one write per line). pyinfra's progress spinner rewrites one terminal line with ``\\r`` and
-leaves a clear-line escape buffered, so a result printed next shared its line with the spinner's
-remains: it is off, and on a terminal each step line of long work carries the time since it began
-instead (CI logs stay as they were)."""
+(one write per line), never through logging's last-resort handler. pyinfra's progress spinner
+redraws one terminal line with ``\\r`` and leaves its clear-line escape in stderr's buffer, so what
+is printed next can land on the spinner's line: it is off, and on a terminal each step line of long
+work carries the time since it began instead (CI logs stay as they were)."""
 
 from __future__ import annotations
 
