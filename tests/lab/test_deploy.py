@@ -259,11 +259,11 @@ def test_a_deploy_killed_inside_its_transaction_changes_no_file_and_the_next_run
     assert lab.sh("cat /var/lib/vsa-ops.lock/owner").split()[2] == str(process.pid)
     # The next run takes the dead run's lock over, installs the complete new state and gives the lock back.
     again = lab.deploy()
-    assert "files and stacks" in again.stdout, again.stdout
+    assert "files and stacks" in logged(again), logged(again)
     assert host_files(lab, paths) == complete
     lab.sh("test ! -e /var/lib/vsa-ops.lock")
     assert lab.sh("find /srv/flowbiz -name '*.vsa-new' -o -name '*.vsa-bak'") == ""
-    assert "no changes" in lab.deploy().stdout
+    assert "no changes" in logged(lab.deploy())
     assert lab.containers()["prometheus"]["State"]["Status"] == "running"
 
 
