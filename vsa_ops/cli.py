@@ -27,6 +27,7 @@ from .project import find_root
 from .pyinfra_glue.inventory_files import load_inventory
 from .pyinfra_glue.runner import deploying
 from .recording import record_audit
+from .status.cli import status as status_command
 from .writer import write_manifest
 
 format_option = click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
@@ -100,13 +101,15 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
     # the deploy starts from these manifests.
     manifests = {host.name: host_manifest(host, None, root=root) for host in hosts}
     request = DeployRequest(force_fstab=force_fstab, lock_wait=lock_wait)
-    with deploying(root, path, [limit] if limit else [], request, manifests, echo=click.echo,
-                   inventory=inventory_hosts) as run:
+    # pyinfra's progress lines are diagnostics (stderr); the result is a line per host (stdout).
+    with deploying(root, path, [limit] if limit else [], request, manifests,
+                   echo=lambda line: click.echo(line, err=True), inventory=inventory_hosts) as run:
         result = run.result
         entries = []
         for host in hosts:
             failed = host.name in result.failed_hosts
             summary = result.summaries.get(host.name, "")
+            click.echo(f"{host.name}: " + (f"failed at {result.failed_step}" if failed else summary or "no changes"))
             if failed or (summary and summary != "no changes"):
                 entries.append(Entry(host.name, "deploy", "hub", "failed" if failed else "ok", result.duration,
                                      summary, f"failed at {result.failed_step}" if failed else None))
@@ -251,6 +254,7 @@ main.add_command(preflight_command)
 from .backup.cli import COMMANDS as backup_commands  # noqa: E402
 for _command in backup_commands:
     main.add_command(_command)
+main.add_command(status_command)
 
 
 def run() -> None:

@@ -26,6 +26,11 @@ DESIGN = hub_config()
 EXTRA_FSTAB = "tmpfs /mnt/scratch tmpfs defaults,size=1m 0 0"
 
 
+def logged(result) -> str:
+    """Everything a run printed: its result lines (stdout) and pyinfra's progress (stderr)."""
+    return result.stdout + result.stderr
+
+
 def design_containers():
     return {c.container.container_name: c.container
             for stack in DESIGN.builtin_stacks().values() for c in stack.values()}
@@ -41,7 +46,7 @@ def deployed(lab):
 
 def test_first_deploy_runs_every_container_of_the_design(deployed):
     lab, result = deployed
-    assert "files and stacks" in result.stdout
+    assert "files and stacks" in logged(result)
     containers = lab.containers()
     for name, spec in design_containers().items():
         assert name in containers, f"{name} missing"
@@ -112,8 +117,8 @@ def test_second_deploy_changes_nothing(deployed):
     lab, _ = deployed
     before = lab.started()
     result = lab.deploy()
-    assert "no changes: the host matches its manifest" in result.stdout
-    total = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("Grand total")][0]
+    assert "no changes: the host matches its manifest" in logged(result)
+    total = [line.split() for line in logged(result).splitlines() if line.strip().startswith("Grand total")][0]
     assert total[2:] == ["1", "-", "-", "1"]  # hosts, success, error, no change
     assert lab.started() == before
 
@@ -150,13 +155,13 @@ def test_changing_one_setting_restarts_only_that_service(deployed, tmp_path):
     before = lab.started()
     inventory = lab.inventory_with(tmp_path, {"observability": {"prometheus": {"scrape_interval": "30s"}}})
     result = lab.deploy(inventory=inventory)
-    assert "1 files; restart prometheus" in result.stdout, result.stdout
+    assert "1 files; restart prometheus" in logged(result), logged(result)
     after = lab.started()
     assert [name for name in before if before[name] != after.get(name)] == ["prometheus"]
     # The container reads the new file through its folder mount.
     assert "scrape_interval: 30s" in lab.sh("docker exec prometheus cat /etc/prometheus/prometheus.yml")
     restored = lab.deploy()
-    assert "1 files; restart prometheus" in restored.stdout
+    assert "1 files; restart prometheus" in logged(restored)
     assert "scrape_interval: 15s" in lab.sh("docker exec prometheus cat /etc/prometheus/prometheus.yml")
 
 
@@ -169,12 +174,12 @@ def test_a_config_that_fails_validation_is_rolled_back(deployed, tmp_path):
                                                             {"job_name": "x", "targets": ["b:1"]}]}}}
     result = lab.deploy(inventory=lab.inventory_with(tmp_path, bad), check=False)
     assert result.returncode != 0
-    assert "promtool check config /etc/prometheus/prometheus.yml failed" in result.stdout
-    assert "rolling back" in result.stdout
+    assert "promtool check config /etc/prometheus/prometheus.yml failed" in logged(result)
+    assert "rolling back" in logged(result)
     assert lab.sh("sha256sum /srv/flowbiz/observability/prometheus/prometheus.yml") == before
     assert lab.started() == started
     lab.sh("test ! -e /var/lib/vsa-ops/lock")  # the failed run gave its lock back
-    assert "no changes" in lab.deploy().stdout
+    assert "no changes" in logged(lab.deploy())
 
 
 def test_bad_configuration_fails_before_touching_the_host(deployed, tmp_path):
@@ -184,7 +189,7 @@ def test_bad_configuration_fails_before_touching_the_host(deployed, tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == ("vsa-ops: vsa.observability.prometheus.retention_time: 'soon' is not a "
                                      "duration such as 15d, 2h or 10m (value 'soon')")
-    assert "Connecting" not in result.stdout
+    assert "Connecting" not in logged(result)
 
 
 def test_a_second_run_waits_for_the_lock_then_fails_naming_the_holder(deployed, tmp_path):
@@ -195,11 +200,11 @@ def test_a_second_run_waits_for_the_lock_then_fails_naming_the_holder(deployed, 
         inventory = lab.inventory_with(tmp_path, {"observability": {"prometheus": {"scrape_interval": "20s"}}})
         result = lab.deploy("--lock-wait", "2", inventory=inventory, check=False)
         assert result.returncode != 0
-        assert f"this host is locked by another run: {holder}" in result.stdout
+        assert f"this host is locked by another run: {holder}" in logged(result)
         assert "scrape_interval: 15s" in lab.sh("cat /srv/flowbiz/observability/prometheus/prometheus.yml")
     finally:
         lab.sh("rm -rf /var/lib/vsa-ops/lock")
-    assert "no changes" in lab.deploy().stdout
+    assert "no changes" in logged(lab.deploy())
 
 
 # A stand-in for the host's docker that stops a transaction at a known point: the check of a staged
@@ -262,11 +267,11 @@ def test_a_deploy_killed_inside_its_transaction_changes_no_file_and_the_next_run
     assert lab.sh("cat /var/lib/vsa-ops.lock/owner").split()[2] == str(process.pid)
     # The next run takes the dead run's lock over, installs the complete new state and gives the lock back.
     again = lab.deploy()
-    assert "files and stacks" in again.stdout, again.stdout
+    assert "files and stacks" in logged(again), logged(again)
     assert host_files(lab, paths) == complete
     lab.sh("test ! -e /var/lib/vsa-ops.lock")
     assert lab.sh("find /srv/flowbiz -name '*.vsa-new' -o -name '*.vsa-bak'") == ""
-    assert "no changes" in lab.deploy().stdout
+    assert "no changes" in logged(lab.deploy())
     assert lab.containers()["prometheus"]["State"]["Status"] == "running"
 
 

@@ -99,6 +99,19 @@ def start(count: int, key: Path, vps_image: str, demo_image: str, log=print, ech
         _wait_ssh(lab_host)
 
 
+def known_hosts(lab_hosts: list[LabHost]) -> str:
+    """known_hosts lines (``[127.0.0.1]:PORT type key``) for every host key each lab host's sshd
+    offers, read from inside the container (the lab trusts its own engine, not the network)."""
+    lines = []
+    for lab_host in lab_hosts:
+        keys = engine.exec_output(lab_host.name, ["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"])
+        for key in keys.splitlines():
+            kind, _, rest = key.strip().partition(" ")
+            if kind and rest:
+                lines.append(f"[127.0.0.1]:{lab_host.ssh_port} {kind} {rest.split()[0]}\n")
+    return "".join(lines)
+
+
 def remove_all(log=print) -> list[str]:
     """Remove every lab host and its Docker volume; returns their names."""
     removed = names()

@@ -21,6 +21,8 @@ LAB_OVERRIDES = {
                                                     "live": True}]}},
     },
 }
+# The lab hosts' own keys, recorded by `lab up` (lifecycle.up): a key that differs is refused.
+KNOWN_HOSTS = "known_hosts"
 SECRET_NAMES = ("VSA_POSTGRES_PASSWORD", "VSA_GRAFANA_ADMIN_PASSWORD", "VSA_BACKUP_PASSWORD")
 
 
@@ -38,7 +40,7 @@ def write_inventory(folder: Path, lab_hosts: list[LabHost], acme_directory: str,
     entries = []
     for h in lab_hosts:
         data = {"ssh_hostname": "127.0.0.1", "ssh_port": h.ssh_port, "ssh_user": h.ssh_user, "ssh_key": h.ssh_key,
-                "ssh_strict_host_key_checking": "off", "ssh_known_hosts_file": "/dev/null",
+                "ssh_strict_host_key_checking": "yes", "ssh_known_hosts_file": str(folder / KNOWN_HOSTS),
                 "vsa_http_port": h.http_port, "vsa_https_port": h.https_port, "vsa_probe_address": "127.0.0.1",
                 "vsa_probe_ca_file": str(acme_roots), "vsa_secrets_file": str(_secrets(folder, extra_secrets or {})),
                 "vsa_domains_file": str(folder / "domains.yml"),

@@ -11,7 +11,7 @@ from pathlib import Path
 from . import acme, backup_server, hosts
 from .hosts import LabHost
 from .images import ensure_images
-from .inventory import write_inventory
+from .inventory import KNOWN_HOSTS, write_inventory
 from .names import lab_dir
 
 VPS_IMAGE = "vps"
@@ -31,6 +31,8 @@ def up(root: Path, count: int = 1, log=print, backups: bool = False) -> list[Lab
     lab_hosts = hosts.running_hosts(key)
     acme.start(root, [h.name for h in lab_hosts], log=log)
     backup_server.start(root, log=log)
+    # sshd is up (start waited for it), so its keys exist: vsa-ops checks them like a server's.
+    (folder / KNOWN_HOSTS).write_text(hosts.known_hosts(lab_hosts))
     write_inventory(folder, lab_hosts, acme.directory_url(), acme.listener_ca(root).read_text(),
                     acme.issuer_roots(root), backups=backup_server.repository if backups else None,
                     extra_secrets={"VSA_BACKUP_SSH_KEY": backup_server.key_secret(root)})
@@ -44,7 +46,7 @@ def down(root: Path, log=print, purge: bool = False) -> int:
     acme.stop(root)
     if backup_server.remove(purge):
         log(f"lab: removed {backup_server.CONTAINER} and its repositories")
-    for name in ("inventory.py", "domains.yml"):
+    for name in ("inventory.py", "domains.yml", KNOWN_HOSTS):
         (lab_dir(root) / name).unlink(missing_ok=True)
     return len(removed)
 

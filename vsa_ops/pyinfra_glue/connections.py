@@ -39,9 +39,11 @@ def connected(inventory_file: Path, root: Path, names: Iterable[str] | None = No
               limit: str | None = None) -> Iterator[Sessions]:
     """Sessions to the hosts named (all when None; or those of ``limit``, a host or group), kept
     open for the block. Named hosts missing from the inventory get "not in the inventory"."""
+    from . import output
     from .gevent_patch import patch
 
     patch()
+    output.install()
     from pyinfra.api import Config, State
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.context import ctx_state
@@ -56,7 +58,7 @@ def connected(inventory_file: Path, root: Path, names: Iterable[str] | None = No
         try:
             host.connect(show_errors=False, raise_exceptions=True)
         except PyinfraError as error:
-            errors[host.name] = f"could not connect: {error}"
+            errors[host.name] = f"could not connect: {host_key_error(host) if is_host_key_error(error) else error}"
 
     with ctx_state.use(state):
         for greenlet in [state.pool.spawn(connect, h) for h in hosts]:
@@ -74,6 +76,22 @@ def connected(inventory_file: Path, root: Path, names: Iterable[str] | None = No
                     host.disconnect()
 
 
+def is_host_key_error(error: Exception) -> bool:
+    """pyinfra's SSH connector's error for a key that differs from the known one (BadHostKeyException)."""
+    return str(error).startswith("SSH host key error")
+
+
+def host_key_error(host) -> str:
+    """One line for a changed host key: which host, which key file; never accepted by vsa-ops."""
+    data = host.data
+    port = int(data.get("ssh_port") or 22)
+    address = data.get("ssh_hostname") or host.name
+    shown = address if port == 22 else f"[{address}]:{port}"
+    known = data.get("ssh_known_hosts_file") or "~/.ssh/known_hosts"
+    return (f"the SSH host key of {shown} differs from the one in {known}: refused (a rebuilt server "
+            f"needs its new key pinned, see the README's \"Host keys\"; otherwise someone may be in between)")
+
+
 def on_hosts(inventory_file: Path, root: Path, work: Callable[[Any], Any], limit: str | None = None) -> dict:
     """``work(host)`` for each connected host, with pyinfra's host context set (facts work); a host
     that could not be reached gets a ConnectionError instead."""
@@ -83,7 +101,7 @@ def on_hosts(inventory_file: Path, root: Path, work: Callable[[Any], Any], limit
     with connected(inventory_file, root, limit=limit) as sessions:
         for name, session in sessions.items():
             if isinstance(session, str):
-                results[name] = ConnectionError(f"{name}: {session}")
+                results[name] = ConnectionError(session)  # why; callers put the host's name before it
                 continue
             with ctx_host.use(session[0]):
                 results[name] = work(session[0])

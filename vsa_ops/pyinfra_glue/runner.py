@@ -20,7 +20,7 @@ from ..deploys.request import OUTCOME_KEY, REQUEST_KEY, DeployRequest
 from ..inventory import limited
 from ..manifest import Manifest
 from ..operations.lock import release_command
-from . import operation_order
+from . import operation_order, output
 from .connections import Sessions, sessions_of
 from .inventory_files import load_inventory
 
@@ -54,11 +54,11 @@ class _EchoHandler(logging.Handler):
         from pyinfra_cli.log import LogFormatter
 
         super().__init__()
-        self.echo = echo
+        self.echo, self.elapsed = echo, output.Elapsed()
         self.setFormatter(LogFormatter())
 
     def emit(self, record):
-        self.echo(self.format(record))
+        self.echo(self.elapsed.mark(self.format(record)))
 
 
 @contextmanager
@@ -110,6 +110,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
     from pyinfra_cli.util import load_deploy_file
 
     operation_order.install()
+    output.install()
     start = time.monotonic()
     inventory = inventory or load_inventory(inventory_file, root)
     hosts = limited(inventory, limits)
