@@ -32,8 +32,10 @@ def logged(result) -> str:
 
 
 def design_containers():
-    return {c.container.container_name: c.container
-            for stack in DESIGN.builtin_stacks().values() for c in stack.values()}
+    """Every container of the design's stacks that the lab renders (the backup stack only runs where a
+    repository is set, and the lab sets none unless `lab up --backups`)."""
+    return {c.container.container_name: c.container for name, stack in DESIGN.builtin_stacks().items()
+            if name != "backup" or DESIGN.backup.enabled for c in stack.values()}
 
 
 @pytest.fixture(scope="module")

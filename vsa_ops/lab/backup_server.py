@@ -57,7 +57,11 @@ def start(root: Path, log=print) -> None:
     """Run the server on ``vsa-lab`` (the network must exist), keeping one already running."""
     tag = ensure_images([IMAGE], log=log)[IMAGE]
     current, image = engine.container(CONTAINER), engine.image(tag)
-    if current is None or image is None or current.attrs["Image"] != image.id:
+    wanted = f"SSH_AUTHORIZED_KEYS={_public_key(root)}"
+    # A server left by another lab (another checkout, or a lab whose key was made anew) keeps its
+    # repositories (the volume) but must take this lab's key.
+    if current is None or image is None or current.attrs["Image"] != image.id \
+            or wanted not in (current.attrs["Config"].get("Env") or []):
         engine.remove_container(CONTAINER)
         log(f"lab: starting {CONTAINER} (SFTP at {USER}@{BACKUP_IP})")
         client = engine.client()
