@@ -16,7 +16,7 @@ import time
 import pytest
 
 from vsa_ops.config import hub_config
-from vsa_ops.plan import ABSENT_SOURCE_OPTIONS
+from vsa_ops.fstab_plan import ABSENT_SOURCE_OPTIONS
 
 from tests.lab.conftest import ROOT, commands_run, vsa
 
