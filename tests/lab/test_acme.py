@@ -16,7 +16,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from vsa_ops.lab import acme
 
-from tests.lab.conftest import ROOT
+from tests.lab.conftest import ROOT, vsa
 
 pytestmark = pytest.mark.lab
 
@@ -50,6 +50,9 @@ def certonly(name: str) -> tuple[subprocess.CompletedProcess, float]:
 def deployed_host(lab) -> dict:
     """vsa-lab-1 up and deployed, the CA bundle copied in, and no ACME state from an earlier pebble."""
     lab.deploy()
+    # NGINX answers ACME challenges only for names vsa-ops serves: declare the name (HTTP only, so
+    # vsa-ops itself orders nothing); certbot below asks for its certificate by hand.
+    vsa("add-domain", NAME, "--upstream", "demo-app:8080", "--no-tls", "-i", str(lab.inventory))
     info = lab.info
     with open(info["ca_bundle"], "rb") as bundle:
         _in_host("sh", "-c", f"cat > {LETSENCRYPT}/{BUNDLE}", input=bundle.read())
@@ -57,6 +60,7 @@ def deployed_host(lab) -> dict:
     _in_host("rm", "-rf", f"{LETSENCRYPT}/accounts", f"{LETSENCRYPT}/live/{NAME}", f"{LETSENCRYPT}/archive/{NAME}",
              f"{LETSENCRYPT}/renewal/{NAME}.conf")
     yield info
+    vsa("remove-domain", NAME, "-i", str(lab.inventory), check=False)
 
 
 def test_lab_info_names_the_test_ca(deployed_host):

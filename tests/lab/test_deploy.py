@@ -209,72 +209,8 @@ def test_a_second_run_waits_for_the_lock_then_fails_naming_the_holder(deployed, 
     assert "no changes" in logged(lab.deploy())
 
 
-# A stand-in for the host's docker that stops a transaction at a known point: the check of a staged
-# compose file, which runs under the run lock after the new files are staged and before any is renamed
-# into place. It writes the pids of the transaction's shell and its own, then waits to be killed.
-STOP_MARK = "/run/vsa-test-stopped"
-STOPPING_DOCKER = f"""#!/bin/sh
-case "$*" in
-  *compose*config*)
-    if [ -d /var/lib/vsa-ops.lock ] && [ ! -e {STOP_MARK} ]; then
-      echo "$PPID $$" > {STOP_MARK}
-      exec sleep 600
-    fi;;
-esac
-exec /usr/bin/docker "$@"
-"""
-
-
-def host_files(lab, paths: list[str]) -> dict[str, str | None]:
-    """sha256 of each path on the host, None where it is no file."""
-    lines = lab.sh("; ".join(f"if [ -f {shlex.quote(p)} ]; then sha256sum {shlex.quote(p)}; "
-                             f"else echo - {shlex.quote(p)}; fi" for p in paths)).splitlines()
-    digests = {path: digest for digest, path in (line.split() for line in lines)}
-    return {path: None if digests[path] == "-" else digests[path] for path in paths}
-
-
-def test_a_deploy_killed_inside_its_transaction_changes_no_file_and_the_next_run_converges(deployed, tmp_path):
-    lab, _ = deployed
-    out = tmp_path / "rendered"
-    vsa("render", "--out", str(out), "-i", str(lab.inventory))
-    paths = sorted("/" + str(f.relative_to(out)) for f in (out / "srv/flowbiz/observability").rglob("*") if f.is_file())
-    complete = {p: hashlib.sha256((out / p.lstrip("/")).read_bytes()).hexdigest() for p in paths}
-    lab.sh("cd /srv/flowbiz/observability && docker compose -p observability down >/dev/null 2>&1; "
-           "rm -rf compose.yml prometheus loki")
-    before = host_files(lab, paths)
-    assert before["/srv/flowbiz/observability/compose.yml"] is None and before != complete
-    lab.sh(f"rm -f {STOP_MARK}; cat > /usr/local/bin/docker <<'EOF'\n{STOPPING_DOCKER}EOF\n"
-           "chmod 755 /usr/local/bin/docker")
-    process = subprocess.Popen(["vsa-ops", "deploy", "-i", str(lab.inventory)], cwd=ROOT, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline, stopped = time.monotonic() + 300, []
-        while not stopped:
-            assert process.poll() is None, f"the deploy ended before its transaction stopped: {process.stdout.read()}"
-            assert time.monotonic() < deadline, "the transaction never reached the staged compose check"
-            time.sleep(0.5)
-            stopped = lab.sh(f"cat {STOP_MARK} 2>/dev/null", check=False).split()
-        os.killpg(process.pid, signal.SIGKILL)  # the controller dies, then the host's side of the run
-        process.wait()
-        lab.sh(f"kill -9 {' '.join(stopped)} 2>/dev/null; sleep 0.5; "
-               + " && ".join(f"! kill -0 {pid} 2>/dev/null" for pid in stopped))
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        lab.sh(f"rm -f /usr/local/bin/docker {STOP_MARK}")
-    # Staged, none renamed: every live file is byte-identical to before, and the dead run's lock remains.
-    assert host_files(lab, paths) == before
-    assert lab.sh("ls -A /srv/flowbiz/observability").split().count(".compose.yml.vsa-new") == 1
-    assert lab.sh("cat /var/lib/vsa-ops.lock/owner").split()[2] == str(process.pid)
-    # The next run takes the dead run's lock over, installs the complete new state and gives the lock back.
-    again = lab.deploy()
-    assert "files and stacks" in logged(again), logged(again)
-    assert host_files(lab, paths) == complete
-    lab.sh("test ! -e /var/lib/vsa-ops.lock")
-    assert lab.sh("find /srv/flowbiz -name '*.vsa-new' -o -name '*.vsa-bak'") == ""
-    assert "no changes" in logged(lab.deploy())
-    assert lab.containers()["prometheus"]["State"]["Status"] == "running"
+# A deploy killed inside its transaction: tests/lab/test_faults_transaction.py stops it at each step
+# (found by the journal's step, not by timing) and checks the host's bytes and the next run.
 
 
 def test_lab_info_names_each_host_and_its_ports(lab):

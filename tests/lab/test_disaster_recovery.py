@@ -73,7 +73,7 @@ def test_a_destroyed_host_serves_again_with_its_certificates_rows_and_audit_trai
     lab.deploy()
     for name in TLS_SITES:
         _add(lab, name)
-    _add(lab, AUTH_SITE, "--no-tls", "--auth-user", "ops", password=PASSWORD)
+    _add(lab, AUTH_SITE, "--no-tls", "--insecure-auth", "--auth-user", "ops", password=PASSWORD)
     lab.sh("docker exec dashboard-postgres psql -U dashboard -d dashboard -qc "
            "\"CREATE TABLE drill_sites(name text); INSERT INTO drill_sites VALUES ('a'), ('b'), ('c')\"")
     serials = {name: _serial(lab, name) for name in TLS_SITES}

@@ -189,7 +189,7 @@ def test_the_staging_filesystem_full(hub):
     finally:
         hub.sh(f"umount {STATE}/stage")
     assert result.returncode != 0
-    assert "staging folder /var/lib/vsa-ops/stage is full" in result.stdout
+    assert "staging folder /var/lib/vsa-ops/stage is full" in result.stdout + result.stderr
     assert snapshot(hub) == before and leftovers(hub) == ""
     assert_recovers(hub, before)
 

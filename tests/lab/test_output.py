@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from tests.lab.conftest import ROOT, vsa
 
 pytestmark = pytest.mark.lab
-NAME = "plain.vsa.test"
+NAME = "output.vsa.test"
 
 
 def _whole_diagnostics(result) -> None:

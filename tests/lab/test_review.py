@@ -62,7 +62,7 @@ def test_a_hand_edit_shows_as_a_unified_diff_until_deploy_repairs_it(hub):
 def test_a_plan_with_basic_auth_shows_no_hash(hub):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VSA_")}
     added = subprocess.run(["vsa-ops", "add-domain", "secret.vsa.test", "--upstream", "demo-app:8080", "--no-tls",
-                            "--auth-user", "bob", "--no-apply", "-i", str(hub.inventory)], cwd=ROOT, env=env,
+                            "--auth-user", "bob", "--insecure-auth", "--no-apply", "-i", str(hub.inventory)], cwd=ROOT, env=env,
                            input="a long password\n", capture_output=True, text=True)
     assert added.returncode == 0, added.stderr
     try:
@@ -80,7 +80,7 @@ def test_removing_a_basic_auth_domain_shows_no_hash(hub):
     """The htpasswd file of a deployed domain, once the domain is removed from the registry, is a
     removal in the plan: listed, masked, its content never shown."""
     added = subprocess.run(["vsa-ops", "add-domain", "gone.vsa.test", "--upstream", "demo-app:8080", "--no-tls",
-                            "--auth-user", "bob", "--no-apply", "-i", str(hub.inventory)], cwd=ROOT,
+                            "--auth-user", "bob", "--insecure-auth", "--no-apply", "-i", str(hub.inventory)], cwd=ROOT,
                            env={k: v for k, v in os.environ.items() if not k.startswith("VSA_")},
                            input="a long password\n", capture_output=True, text=True)
     assert added.returncode == 0, added.stderr

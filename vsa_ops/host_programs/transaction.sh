@@ -31,7 +31,7 @@ finish() {
         if [ -n "$committed" ]; then
             drop_backups "$VSA_JOURNAL" "$run"
         else
-            say "rolling back (the log on the host: /$VSA_LOG)" 2> /dev/null
+            say "rolling back (the log on the host: /$VSA_LOG)" || true  # the link may be gone: go on
             restore_journal "$VSA_JOURNAL" "$run"
             [ "$status" -eq 0 ] && status=1
         fi
