@@ -5,11 +5,8 @@ and two runs never interleave."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shlex
-import signal
 import subprocess
 import time
 
