@@ -85,7 +85,8 @@ def test_certbot_gets_a_certificate_through_http01_against_nginx(deployed_host):
     assert verifier.verify(chain[0], chain[1:])[-1] == roots[0]  # chains to pebble's current root
     # pebble's validator really fetched the token from the deployed NGINX
     log = _in_host("docker", "logs", "reverse-proxy-nginx").stdout.decode(errors="replace")
-    log += _in_host("sh", "-c", "cat /srv/flowbiz/reverse-proxy/logs/access.log 2>/dev/null || true").stdout.decode()
+    log += _in_host("sh", "-c", "cat /srv/flowbiz/reverse-proxy/logs/access.log "
+                    f"/srv/flowbiz/reverse-proxy/logs/domains/{NAME}.access.json 2>/dev/null || true").stdout.decode()
     assert "LetsEncrypt-Pebble-VA" in log
 
 

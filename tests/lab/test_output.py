@@ -38,7 +38,7 @@ def test_lab_commands_keep_results_on_stdout_and_say_nothing_of_host_keys(lab):
     assert "--> Connecting to hosts..." in deploy.stderr  # pyinfra's progress: a diagnostic
     assert added.stdout == f"{NAME}: serving, status 200\n"
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    assert listed.stdout.startswith(f"{NAME} on {lab.name}: vhost yes")
+    assert [line for line in listed.stdout.splitlines() if line.startswith(f"{NAME} on {lab.name}: vhost yes")]
     assert removed.stdout == f"{NAME}: removed\n"
 
 

@@ -6,7 +6,6 @@ the lock of a failed run)."""
 from __future__ import annotations
 
 import logging
-import shlex
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
