@@ -211,7 +211,7 @@ restore() {
 	target=$STAGING/restore
 	rm -rf "$target"
 	restic restore "$id" --host "$RESTIC_HOST" --target "$target" >/dev/null 2>"$STATE/restore.err" \
-		|| fail "restic restore $id failed: $(why "$STATE/restore.err")"
+		|| fail "restic restore $id failed: $(grep -m 1 -i 'error' "$STATE/restore.err" | cut -c1-300); $(why "$STATE/restore.err")"
 	got=$target$DUMP
 	stopped=""
 	for name in $VSA_RESTORE_STOP; do
