@@ -79,8 +79,6 @@ def registry_kept(lab):
         path.write_text(before)
 
 
-@pytest.mark.xfail(reason="after the merges of this stop, `restic restore` of the drill's snapshot reports one "
-                          "error on the fresh host (issue 13 stays open until it is found and fixed)", strict=False)
 def test_a_destroyed_host_serves_again_with_its_certificates_rows_and_audit_trail(lab, tmp_path, registry_kept):
     vsa("lab", "up", "--backups")
     # A repository left by an earlier lab (another checkout, another password) is not this drill's.

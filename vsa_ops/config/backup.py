@@ -78,7 +78,9 @@ class Runner(Component):
             f"{REVERSE_PROXY}/letsencrypt:{LETSENCRYPT}",
             f"obs-grafana-data:{GRAFANA}",
         ],
-        # no-new-privileges stays; the container needs no capabilities beyond the socket
+        # no-new-privileges stays. A restore writes files back with their owners and modes (restic's
+        # lchown, cp -a) into folders other users own: CHOWN, FOWNER and DAC_OVERRIDE, nothing else.
+        cap_add=["CHOWN", "FOWNER", "DAC_OVERRIDE"],
         mem_limit="512m",
     )
 
