@@ -55,6 +55,7 @@ note() { printf '%s\n' "$*" >> "$VSA_JOURNAL" || fail "cannot write the journal 
 at() {
     note "step $1"
     echo "vsa-ops step $1"
+    # shellcheck disable=SC2153  # VSA_STATE is common.sh's, bundled before this program
     while [ "$(cat "$VSA_STATE/hold-at" 2> /dev/null)" = "$1" ]; do sleep 0.1; done
 }
 

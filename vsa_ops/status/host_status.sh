@@ -1,4 +1,6 @@
+#!/bin/sh
 # vsa-ops status: what a host runs, read in one go. POSIX sh, no bash-isms (shellcheck -s sh).
+# shellcheck shell=sh
 # Argument 1: the audit JSONL. Prints sections after "@@vsa:" marker lines:
 #   status-containers  one line per container of every compose stack:
 #                      name|project|service|state|health|restarts|exit code|restart policy
