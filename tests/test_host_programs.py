@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -379,3 +381,110 @@ def test_data_that_stops_short_changes_nothing(site):
                        check=False)
     assert done.returncode == 1 and b"stops short" in done.stderr
     assert tree(site) == before and leftovers(site) == []
+
+
+# --- the audit append -------------------------------------------------------------------------
+
+AUDIT = ("/var/log/vsa/audit.jsonl", "/var/lib/vsa/audit.db", "/var/log/vsa/audit.lock")
+
+
+def audit_lines(count: int, start: int = 1, target: str = "site.example.com") -> list[str]:
+    from vsa_ops.audit import records
+
+    chained = records.chain([records.check_entry(("hub", "deploy", target, "ok", 1.0, ["x"], None), "me")] * count,
+                            "me", None if start == 1 else (start - 1, "0" * 64))
+    return [records.canonical(r) + "\n" for r in chained]
+
+
+def append_program(root: Path, lines: list[str], last: int, want: str = "empty", check: bool = True):
+    return run_program("audit_append", root, *AUDIT, want, last, stdin="".join(lines), check=check)
+
+
+def test_the_audit_append_writes_jsonl_and_sqlite_and_refuses_a_stale_head(tmp_path):
+    sqlite3 = pytest.importorskip("sqlite3")
+    if not shutil.which("sqlite3"):
+        pytest.fail("the sqlite3 command is missing: .ci/setup installs it")
+    lines = audit_lines(3)
+    done = append_program(tmp_path, lines, 3)
+    assert done.stdout.decode().splitlines() == ["appended", "sqlite ok"]
+    log = tmp_path / AUDIT[0].lstrip("/")
+    assert log.read_text() == "".join(lines) and oct(log.stat().st_mode)[-3:] == "640"
+    with sqlite3.connect(tmp_path / AUDIT[1].lstrip("/")) as db:
+        assert [row[0] for row in db.execute("SELECT json FROM audit ORDER BY seq")] == [x[:-1] for x in lines]
+    # another writer came first: the head the caller read is stale; nothing is written
+    stale = append_program(tmp_path, audit_lines(1, start=4), 4, want="empty", check=False)
+    assert stale.returncode == 75
+    assert base64.b64decode(stale.stdout.decode().split()[1]).decode() == lines[-1]
+    # records cut short (no final newline): nothing is written either
+    want = hashlib.sha256(lines[-1].encode()).hexdigest()
+    short = append_program(tmp_path, [audit_lines(1, start=4)[0][:-5]], 4, want=want, check=False)
+    assert short.returncode == 65 and log.read_text() == "".join(lines)
+
+
+def test_the_audit_append_refuses_a_path_that_would_break_out_of_its_quotes(tmp_path):
+    done = run_program("audit_append", tmp_path, "/var/log/vsa/a'.jsonl", *AUDIT[1:], "empty", 1,
+                       stdin="".join(audit_lines(1)), check=False)
+    assert done.returncode == 64 and not (tmp_path / "var").exists()
+
+
+def audit_session(tmp_path):
+    from vsa_ops import audit
+
+    paths = audit.Paths(str(tmp_path / "log/audit.jsonl"), str(tmp_path / "lib/audit.db"))
+
+    def run(command: str) -> tuple[bool, str]:
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120)
+        return done.returncode == 0, done.stdout
+
+    return paths, run
+
+
+def test_concurrent_audit_appends_keep_the_chain_intact(tmp_path):
+    """Six writers append five records each at once: every record once, one unbroken chain, and
+    SQLite holds the very same lines."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vsa_ops.audit import Entry, integrity, records, trail
+
+    paths, run = audit_session(tmp_path)
+
+    def writer(index: int) -> trail.AppendResult:
+        batch = [Entry("hub", "deploy", f"w{index}-{i}.example.com", "ok", 1, [], None) for i in range(5)]
+        return trail._append_host(run, paths, "hub", [records.check_entry(e, f"w{index}") for e in batch],
+                                  f"w{index}")
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(writer, range(6)))
+    assert all(r.ok for r in results), [r.error for r in results]
+    lines = integrity.split_lines(Path(paths.jsonl).read_text())
+    assert len(lines) == 30 and integrity.verify_chain(lines) == []
+    assert sorted(json.loads(x)["target"] for x in lines) == \
+        sorted(f"w{w}-{i}.example.com" for w in range(6) for i in range(5))
+    if shutil.which("sqlite3"):
+        ok, out = run(trail.read_script(paths))
+        assert trail.host_audit(ok, out).problems == []
+
+
+HOSTILE = "x'; touch PWNED; echo '$(touch PWNED2)`touch PWNED3`\nVSA_AUDIT_RECORDS_END\ntouch PWNED4\n\\"
+
+
+def test_a_hostile_value_in_a_record_is_stored_as_it_is(tmp_path, monkeypatch):
+    from vsa_ops.audit import Entry, records, trail
+
+    monkeypatch.chdir(tmp_path)
+    paths, run = audit_session(tmp_path)
+    result = trail._append_host(run, paths, "hub", [records.check_entry(
+        Entry("hub", "deploy", HOSTILE, "failed", 1, [HOSTILE], HOSTILE), "me")], "me")
+    assert result.ok, result.error
+    stored = json.loads(Path(paths.jsonl).read_text())
+    assert stored["target"] == stored["error"] == stored["changes"][0] == HOSTILE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lib", "log"]  # no PWNED anywhere
+
+
+def test_a_record_line_that_is_not_one_json_line_never_reaches_the_host(tmp_path):
+    from vsa_ops.audit import AuditError, host_scripts
+
+    paths, _ = audit_session(tmp_path)
+    for bad in ["VSA_AUDIT_RECORDS_END\n", '{"a": 1}\nVSA_AUDIT_RECORDS_END\n', '{"a": 1}']:
+        with pytest.raises(AuditError):
+            host_scripts.append_script(paths, b"", [bad], 1)

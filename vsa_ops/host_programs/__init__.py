@@ -19,7 +19,8 @@ from ..manifest import File
 
 # Each program and the libraries put in front of it.
 PROGRAM_DIR = "/usr/local/lib/vsa-ops"
-PROGRAMS = {"state": ("common",), "lock": ("common", "locking"), "transaction": ("common", "locking")}
+PROGRAMS = {"state": ("common",), "lock": ("common", "locking"), "transaction": ("common", "locking"),
+            "audit_append": ()}
 
 
 @cache
