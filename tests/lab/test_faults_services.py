@@ -64,10 +64,11 @@ def managed(lab) -> str:
 
 
 def leftovers(lab) -> str:
-    """A run lock, staged or backup files anywhere vsa-ops writes."""
-    return lab.sh("ls -d /var/lib/vsa-ops.lock 2>/dev/null; "
-                  "find /srv/flowbiz /etc/docker /etc/logrotate.d -name '*.vsa-new' -o -name '*.vsa-bak' "
-                  "2>/dev/null; true").strip()
+    """A run lock, staging, staged or backup files anywhere vsa-ops writes."""
+    return lab.sh("ls -d /var/lib/vsa-ops/lock /var/lib/vsa-ops/journal 2>/dev/null; "
+                  "ls -A /var/lib/vsa-ops/stage 2>/dev/null; "
+                  "find /srv/flowbiz /etc/docker /etc/logrotate.d \\( -name '*.vsa-new*' -o -name '*.vsa-bak*' \\) "
+                  "2>/dev/null; find /etc -maxdepth 1 -name 'fstab.vsa-new*' 2>/dev/null; true").strip()
 
 
 def assert_as_before(lab, before: str) -> None:

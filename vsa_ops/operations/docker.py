@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import posixpath
+import secrets
 import subprocess
-from io import BytesIO
 from typing import IO
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from ..plan import FileChange
+from ..state_read import STATE_DIR
 from .shell import argv, script
+
+IMAGE_STAGE = f"{STATE_DIR}/stage"  # lock.sh clears it when it takes the lock
 
 
 # Restart the Docker engine: through systemd where it runs, otherwise by stopping dockerd gracefully
@@ -69,22 +72,58 @@ def engine(install: bool, daemon_json: FileChange | None = None, restart: bool =
                                     f"{{ apt-get update -qq && apt-get install -y -qq {argv(*packages)} >/dev/null; }}"]))
     if daemon_json is not None:
         f = daemon_json.file
-        staged, path = f"{f.path}.vsa-new", f.path
         if daemon_json.needs_upload:
-            yield StringCommand(f"mkdir -p {argv(posixpath.dirname(path))}")
-            yield FileUploadCommand(BytesIO(f.content.encode()), staged)
-        lines = [RESTART_DOCKER]
-        if daemon_json.needs_upload:
-            lines += [f"[ -e {argv(path)} ] && cp -p {argv(path)} {argv(path)}.vsa-bak || rm -f {argv(path)}.vsa-bak",
-                      f"mv -f {argv(staged)} {argv(path)}"]
-        lines.append(f"chown {f.owner}:{f.group} {argv(path)} && chmod {f.mode} {argv(path)}")
-        if restart:
-            lines.append(f"if ! restart_docker; then "
-                         f"if [ -e {argv(path)}.vsa-bak ]; then mv -f {argv(path)}.vsa-bak {argv(path)}; "
-                         f"else rm -f {argv(path)}; fi; restart_docker; "
-                         f"echo 'vsa-ops: docker did not start with the new daemon.json; the old one is back' >&2; exit 1; fi")
-        lines.append(f"rm -f {argv(path)}.vsa-bak")
-        yield StringCommand(script(lines))
+            # base64: stdin travels as text lines, and the file's bytes must arrive exactly
+            yield StringCommand(daemon_json_script(f.path, f"{f.owner}:{f.group}", f.mode, restart),
+                                _stdin=base64.b64encode(f.content.encode()).decode())
+        else:
+            yield StringCommand(script([f"chown -h {f.owner}:{f.group} {argv(f.path)}",
+                                        f"[ -L {argv(f.path)} ] || chmod {f.mode} {argv(f.path)}"]))
+
+
+def daemon_json_script(path: str, ids: str, mode: str, restart: bool, restart_function: str = RESTART_DOCKER) -> str:
+    """The host's side of a new daemon.json (base64 on stdin): staged under a fresh mktemp name beside
+    ``path``; the current one kept by a hard link to itself (a symlink stays a symlink, nothing is
+    copied through it), and a failed backup stops here, before anything moves; then one rename, and
+    the engine restarted with ``restart``. Any failure or signal after the rename puts the old file
+    back (and restarts the engine again, if it had been restarted); nothing staged outlives the run."""
+    lines = [
+        restart_function,
+        f"path={argv(path)}; folder={argv(posixpath.dirname(path))}",
+        "new=''; backup=''; moved=''; restarted=''; committed=''",
+        "finish() {",
+        "  status=$?",
+        "  trap '' HUP INT TERM PIPE",
+        "  if [ -n \"$moved\" ] && [ -z \"$committed\" ]; then",
+        "    if [ -n \"$backup\" ]; then mv -fT \"$backup\" \"$path\" && backup=''; else rm -f \"$path\"; fi",
+        "    if [ -n \"$restarted\" ]; then restart_docker || status=1; fi",
+        "    echo 'vsa-ops: the old daemon.json is back' >&2",
+        "    [ \"$status\" -ne 0 ] || status=1",
+        "  fi",
+        "  rm -f \"$new\" ${backup:+\"$backup\"}",
+        "  exit \"$status\"",
+        "}",
+        "trap finish EXIT",
+        "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; trap 'exit 141' PIPE",
+        "fail() { echo \"vsa-ops: $*\" >&2; exit 1; }",
+        "umask 077",
+        "mkdir -p \"$folder\" || fail \"cannot create $folder\"",
+        "new=$(mktemp \"$path.vsa-new.XXXXXX\") || fail \"cannot stage $path (a full disk?)\"",
+        "base64 -d > \"$new\" || fail \"cannot stage $path (a full disk?)\"",
+        f"chown {ids} \"$new\" && chmod {mode} \"$new\" || fail \"cannot set the owner and mode of $path\"",
+        "if [ -e \"$path\" ] || [ -L \"$path\" ]; then",
+        "  backup=$(mktemp -u \"$path.vsa-bak.XXXXXX\") && ln -PT \"$path\" \"$backup\" ||",
+        "    { backup=''; fail \"cannot back up $path: nothing changed\"; }",
+        "fi",
+        "moved=1",
+        "mv -fT \"$new\" \"$path\" || fail \"cannot install $path\"",
+        "new=''",
+    ]
+    if restart:
+        lines += ["restarted=1",
+                  "restart_docker || fail 'docker did not start with the new daemon.json'"]
+    lines.append("committed=1")
+    return "\n".join(lines)
 
 
 def _install():
@@ -117,18 +156,22 @@ def networks(names: list[str]):
 
 
 class DockerSave(IO[bytes]):
-    """``docker save`` of local images, started only when the upload first reads from it."""
+    """``docker save`` of local images, gzipped (fast level: the link is the bottleneck, not the
+    CPU), started only when the upload first reads from it."""
 
     def __init__(self, images: list[str]):
         self.images = images
-        self.process: subprocess.Popen | None = None
+        self.processes: list[subprocess.Popen] = []
 
     def read(self, size: int = -1) -> bytes:
-        if self.process is None:
-            self.process = subprocess.Popen(["docker", "save", *self.images], stdout=subprocess.PIPE)
-        chunk = self.process.stdout.read(size)
-        if not chunk and self.process.wait() != 0:
-            raise OSError(f"docker save {' '.join(self.images)} failed")
+        if not self.processes:
+            save = subprocess.Popen(["docker", "save", *self.images], stdout=subprocess.PIPE)
+            gzip = subprocess.Popen(["gzip", "-1", "-c"], stdin=save.stdout, stdout=subprocess.PIPE)
+            save.stdout.close()  # gzip holds it now: docker save sees a closed pipe if gzip dies
+            self.processes = [save, gzip]
+        chunk = self.processes[-1].stdout.read(size)
+        if not chunk and any(process.wait() != 0 for process in self.processes):
+            raise OSError(f"docker save {' '.join(self.images)} | gzip failed")
         return chunk
 
 
@@ -154,6 +197,29 @@ def ship_images(images: list[str]):
     if not shipped:
         host.noop("the host has every image the controller can send")
         return
-    archive = f"/var/tmp/vsa-ops-images-{hashlib.sha256(' '.join(shipped).encode()).hexdigest()[:12]}.tar"
-    yield FileUploadCommand(DockerSave(shipped), archive)
-    yield StringCommand(script([f"docker load -q -i {argv(archive)} >/dev/null; rm -f {argv(archive)}"]))
+    # A fresh root-only folder per run (mkdir fails on any name already there), in vsa-ops' own
+    # root-only state folder: a run killed mid-upload leaves it to the next run's lock, which
+    # clears every staging folder of dead runs.
+    stage = f"{IMAGE_STAGE}/images.{secrets.token_hex(8)}"
+    yield StringCommand(script(["umask 077", f"mkdir -p {IMAGE_STAGE}", f"chmod 0700 {STATE_DIR} {IMAGE_STAGE}",
+                                f"mkdir -m 0700 {argv(stage)}"]))
+    yield StagedUpload(DockerSave(shipped), stage, "images.tar.gz")
+    yield StringCommand(f"docker load -q -i {argv(stage + '/images.tar.gz')} >/dev/null; loaded=$?; "
+                        f"rm -rf {argv(stage)}; exit $loaded")
+
+
+class StagedUpload(FileUploadCommand):
+    """An upload into a staging folder that removes the folder when the upload fails."""
+
+    def __init__(self, src: IO[bytes], stage: str, name: str):
+        super().__init__(src, f"{stage}/{name}")
+        self.stage = stage
+
+    def execute(self, state, host, connector_arguments):
+        uploaded = False
+        try:
+            uploaded = super().execute(state, host, dict(connector_arguments))
+            return uploaded
+        finally:
+            if not uploaded:
+                host.run_shell_command(StringCommand(f"rm -rf {argv(self.stage)}"), **connector_arguments)
