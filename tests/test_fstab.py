@@ -2,6 +2,7 @@
 pointed at a device other than the one mounted there; the host-side check refuses any new
 `findmnt --verify` error and hides none."""
 
+import base64
 import subprocess
 
 import pytest
@@ -75,9 +76,12 @@ def test_the_state_read_reports_what_names_the_root_device():
 
 def _install(tmp_path, old: str, new: str) -> subprocess.CompletedProcess:
     (tmp_path / "fstab").write_text(old)
-    (tmp_path / "fstab.vsa-new").write_text(new)
-    return subprocess.run(["sh", "-c", install_script(str(tmp_path / "fstab.vsa-new"), str(tmp_path / "fstab"))],
-                          capture_output=True, text=True)
+    return subprocess.run(["sh", "-c", install_script(str(tmp_path / "fstab"))], capture_output=True, text=True,
+                          input=base64.b64encode(new.encode()).decode() + "\n")
+
+
+def staged(tmp_path) -> list[str]:
+    return [p.name for p in tmp_path.glob("fstab.vsa-new*")]
 
 
 def test_the_host_refuses_a_table_with_a_new_findmnt_error(tmp_path, tool):
@@ -85,7 +89,7 @@ def test_the_host_refuses_a_table_with_a_new_findmnt_error(tmp_path, tool):
     result = _install(tmp_path, "", f"{DOCKER_LINE.replace('docker', 'vsa-absent-disk', 1)}\n")
     assert result.returncode == 1
     assert "unreachable on boot required source: LABEL=vsa-absent-disk" in result.stderr
-    assert (tmp_path / "fstab").read_text() == "" and not (tmp_path / "fstab.vsa-new").exists()
+    assert (tmp_path / "fstab").read_text() == "" and staged(tmp_path) == []
 
 
 def test_the_host_installs_a_noauto_line_and_reports_errors_it_already_had(tmp_path, tool):
@@ -98,3 +102,26 @@ def test_the_host_installs_a_noauto_line_and_reports_errors_it_already_had(tmp_p
     assert "already had (kept as it was): /: unreachable on boot required source: LABEL=vsa-absent-root" \
         in result.stderr
     assert [p.read_text() for p in tmp_path.glob("fstab.vsa-2*")] == [old]  # the old table, kept by hard link
+    assert staged(tmp_path) == []
+
+
+def test_the_new_table_is_staged_under_a_fresh_name_never_through_a_planted_one(tmp_path, tool):
+    """Seen failing with the fixed fstab.vsa-new name: the table was written through the planted link."""
+    tool("findmnt")
+    outside = tmp_path / "outside"
+    outside.write_text("precious\n")
+    (tmp_path / "fstab.vsa-new").symlink_to(outside)
+    new = "LABEL=vsa-absent-disk /var/lib/docker ext4 defaults,noauto,nofail,x-systemd.device-timeout=10s 0 2\n"
+    result = _install(tmp_path, "", new)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "fstab").read_bytes() == new.encode() and outside.read_text() == "precious\n"
+    assert staged(tmp_path) == ["fstab.vsa-new"]  # the planted link, left as it was
+
+
+def test_a_stage_that_fails_leaves_the_table_and_nothing_else(tmp_path, tool):
+    tool("findmnt")
+    (tmp_path / "fstab").write_text("old\n")
+    result = subprocess.run(["sh", "-c", install_script(str(tmp_path / "fstab"))], capture_output=True, text=True,
+                            input="not base64 !!!\n")
+    assert result.returncode == 1 and "cannot stage the new" in result.stderr
+    assert (tmp_path / "fstab").read_text() == "old\n" and staged(tmp_path) == []

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from io import BytesIO
+import base64
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import StringCommand, operation
 
 from ..plan import FstabChange
 from .shell import argv, script
@@ -40,28 +40,33 @@ def entries(change: FstabChange | None, fstab: str = FSTAB):
     if change is None:
         host.noop("fstab already has every entry")
         return
-    candidate = f"{fstab}.vsa-new"
-    yield FileUploadCommand(BytesIO(change.content.encode()), candidate)
-    yield StringCommand(install_script(candidate, fstab, change.mount))
+    # base64: stdin travels as text lines, and the table's bytes must arrive exactly
+    yield StringCommand(install_script(fstab, change.mount), _stdin=base64.b64encode(change.content.encode()).decode())
 
 
-def install_script(candidate: str, fstab: str, mount: tuple[str, ...] = ()) -> str:
-    """The host's side of ``entries``: check ``candidate``, install it as ``fstab``, mount ``mount``."""
+def install_script(fstab: str, mount: tuple[str, ...] = ()) -> str:
+    """The host's side of ``entries``: the new table (base64 on stdin) staged under a fresh mktemp
+    name beside ``fstab`` (the rename stays atomic) and removed on every exit path; checked, installed
+    as ``fstab``; then ``mount`` mounted."""
     lines = [
-        f"new={argv(candidate)}; old={argv(fstab)}",
-        "checked=$(mktemp -d); trap 'rm -rf \"$checked\"' EXIT",
+        f"old={argv(fstab)}",
+        "new=''; checked=''",
+        "trap 'rm -rf ${new:+\"$new\"} ${checked:+\"$checked\"}' EXIT",
+        "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; trap 'exit 141' PIPE",
+        "new=$(mktemp \"$old.vsa-new.XXXXXX\") && base64 -d > \"$new\" || "
+        "{ echo \"vsa-ops: cannot stage the new $old (a full disk?); $old left as it was\" >&2; exit 1; }",
+        "checked=$(mktemp -d)",
         VERIFY,
         "if [ -e \"$old\" ]; then verify \"$old\" > \"$checked/before\"; else : > \"$checked/before\"; fi",
         "verify \"$new\" > \"$checked/after\"",
-        "if ! grep -qx summary \"$checked/after\"; then rm -f \"$new\"; "
+        "if ! grep -qx summary \"$checked/after\"; then "
         "echo 'vsa-ops: fstab check failed: findmnt --verify gave no verdict on the new table' >&2; exit 1; fi",
         "bad=$(grep -vxF -f \"$checked/before\" \"$checked/after\" | head -n 5 | paste -sd ';' -)",
-        "if [ -n \"$bad\" ]; then rm -f \"$new\"; echo \"vsa-ops: fstab check failed, $old left as it was: $bad\" >&2; "
-        "exit 1; fi",
+        "if [ -n \"$bad\" ]; then echo \"vsa-ops: fstab check failed, $old left as it was: $bad\" >&2; exit 1; fi",
         "known=$(grep -vx summary \"$checked/before\" | head -n 5 | paste -sd ';' -)",
         "[ -z \"$known\" ] || echo \"vsa-ops: $old already had (kept as it was): $known\" >&2",
         "if [ -e \"$old\" ]; then ln -f \"$old\" \"$old.vsa-$(date +%Y%m%dT%H%M%S)\"; fi",
-        "chmod 0644 \"$new\"; mv -f \"$new\" \"$old\"",
+        "chmod 0644 \"$new\"; mv -fT \"$new\" \"$old\"",
     ]
     for mountpoint in mount:
         lines.append(f"mkdir -p {argv(mountpoint)} && mount {argv(mountpoint)}")
