@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -168,6 +169,44 @@ def test_the_holder_refreshes_its_lock_and_only_it_may_release_it(tmp_path):
     assert owner.exists()
     run_program("lock", root, "release", RUN)
     assert not owner.exists()
+
+
+CONTROLLER = ("import subprocess, sys, time\n"
+              "subprocess.run(['sh', '-c', sys.argv[1]], stdin=subprocess.DEVNULL, check=True)\n"
+              "time.sleep(120)")
+
+
+def test_a_run_keeps_its_lock_fresh_through_every_step_until_its_controller_is_gone(tmp_path):
+    """The lock set back two hours (a run longer than the stale limit, by the host's clock) is not
+    taken over while the run's controller lives, whatever step it is at: a keeper started with the
+    lock refreshes it. Once the controller is gone, the lock goes stale and is taken over. Seen
+    failing without the keeper: the second run took the lock over at once."""
+    root = tmp_path / "root"
+    root.mkdir()
+    owner = root / "var/lib/vsa-ops/lock/owner"
+    take = program_command("lock", str(root), "take", RUN, f"{RUN} ctl 1 0 me", 0, 4, "", "-", "")
+    controller = subprocess.Popen([sys.executable, "-c", CONTROLLER, take])
+    try:
+        deadline = time.monotonic() + 30
+        while not owner.exists():
+            assert time.monotonic() < deadline and controller.poll() is None
+            time.sleep(0.05)
+        two_hours_ago = int(time.time()) - 7200
+        os.utime(owner, (two_hours_ago, two_hours_ago))
+        time.sleep(3)  # a refresh every STALE/4 + 1 = 2 s
+        assert owner.stat().st_mtime > two_hours_ago
+        contender = run_program("lock", root, "take", "r2", "r2 ctl 2 0 me", 0, 4, "", "-", "", check=False)
+        assert contender.returncode == 75 and owner.read_text().startswith(RUN)
+    finally:
+        controller.kill()
+        controller.wait()
+    time.sleep(1.5)  # the keeper looks at its lifeline every second
+    os.utime(owner, (two_hours_ago, two_hours_ago))
+    time.sleep(2.5)
+    assert owner.stat().st_mtime == two_hours_ago  # nobody refreshes a dead run's lock
+    run_program("lock", root, "take", "r2", "r2 ctl 2 0 me", 0, 4, "", "-", "")
+    assert owner.read_text().startswith("r2 ")
+    run_program("lock", root, "release", "r2")
 
 
 # --- the transaction --------------------------------------------------------------------------

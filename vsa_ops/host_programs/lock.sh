@@ -2,8 +2,10 @@
 # vsa-ops run lock. Arguments: ROOT ACTION RUN-ID, then for take: OWNER WAIT STALE DEAD-HOLDER
 # FINGERPRINT SALT. take waits up to WAIT seconds, takes over a holder older than STALE seconds or
 # equal to DEAD-HOLDER, then checks that the managed state (its request on stdin, as state.sh reads
-# it) still has FINGERPRINT ("-": no check), and finishes or undoes another run's unfinished change. refresh and
-# release act only if RUN-ID holds the lock. Exit 75: locked by another run, or the host changed.
+# it) still has FINGERPRINT ("-": no check), and finishes or undoes another run's unfinished change;
+# then a keeper refreshes the lock in the background through every later step of the run, while the
+# controller's connection lives (lock_keep). refresh and release act only if RUN-ID holds the lock.
+# Exit 75: locked by another run, or the host changed.
 # shellcheck shell=sh
 
 cd "${1:-/}" || exit 1
@@ -22,7 +24,8 @@ case $action in
             exit 75
         fi
         recover || { lock_change release "$run"; exit 1; }
-        rm -rf "$VSA_STATE/stage/"* ;;  # only the lock's holder stages: any staging is a dead run's
+        rm -rf "$VSA_STATE/stage/"*  # only the lock's holder stages: any staging is a dead run's
+        lock_keep "$run" "$(lifeline)" $(($6 / 4 + 1)) ;;
     refresh|release) lock_change "$action" "$run" ;;
     *) say "unknown lock action $action"; exit 2 ;;
 esac

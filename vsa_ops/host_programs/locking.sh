@@ -56,6 +56,37 @@ lock_change() (
     esac
 ) 9>> "$VSA_LOCK.flock"
 
+# The process whose life is the run's: the first ancestor of this shell that is neither a shell nor
+# a privilege wrapper (on a host, the sshd of the controller's connection, which carries every step
+# of the run; in the tests, the test). Nothing when the walk reaches init: no lifeline, no keeper.
+lifeline() {
+    pid=$PPID
+    while [ "$pid" -gt 1 ]; do
+        case $(cat "/proc/$pid/comm" 2> /dev/null) in
+            sh | dash | bash | sudo | su | doas | env) ;;
+            *) echo "$pid"; return ;;
+        esac
+        pid=$(sed 's/.*) //' "/proc/$pid/stat" 2> /dev/null | cut -d' ' -f2)
+        [ -n "$pid" ] || return
+    done
+}
+
+# Keep run $1's lock fresh, by this host's clock, every $3 seconds, from the background, for as long
+# as process $2 lives and the lock is still the run's: a run longer than the stale limit keeps its
+# lock through every step, and a dead run's lock goes stale once its lifeline is gone.
+lock_keep() {
+    [ -n "$2" ] || return 0
+    (
+        trap '' HUP PIPE
+        ticks=0
+        while sleep 1 && kill -0 "$2" 2> /dev/null &&
+            [ "$(run_of "$(cat "$VSA_LOCK/owner" 2> /dev/null)")" = "$1" ]; do
+            ticks=$((ticks + 1))
+            if [ "$ticks" -ge "$3" ]; then ticks=0; lock_change refresh "$1"; fi
+        done
+    ) < /dev/null > /dev/null 2>&1 &
+}
+
 inode() { stat -c '%d:%i' "$1" 2> /dev/null || echo "none: $1"; }
 
 # Run $1 (base64 of a shell command) for a restore; its output goes to the log.
