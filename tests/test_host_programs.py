@@ -310,10 +310,35 @@ def test_a_failed_backup_stops_the_change_before_anything_moves(site):
     assert tree(site) == before
 
 
+# The fault tests' step hook (transaction.sh, "Step hook"): waits while the file hold-at beside it
+# names the step the transaction reached.
+HOLD_HOOK = """#!/bin/sh
+while [ "$(cat "${0%/*}/hold-at" 2> /dev/null)" = "$1" ]; do sleep 0.1; done
+"""
+
+
+def install_hold_hook(root: Path) -> None:
+    (root / "var/lib/vsa-ops").mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/vsa-ops/step-hook").write_text(HOLD_HOOK)
+    (root / "var/lib/vsa-ops/step-hook").chmod(0o700)
+
+
+def test_a_step_hook_that_fails_stops_the_run_and_everything_goes_back(site):
+    before = tree(site)
+    (site / "var/lib/vsa-ops").mkdir(parents=True)
+    (site / "var/lib/vsa-ops/step-hook").write_text('#!/bin/sh\necho "at $1 of $2"\n[ "$1" != validate ]\n')
+    (site / "var/lib/vsa-ops/step-hook").chmod(0o700)
+    done = run_program("transaction", site, RUN, "", 0, 0, "", "-", "", stdin=transaction_stdin(ACTIONS, NEW),
+                       check=False)
+    assert done.returncode == 1 and b"the step hook /var/lib/vsa-ops/step-hook stopped step validate" in done.stderr
+    assert tree(site) == before and leftovers(site) == []
+    assert "at rename of r1\nat validate of r1\n" in (site / "var/lib/vsa-ops/log").read_text()
+
+
 def start_held(root: Path, step: str, stdin: str, lock: tuple = ("", 0, 0, "", "-", ""),
                **popen) -> subprocess.Popen:
-    """A transaction that waits at ``step`` (the fault tests' hold file) once it has reached it."""
-    (root / "var/lib/vsa-ops").mkdir(parents=True, exist_ok=True)
+    """A transaction that waits at ``step`` (the hold hook, a file naming the step) once it has reached it."""
+    install_hold_hook(root)
     (root / "var/lib/vsa-ops/hold-at").write_text(step)
     process = subprocess.Popen(["sh", "-c", program_command("transaction", str(root), RUN, *lock)],
                                stdin=subprocess.PIPE, start_new_session=True, **popen)

@@ -5,8 +5,9 @@ committed), every domain that served still serves, and the next deploy converges
 repair by hand and leaves no staging, backup, journal or lock behind. Then scale: 2,000 domains
 converge, and the no-op converge after them is one remote command.
 
-The steps are found with the transaction's own markers: a hold file on the host names a step
-(/var/lib/vsa-ops/hold-at), the program waits there once its journal says it reached it."""
+The steps are found with the transaction's own markers: the tests put a step hook on the host
+(/var/lib/vsa-ops/step-hook, see transaction.sh) that waits while a hold file beside it
+(/var/lib/vsa-ops/hold-at) names the step the journal says the program reached."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 from vsa_ops.probe import request
 
 from tests.lab.conftest import ROOT, commands_run, vsa
+from tests.test_host_programs import HOLD_HOOK
 
 pytestmark = pytest.mark.lab
 
@@ -45,7 +47,7 @@ def hub(lab, tmp_path_factory):
     lab.changed = lab.inventory_with(tmp_path_factory.mktemp("inventory"),
                                      {"observability": {"prometheus": {"scrape_interval": "30s"}}})
     yield lab
-    lab.sh(f"rm -f {STATE}/hold-at")  # a failed test may have left its transaction held
+    lab.sh(f"rm -f {STATE}/hold-at {STATE}/step-hook")  # a failed test may have left its transaction held
     wait_for(lambda: not host_programs(lab), "the transaction on the host to end", 60)
     if saved is None:
         REGISTRY.unlink()
@@ -91,7 +93,10 @@ def host_programs(hub) -> list[str]:
 
 def start_held(hub, step: str) -> subprocess.Popen:
     """A deploy of the changed setting, held on the host once its transaction reached ``step``."""
-    hub.sh(f"mkdir -p {STATE} && echo {step} > {STATE}/hold-at")
+    subprocess.run(["docker", "exec", "-i", hub.name, "sh", "-c",
+                    f"mkdir -p {STATE} && cat > {STATE}/step-hook && chmod 0700 {STATE}/step-hook"],
+                   input=HOLD_HOOK, text=True, check=True)
+    hub.sh(f"echo {step} > {STATE}/hold-at")
     process = subprocess.Popen(["vsa-ops", "deploy", "-i", str(hub.changed)], cwd=ROOT, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={k: v for k, v in os.environ.items() if not k.startswith("VSA_")})
@@ -105,7 +110,7 @@ def start_held(hub, step: str) -> subprocess.Popen:
 
 
 def release_hold(hub) -> None:
-    hub.sh(f"rm -f {STATE}/hold-at")
+    hub.sh(f"rm -f {STATE}/hold-at {STATE}/step-hook")
     wait_for(lambda: not host_programs(hub), "the transaction on the host to end", 60)
 
 
@@ -157,7 +162,7 @@ def test_the_host_shell_killed_leaves_a_journal_the_next_plan_and_deploy_undo(hu
     for pid in host_programs(hub):
         hub.sh(f"kill -KILL {pid} || true")
     process.wait(timeout=120)
-    hub.sh(f"rm -f {STATE}/hold-at")
+    hub.sh(f"rm -f {STATE}/hold-at {STATE}/step-hook")
     assert hub.sh(f"test -f {STATE}/journal && echo yes").strip() == "yes"
     planned = vsa("plan", "-i", str(hub.inventory), check=False)
     plan = planned.stdout
@@ -190,6 +195,29 @@ def test_the_staging_filesystem_full(hub):
         hub.sh(f"umount {STATE}/stage")
     assert result.returncode != 0
     assert "staging folder /var/lib/vsa-ops/stage is full" in result.stdout + result.stderr
+    assert snapshot(hub) == before and leftovers(hub) == ""
+    assert_recovers(hub, before)
+
+
+def test_the_target_filesystem_full(hub):
+    """Prometheus' folder on a small tmpfs holding a copy of it and no room left: the new file cannot
+    be staged beside its target; one line names it, nothing moved, every site serves."""
+    before = snapshot(hub)
+    folder = PROMETHEUS.rsplit("/", 1)[0]
+    try:
+        hub.sh(f"set -e; keep=$(mktemp -d); cp -a {folder}/. \"$keep\"; "
+               f"mount -t tmpfs -o size=1m,mode=$(stat -c %a {folder}),uid=$(stat -c %u {folder}),"
+               f"gid=$(stat -c %g {folder}) tmpfs {folder}; cp -a \"$keep\"/. {folder}; rm -rf \"$keep\"; "
+               f"mount -o remount,size=$(df --output=used -B1 {folder} | tail -n 1) {folder}")
+        assert hub.sh(f"df --output=avail -B1 {folder} | tail -n 1").strip() == "0"
+        assert snapshot(hub) == before
+        result = hub.deploy(inventory=hub.changed, check=False)
+        assert result.returncode != 0
+        assert f"cannot copy {PROMETHEUS} (a full disk?)" in result.stdout + result.stderr
+        assert snapshot(hub) == before and leftovers(hub) == ""
+    finally:
+        hub.sh(f"umount {folder}", check=False)
+    assert "tmpfs" not in hub.sh(f"findmnt -n -o FSTYPE {folder} || true")
     assert snapshot(hub) == before and leftovers(hub) == ""
     assert_recovers(hub, before)
 

@@ -17,10 +17,16 @@
 # Every step is checked. Before each change a journal record says how to undo it; on any failure or
 # signal the trap undoes them; a run killed where no trap runs is undone by the next (recover).
 # Progress goes to stdout ("vsa-ops step NAME"): with the controller gone, that write ends the run.
+# Step hook (off unless it exists): an executable /var/lib/vsa-ops/step-hook (a root-only folder, so
+# only root can put one there) runs at each step (upload, backup, rename, validate, reload, commit)
+# with STEP RUN-ID as arguments, its output in the log; an exit status other than 0 stops a run
+# before its commit and puts everything back. The fault tests hold a run at a named step with it.
 # shellcheck shell=sh
 
 cd "${1:-/}" || exit 1
 run=$2 fingerprint=${7:--}
+# shellcheck disable=SC2153  # VSA_STATE is common.sh's, bundled before this program
+step_hook=$VSA_STATE/step-hook
 umask 077
 committed='' took='' stage='' refresher=''
 
@@ -51,12 +57,13 @@ trap 'exit 141' PIPE
 fail() { say "$*"; exit 1; }
 decode() { printf '%s' "$1" | base64 -d; }
 note() { printf '%s\n' "$*" >> "$VSA_JOURNAL" || fail "cannot write the journal /$VSA_JOURNAL"; }
-# A step: in the journal and on stdout. A fault test can hold the run at a step (a file naming it).
+# A step: in the journal and on stdout, then the step hook if there is one.
 at() {
     note "step $1"
     echo "vsa-ops step $1"
-    # shellcheck disable=SC2153  # VSA_STATE is common.sh's, bundled before this program
-    while [ "$(cat "$VSA_STATE/hold-at" 2> /dev/null)" = "$1" ]; do sleep 0.1; done
+    if [ -x "$step_hook" ]; then
+        "$step_hook" "$1" "$run" < /dev/null >> "$VSA_LOG" 2>&1 || fail "the step hook /$step_hook stopped step $1"
+    fi
 }
 
 if ! { mkdir -p "$VSA_STATE/stage" && chmod 0700 "$VSA_STATE"; }; then fail "cannot create /$VSA_STATE"; fi
