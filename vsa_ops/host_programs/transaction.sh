@@ -17,8 +17,8 @@
 # Every step is checked. Before each change a journal record says how to undo it; on any failure or
 # signal the trap undoes them; a run killed where no trap runs is undone by the next (recover).
 # Progress goes to stdout ("vsa-ops step NAME"): with the controller gone, that write ends the run.
-# Step hook (off unless it exists): an executable /var/lib/vsa-ops/step-hook (a root-only folder, so
-# only root can put one there) runs at each step (upload, backup, rename, validate, reload, commit)
+# Step hook (off unless it exists): an executable file step-hook in $VSA_STATE (root-only, so only
+# root can put one there) runs at each step (upload, backup, rename, validate, reload, commit)
 # with STEP RUN-ID as arguments, its output in the log; an exit status other than 0 stops a run
 # before its commit and puts everything back. The fault tests hold a run at a named step with it.
 # shellcheck shell=sh
