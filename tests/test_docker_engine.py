@@ -117,10 +117,44 @@ def test_images_travel_gzipped_and_a_failed_save_is_an_error(docker_engine):
     image = subprocess.run(["docker", "images", "-q"], capture_output=True, text=True).stdout.split()
     if not image:
         pytest.skip("no local image to save")
-    data = b"".join(iter(lambda: save.read(65536), b"")) if (save := DockerSave([image[0]])) else b""
+    save = DockerSave([image[0]])
+    data = b"".join(iter(lambda: save.read(65536), b""))
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as archive:
         assert "manifest.json" in archive.getnames()
     with pytest.raises(OSError):
         missing = DockerSave(["vsa-ops/absent:nowhere"])
         while missing.read(65536):
             pass
+
+
+@pytest.mark.parametrize("image", ["vsa-ops/absent:nowhere", None])
+def test_an_image_upload_lands_in_its_staging_folder_and_a_failed_one_removes_it(tmp_path, monkeypatch, image,
+                                                                                  docker_engine):
+    """Over pyinfra's own @local connector: a failed upload (docker save fails) takes its staging
+    folder with it; a good one lands in it."""
+    from pyinfra.context import ctx_host, ctx_state
+
+    from vsa_ops.operations.docker import StagedUpload
+    from vsa_ops.pyinfra_glue.connections import connected
+
+    if image is None:
+        images = subprocess.run(["docker", "images", "-q"], capture_output=True, text=True).stdout.split()
+        if not images:
+            pytest.skip("no local image to save")
+        image = images[0]
+    for name in [n for n in os.environ if n.startswith("VSA_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "inventory.py").write_text("hubs = [('@local', {})]\n")
+    stage = tmp_path / "stage"
+    stage.mkdir(mode=0o700)
+    upload = StagedUpload(DockerSave([image]), str(stage), "images.tar.gz")
+    with connected(tmp_path / "inventory.py", tmp_path) as sessions:
+        host, _ = sessions["@local"]
+        with ctx_state.use(host.state), ctx_host.use(host):
+            if image.startswith("vsa-ops/absent"):
+                with pytest.raises(OSError):
+                    upload.execute(host.state, host, {})
+                assert not stage.exists()
+            else:
+                assert upload.execute(host.state, host, {})
+                assert gzip.open(stage / "images.tar.gz").read(2)

@@ -170,7 +170,8 @@ class DockerSave(IO[bytes]):
             save.stdout.close()  # gzip holds it now: docker save sees a closed pipe if gzip dies
             self.processes = [save, gzip]
         chunk = self.processes[-1].stdout.read(size)
-        if not chunk and any(process.wait() != 0 for process in self.processes):
+        # at the end (an empty chunk, or all of it at once): gzip's header alone is no image
+        if (not chunk or size is None or size < 0) and any(process.wait() != 0 for process in self.processes):
             raise OSError(f"docker save {' '.join(self.images)} | gzip failed")
         return chunk
 
