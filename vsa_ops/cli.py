@@ -89,7 +89,10 @@ def lint(inventory: str | None, limit: str | None):
 @click.option("--force-fstab", is_flag=True, help="Let an fstab entry replace the device of a mounted mount point.")
 @click.option("--lock-wait", default=60, show_default=True, type=click.IntRange(0, 3600), metavar="SECONDS",
               help="How long to wait for another run's lock.")
-def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wait: int):
+@click.option("--defer-certificates", is_flag=True,
+              help="Order no certificate: TLS sites without one serve HTTP (ACME webroot) until `vsa-ops restore` "
+                   "brings theirs back or a plain deploy orders them.")
+def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wait: int, defer_certificates: bool):
     """Converge every host (or --limit HOST) with `pyinfra -y INVENTORY deploy.py`."""
     root = find_root()
     path = inventory_path(inventory).resolve()
@@ -100,7 +103,7 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
     # Configuration, secrets and templates are checked for every host before any host is touched;
     # the deploy starts from these manifests.
     manifests = {host.name: host_manifest(host, None, root=root) for host in hosts}
-    request = DeployRequest(force_fstab=force_fstab, lock_wait=lock_wait)
+    request = DeployRequest(force_fstab=force_fstab, lock_wait=lock_wait, defer_certificates=defer_certificates)
     # pyinfra's progress lines are diagnostics (stderr); the result is a line per host (stdout).
     with deploying(root, path, [limit] if limit else [], request, manifests,
                    echo=lambda line: click.echo(line, err=True), inventory=inventory_hosts) as run:
@@ -115,6 +118,9 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
                                      summary, f"failed at {result.failed_step}" if failed else None))
         if entries:
             record_audit(root, None, entries, echo=lambda line: click.echo(line, err=True), run=run)
+        if defer_certificates:
+            click.echo("certificates deferred: none was ordered from the CA; `vsa-ops restore --limit HOST` brings "
+                       "a snapshot's back, a deploy without --defer-certificates orders the rest", err=True)
         publish_deploy(run, echo=lambda line: click.echo(line, err=True))
     sys.exit(result.returncode)
 

@@ -67,8 +67,9 @@ def backups(inventory, limit, as_json):
 @click.option("--snapshot", "snapshot", default=None, metavar="ID", help="A snapshot id (default: the latest).")
 @click.option("--force", is_flag=True, help="Overwrite a host that already holds data.")
 def restore(inventory, limit, snapshot, force):
-    """Restore a snapshot onto a freshly deployed host: PostgreSQL, letsencrypt, Grafana, the audit
-    trail; then reload NGINX and probe every domain."""
+    """Restore a snapshot onto a host just deployed with --defer-certificates: PostgreSQL,
+    letsencrypt, Grafana, the audit trail; then converge its sites on the restored certificates
+    (ordering only those the snapshot lacks), reload NGINX and probe every domain."""
     root, path = find_root(), inventory_path(inventory).resolve()
     for probe in service.restore(path, root, limit, snapshot, force, _err):
         click.echo(f"{probe.domain}: {probe.status}{f' ({probe.issuer})' if probe.issuer else ''}")

@@ -48,6 +48,14 @@ def _domain_paths(name: str) -> set[str]:
     return set(domain_files(name).values())
 
 
+def deferred_summary(summary: str, deferred: list[str]) -> str:
+    """The plan's summary, saying which certificates this run did not order."""
+    if not deferred:
+        return summary
+    note = f"certificates deferred for {', '.join(deferred)} (served over HTTP until issued or restored)"
+    return note if summary == "no changes" else f"{summary}; {note}"
+
+
 @operation()
 def unchanged():
     """Yields nothing: a converged host shows this one operation under "No Change"."""
@@ -65,7 +73,9 @@ def converge_hub():
     delete_certificate = request.delete_certificate if request.delete_certificate in state.certificates else None
     if target:
         plan = restrict(plan, _domain_paths(target), {target})
-    setattr(host.data, OUTCOME_KEY, HostOutcome(plan.summary(), state.audit_head))
+    deferred = [d.name for d in plan.certificates] if request.defer_certificates else []
+    plan.certificates = [] if deferred else plan.certificates
+    setattr(host.data, OUTCOME_KEY, HostOutcome(deferred_summary(plan.summary(), deferred), state.audit_head))
     if plan.empty and not delete_certificate:
         unchanged(name="no changes: the host matches its manifest")
         return
