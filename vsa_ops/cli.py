@@ -17,6 +17,7 @@ import click
 from . import domain_changes, listings, plan_report, plan_review
 from .audit import Entry
 from .audit.cli import audit as audit_commands
+from .backup.spool import ingest as ingest_spool
 from .cli_support import Command, LazyGroup, inventory_option, limit_option
 from .deploys.request import DeployRequest
 from .fact_publishing import drift_counts, publish_deploy, publish_drift
@@ -118,6 +119,8 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
                                      summary, f"failed at {result.failed_step}" if failed else None))
         if entries:
             record_audit(root, None, entries, echo=lambda line: click.echo(line, err=True), run=run)
+        ingest_spool(path, root, limit, lambda line: click.echo(line, err=True), sessions=run.sessions(),
+                     inventory=inventory_hosts)
         if defer_certificates:
             click.echo("certificates deferred: none was ordered from the CA; `vsa-ops restore --limit HOST` brings "
                        "a snapshot's back, a deploy without --defer-certificates orders the rest", err=True)

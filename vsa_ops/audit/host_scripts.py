@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -93,12 +94,18 @@ fi
 """
 
 
-def append_script(paths: Paths, expected_last: bytes, lines: list[str], last_seq: int) -> str:
+def append_script(paths: Paths, expected_last: bytes, lines: list[str], last_seq: int,
+                  consume: Sequence[str] = ()) -> str:
     """Under an exclusive flock: if the JSONL's last line is still ``expected_last`` (sha256 compared),
     append ``lines`` (ending with seq ``last_seq``) in ONE write on an O_APPEND descriptor (dd), fsync it,
     then import them into SQLite. Prints ``appended`` and ``sqlite ok|missing|failed <why>``; when the
-    last line changed meanwhile prints ``conflict <base64 of the new last line>`` and exits 75."""
+    last line changed meanwhile prints ``conflict <base64 of the new last line>`` and exits 75.
+    ``consume``: files the lines were made from (a backup spool's entries), deleted once appended;
+    when one is gone already (another command chained it) prints ``gone`` and exits 75, appending nothing."""
     q = shlex.quote
+    files = " ".join(q(path) for path in consume)
+    gone = f"for c in {files}; do [ -e \"$c\" ] || {{ echo gone; exit {CONFLICT_EXIT}; }}; done\n" if consume else ""
+    consumed = f"rm -f -- {files}\n" if consume else ""
     data = "".join(lines)
     want = hashlib.sha256(expected_last).hexdigest() if expected_last else "empty"
     jsonl, database = PurePosixPath(paths.jsonl), PurePosixPath(paths.database)
@@ -108,7 +115,7 @@ f={q(paths.jsonl)}
 [ -d {q(str(jsonl.parent))} ] || mkdir -p -m 0755 {q(str(jsonl.parent))} || exit 70
 exec 9>>{q(paths.lock)} || exit 70
 flock -w 60 9 || {{ echo "error: timed out waiting for {paths.lock}"; exit 71; }}
-if [ -s "$f" ]; then have=$(tail -n 1 "$f" | sha256sum | cut -c1-64); else have=empty; fi
+{gone}if [ -s "$f" ]; then have=$(tail -n 1 "$f" | sha256sum | cut -c1-64); else have=empty; fi
 if [ "$have" != {q(want)} ]; then
   if [ -s "$f" ]; then echo "conflict $(tail -n 1 "$f" | base64 -w0)"; else echo conflict; fi
   exit {CONFLICT_EXIT}
@@ -118,7 +125,7 @@ printf '%s' {q(data)} | dd of="$f" oflag=append conv=notrunc,fsync bs=1M iflag=f
   || {{ echo "error: writing $f failed"; exit 72; }}
 [ "$new" = 0 ] || sync {q(str(jsonl.parent))} 2>/dev/null || true
 echo appended
-if command -v sqlite3 >/dev/null 2>&1; then
+{consumed}if command -v sqlite3 >/dev/null 2>&1; then
   [ -d {q(str(database.parent))} ] || mkdir -p -m 0755 {q(str(database.parent))}
 {_import_sql(paths, last_seq, len(lines))}else
   echo "sqlite missing"

@@ -11,7 +11,7 @@ import click
 from ..cli_support import inventory_option, limit_option
 from ..inventory import inventory_path
 from ..project import find_root
-from . import hosts, service
+from . import hosts, service, spool
 
 
 def _err(line: str) -> None:
@@ -24,6 +24,7 @@ def _err(line: str) -> None:
 def backup(inventory, limit):
     """Back up each host now (its backup stack's program over SSH); an audit record per host."""
     root, path = find_root(), inventory_path(inventory).resolve()
+    spool.ingest(path, root, limit, _err)  # the scheduled runs before this one
     failed = 0
     for name, run in service.backup(path, root, limit, _err).items():
         if run.ok:
@@ -42,6 +43,7 @@ def backup(inventory, limit):
 def backups(inventory, limit, as_json):
     """The snapshots of each host: time, size, what they hold (oldest first)."""
     root, path = find_root(), inventory_path(inventory).resolve()
+    spool.ingest(path, root, limit, _err)
     found = hosts.snapshots(path, root, limit)
     failed = [name for name, rows in found.items() if isinstance(rows, str)]
     for name in failed:

@@ -66,15 +66,9 @@ def restore(inventory_file: Path, root: Path, limit: str, snapshot: str | None, 
     found = run_on(inventory_file, root, name, "holds")[name]
     if not found.ok:
         raise BackupError(f"restore {name}: {found.error}")
-    counts = holds(found)
-    overwrite = (f"{counts.get('postgres_rows', 0)} dashboard database rows, {counts.get('certificates', 0)} "
-                 f"certificates, {counts.get('grafana_files', 0)} Grafana files and "
-                 f"{counts.get('audit_records', 0)} audit records")
-    # Certificates count as data: a plain deploy on the new host already ordered fresh ones (deploy
-    # with --defer-certificates first, see the README), and the snapshot's would replace them.
-    if (counts.get("postgres_rows") or counts.get("grafana_files") or counts.get("certificates")) and not force:
-        raise BackupError(f"restore {name}: the host already holds data; a restore would overwrite its "
-                          f"{overwrite}. Run again with --force to overwrite them")
+    overwrite, refusal = what_it_overwrites(holds(found))
+    if refusal and not force:
+        raise BackupError(f"restore {name}: {refusal}")
     echo(f"{name}: restoring {snapshot or 'latest'} over {overwrite}")
     started = time.monotonic()
     run = run_on(inventory_file, root, name, f"restore {snapshot or 'latest'}")[name]
@@ -102,6 +96,19 @@ def restore(inventory_file: Path, root: Path, limit: str, snapshot: str | None, 
     if error:
         raise BackupError(f"restore {name}: restored snapshot {restored}, but {error}")
     return probes
+
+
+def what_it_overwrites(counts: dict[str, int]) -> tuple[str, str | None]:
+    """What a restore would overwrite on a host holding ``counts`` (``hosts.holds``), and why it
+    refuses without --force. Certificates count as data: a plain deploy on the new host already
+    ordered fresh ones (the README's recovery deploys with --defer-certificates first)."""
+    overwrite = (f"{counts.get('postgres_rows', 0)} dashboard database rows, {counts.get('certificates', 0)} "
+                 f"certificates, {counts.get('grafana_files', 0)} Grafana files and "
+                 f"{counts.get('audit_records', 0)} audit records")
+    if counts.get("postgres_rows") or counts.get("grafana_files") or counts.get("certificates"):
+        return overwrite, (f"the host already holds data; a restore would overwrite its {overwrite}. "
+                           "Run again with --force to overwrite them")
+    return overwrite, None
 
 
 def _rebase_audit_head(inventory_file: Path, root: Path, name: str) -> str:
