@@ -98,11 +98,11 @@ def ingest_host(run, host, masker: Masker, sign, spool: str = SPOOL) -> tuple[in
                    for name, text in found]
         result = _append_host(run, host_paths(host), host.name, entries, who, None, sign, head_key(host),
                               consume=[f"{spool}/{name}" for name, _ in found])
+        chained += len(result.records)  # a batch before a failed one is chained all the same
         if result.error == GONE:  # another command chained them meanwhile: read what is left
             continue
         if result.error:
             return chained, result.error
-        chained += len(result.records)
         if len(found) < PER_READ:
             return chained, None
     return chained, None
