@@ -23,9 +23,10 @@ from pathlib import Path
 
 from ..audit import Masker, keys
 from ..audit.host_scripts import fields
-from ..audit.records import AuditError, Entry, check_entry
+from ..audit.records import Entry, check_entry
 from ..audit.trail import GONE, _append_host, head_key, host_paths
 from ..config.backup import BACKUP
+from ..errors import VsaError
 from ..host_manifest import host_secrets
 from ..inventory import host_config, limited
 from ..pyinfra_glue.connections import Sessions, connected
@@ -118,14 +119,14 @@ def ingest(inventory_file: Path, root: Path, limit: str | None, echo: Callable[[
     if not hosts:
         return {}
     secrets: set[str] = set()
-    for host in hosts:
-        secrets |= set(host_secrets(host, root).values())
-    masker = Masker(secrets)
     try:
+        for host in hosts:
+            secrets |= set(host_secrets(host, root).values())
         signing_key = keys.controller_key()
-    except AuditError as error:
-        echo(f"vsa-ops: scheduled backups not chained: {error}")
+    except VsaError as error:  # the command goes on and says it in its own words
+        echo(f"vsa-ops: scheduled backups not chained: {str(error).splitlines()[0]}")
         return {}
+    masker = Masker(secrets)
     counts: dict[str, int] = {}
     opened = nullcontext(sessions) if sessions is not None else connected(inventory_file, root,
                                                                           [h.name for h in hosts])
