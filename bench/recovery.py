@@ -26,7 +26,7 @@ def drill() -> float | None:
     """The drill's recovery time in seconds; None when the drill failed."""
     RESULT.unlink(missing_ok=True)
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                          "tests/lab/test_disaster_recovery.py"], cwd=ROOT)
+                          "tests/lab/test_disaster_recovery.py"], cwd=ROOT, stdout=sys.stderr)  # stdout: the report
     if run.returncode or not RESULT.exists():
         return None
     return float(json.loads(RESULT.read_text())["recovery_seconds"])
