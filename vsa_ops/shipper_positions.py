@@ -167,7 +167,7 @@ def read_alloy(text: str, what: str = "positions.yml") -> dict[tuple[str, str], 
 
 
 def promtail_text(positions: dict[str, str]) -> str:
-    return yaml.dump({"positions": dict(sorted(positions.items()))}, Dumper=_DUMPER, width=2**31)
+    return yaml.dump({"positions": dict(sorted(positions.items()))}, Dumper=_DUMPER, width=2**30)
 
 
 def alloy_text(entries: dict[tuple[str, str], str]) -> str:
@@ -178,7 +178,7 @@ def alloy_text(entries: dict[tuple[str, str], str]) -> str:
     pairs = [(MappingNode(_MAP, [(string("path"), string(path)), (string("labels"), string(labels))]), string(value))
              for (path, labels), value in sorted(entries.items())]
     return yaml.serialize(MappingNode(_MAP, [(string("positions"), MappingNode(_MAP, pairs))]),
-                          Dumper=_DUMPER, width=2**31)
+                          Dumper=_DUMPER, width=2**30)
 
 
 def _matches(path: str, glob: str) -> bool:
