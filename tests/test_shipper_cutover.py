@@ -253,6 +253,7 @@ def fake_swap(monkeypatch):
     from vsa_ops.render import render_host
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all
+    from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.deploy import add_deploy
     from pyinfra.api.operations import run_ops
     from vsa_ops.deploys.hub import converge_hub
@@ -262,12 +263,12 @@ def fake_swap(monkeypatch):
     for key, value in SECRETS.items():
         monkeypatch.setenv(key, value)
 
-    def run(host_data, running=()):
+    def run(host_data, running=(), positions=PROMTAIL, fails=False):
         state = converged(render_host(hub_config(list(running)), load_sources(ROOT), host="@fake/hub",
                                       secrets=SECRETS), SALT)
         state.images.add("grafana/alloy:v1.5.1")
         read = framed([("folder", "/var/lib/docker/volumes/observability_obs-promtail-data/_data"),
-                       ("positions", "positions.yaml " + base64.b64encode(PROMTAIL.encode()).decode()),
+                       ("positions", "positions.yaml " + base64.b64encode(positions.encode()).decode()),
                        ("container", f'["{LOKI}","/loki","observability_default",'
                                      '{"com.docker.compose.project":"observability",'
                                      '"com.docker.compose.service":"loki"}]')])
@@ -285,8 +286,11 @@ def fake_swap(monkeypatch):
 
         monkeypatch.setattr(host.connector, "run_shell_command", record)
         add_deploy(pyinfra_state, converge_hub)
-        run_ops(pyinfra_state)
-        assert not pyinfra_state.failed_hosts
+        try:
+            run_ops(pyinfra_state)
+        except PyinfraError:  # no host left: the one host failed
+            assert fails
+        assert bool(pyinfra_state.failed_hosts) == fails
         return sent
 
     return run
@@ -327,3 +331,10 @@ def test_a_deploy_that_keeps_the_kind_sends_no_cut_over(fake_swap):
                                                                "prometheus": {"scrape_interval": "30s"}}}},
                      running=[ALLOY_KIND])
     assert [step(c) for c, _ in sent] == ["state read", "files-and-stacks transaction"]
+
+
+def test_a_cut_over_that_cannot_convert_starts_the_old_shipper_again_and_stops_the_deploy(fake_swap):
+    sent = fake_swap({"vsa": ALLOY_KIND}, positions="positions: [unclosed", fails=True)
+    assert [step(c) for c, _ in sent] == ["state read", "run lock", "log shipper cut-over, the host's half: read",
+                                          "log shipper cut-over, the host's half: start"]
+    assert "start observability promtail" in sent[3][0]

@@ -15,32 +15,28 @@ from ..shipper_positions import INSPECT_FORMAT, Layout, PositionsError, carry_ov
 from ..state_read import StateReadError
 
 
-def _failed(host, message: str) -> bool:
-    host.log_styled(f"log shipper cut-over: {message}", fg="red")
-    return False
-
-
 def _cut_over(state, host, project: str, old: str, state_dir: str, layout: Layout) -> bool:
     """Stop ``old``, read its positions, write the new shipper's. Any failure starts ``old`` again."""
-    ok, output = host.run_shell_command(
-        StringCommand(program_command("shipper_cutover", "/", "read", project, old, state_dir, INSPECT_FORMAT)),
-        print_output=False)
+    def run(mode: str, *args: str, stdin: str | None = None):
+        command = StringCommand(program_command("shipper_cutover", "/", mode, *args))
+        return host.run_shell_command(command, _stdin=stdin, print_output=False)
+
+    def failed(message: str) -> bool:
+        run("start", project, old)  # a no-op if it still runs
+        host.log_styled(f"log shipper cut-over: {message}; {old} runs again", fg="red")
+        return False
+
+    ok, output = run("read", project, old, state_dir, INSPECT_FORMAT)
     if not ok:
-        return _failed(host, " ".join(output.stderr_lines)[:300] or f"reading {old}'s positions failed")
+        return failed(" ".join(output.stderr_lines)[:300] or f"reading {old}'s positions failed")
     try:
         found = parse_read("".join(output.stdout_lines))
         files = carry_over(old, found.files, layout, found.containers)
     except (PositionsError, StateReadError) as error:
-        host.run_shell_command(StringCommand(program_command("shipper_cutover", "/", "start", project, old)),
-                               print_output=False)
-        return _failed(host, f"{error}; {old} was started again")
-    ok, output = host.run_shell_command(StringCommand(program_command("shipper_cutover", "/", "write", found.folder)),
-                                        _stdin=positions_archive(files), print_output=False)
+        return failed(str(error))
+    ok, output = run("write", found.folder, stdin=positions_archive(files))
     if not ok:
-        host.run_shell_command(StringCommand(program_command("shipper_cutover", "/", "start", project, old)),
-                               print_output=False)
-        return _failed(host, (" ".join(output.stderr_lines)[:300] or "writing the positions failed")
-                       + f"; {old} was started again")
+        return failed(" ".join(output.stderr_lines)[:300] or "writing the positions failed")
     return True
 
 
