@@ -187,3 +187,11 @@ def test_both_shippers_keep_their_positions_on_the_persistent_volume(render):
 def test_positions_off_a_named_volume_are_refused():
     with pytest.raises(ConfigError, match="state_dir"):
         hub_config([{"observability": {"log_shipper": {"state_dir": "/tmp/positions"}}}])
+
+
+def test_a_docker_label_from_a_per_network_field_is_refused():
+    # Alloy's docker position keys hold the target's labels: only per-container fields keep them known.
+    job = {"job_name": "docker-containers", "source": "docker",
+           "labels": [{"name": "ip", "field": "__meta_docker_network_ip"}]}
+    with pytest.raises(ConfigError, match="__meta_docker_container_"):
+        hub_config([{"observability": {"log_shipper": {"jobs": [job]}}}])
