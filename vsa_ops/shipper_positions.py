@@ -106,10 +106,16 @@ class Container:
         return {key: value for key, value in meta.items() if value}
 
 
+def _go_escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def _go_quote(text: str) -> str:
-    """Go's strconv.Quote for the values Docker gives (printable text)."""
-    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-    return '"' + "".join(escapes.get(c, c if c.isprintable() else f"\\x{ord(c):02x}") for c in text) + '"'
+    """Go's strconv.Quote (printable runes kept, the others escaped)."""
+    escapes = {"\\": "\\\\", '"': '\\"', "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+               "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+    return '"' + "".join(escapes.get(c, c if c.isprintable() else _go_escape(c)) for c in text) + '"'
 
 
 def label_set_string(labels: dict[str, str]) -> str:
@@ -243,13 +249,6 @@ def carry_over(old_kind: str, files: dict[str, str], layout: Layout, containers:
     raise PositionsError(f"no log shipper of kind {old_kind!r}")
 
 
-def old_kind(new_kind: str, running: set[str]) -> str | None:
-    """The other shipper when its container is still on the host (``running``: the shipper stack's
-    compose services): the deploy then cuts over from it. After a cut-over compose removes it."""
-    other = next(kind for kind in KINDS if kind != new_kind)
-    return other if other in running else None
-
-
 @dataclass(frozen=True)
 class OldShipper:
     """What the host program read once the old shipper had stopped."""
@@ -291,6 +290,6 @@ def cut_over_from(stacks, containers: dict[tuple[str, str], str], kind: str) -> 
     Once the cut-over is done, compose removes the old container: a later run finds none."""
     for stack in stacks:
         if any(service.name == kind for service in stack.services):
-            old = old_kind(kind, {service for project, service in containers if project == stack.name})
-            return (stack.name, old) if old else None
+            other = next(k for k in KINDS if k != kind)
+            return (stack.name, other) if (stack.name, other) in containers else None
     return None
