@@ -277,11 +277,12 @@ def fake_swap(monkeypatch):
         pyinfra_state = State(inventory=inventory, config=Config())
         connect_all(pyinfra_state)
         host = next(iter(inventory))
-        sent = []
+        sent, sudo = [], []
         recorded = host.connector.run_shell_command
 
         def record(command, **arguments):
             sent.append((str(command), arguments.get("_stdin") or ""))
+            sudo.append(bool(arguments.get("_sudo")))
             return recorded(command, **arguments)
 
         monkeypatch.setattr(host.connector, "run_shell_command", record)
@@ -291,6 +292,8 @@ def fake_swap(monkeypatch):
         except PyinfraError:  # no host left: the one host failed
             assert fails
         assert bool(pyinfra_state.failed_hosts) == fails
+        if host_data.get("_sudo"):
+            assert all(sudo), "the cut-over's commands run as the deploy's own: under sudo when the host's data asks"
         return sent
 
     return run
@@ -309,7 +312,7 @@ def test_a_changed_kind_stops_the_old_shipper_converts_then_starts_the_new(fake_
     import io
     import tarfile
 
-    sent = fake_swap({"vsa": ALLOY_KIND})
+    sent = fake_swap({"vsa": ALLOY_KIND, "_sudo": True})
     assert [step(c) for c, _ in sent] == ["state read", "run lock", "log shipper cut-over, the host's half: read",
                                           "log shipper cut-over, the host's half: write",
                                           "files-and-stacks transaction", "run lock"]

@@ -21,7 +21,7 @@ FAKE_ALLOY = "vsa-lab-fake-alloy"
 
 
 def cut_over(lab, old: str) -> bool:
-    from pyinfra.context import ctx_host
+    from pyinfra.context import ctx_host, ctx_state
 
     from vsa_ops.operations.shipper import _cut_over
     from vsa_ops.pyinfra_glue.connections import connected
@@ -29,8 +29,8 @@ def cut_over(lab, old: str) -> bool:
     hub = hub_config()
     with connected(lab.inventory, ROOT) as sessions:
         host, _run = sessions[lab.name]
-        with ctx_host.use(host):
-            return _cut_over(None, host, "observability", old, STATE,
+        with ctx_state.use(host.state), ctx_host.use(host):
+            return _cut_over(host.state, host, "observability", old, STATE,
                              layout(hub.observability.log_shipper, hub.audit.jsonl))
 
 

@@ -9,6 +9,7 @@ shipped once by the new one; containers resume at the second of their last shipp
 from __future__ import annotations
 
 from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
 from ..host_programs import program_command
 from ..shipper_positions import INSPECT_FORMAT, Layout, PositionsError, carry_over, parse_read, positions_archive
@@ -17,9 +18,13 @@ from ..state_read import StateReadError
 
 def _cut_over(state, host, project: str, old: str, state_dir: str, layout: Layout) -> bool:
     """Stop ``old``, read its positions, write the new shipper's. Any failure starts ``old`` again."""
+    # As the deploy's own commands run: the host's data may ask for sudo (README "Your first real hub").
+    arguments, _ = pop_global_arguments(state, host, {})
+    connector = {key: value for key, value in arguments.items() if key in CONNECTOR_ARGUMENT_KEYS}
+
     def run(mode: str, *args: str, stdin: str | None = None):
         command = StringCommand(program_command("shipper_cutover", "/", mode, *args))
-        return host.run_shell_command(command, _stdin=stdin, print_output=False)
+        return host.run_shell_command(command, **{**connector, "_stdin": stdin}, print_output=False)
 
     def failed(message: str) -> bool:
         run("start", project, old)  # a no-op if it still runs
