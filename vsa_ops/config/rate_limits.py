@@ -70,12 +70,12 @@ class RequestLimit:
 def request_limit(setting: str, site: str, zones: dict[str, RateLimitZone]) -> RequestLimit | None:
     """What ``rate_limit: setting`` means for ``site``: None for off; a configured zone's limit; or the
     site's own zone at RATE with BURST (one second's worth of requests, at least 1, when not given).
-    An unknown zone name raises LookupError."""
+    An unknown zone name raises LookupError naming the zones there are."""
     if setting == OFF:
         return None
     if re.fullmatch(ZONE_NAME, setting):
         if setting not in zones:
-            raise LookupError(f"rate_limit {setting!r} is not a zone (zones: {', '.join(zones)})")
+            raise LookupError(f"zones: {', '.join(zones)}")
         zone = zones[setting]
         return RequestLimit(setting, zone.rate, zone.burst, zone.nodelay)
     rate, _, burst = setting.rpartition("/") if setting.count("/") == 2 else (setting, "", "")

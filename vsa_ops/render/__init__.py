@@ -171,7 +171,8 @@ def _domain_files(hub: HubConfig, env: jinja2.Environment, host: str, domain: Do
     try:
         domain.request_limit(nginx)
     except LookupError as error:
-        raise RenderError(f"domain {domain.name}: {error.args[0]}") from None
+        raise RenderError(f"domain {domain.name}: rate_limit {domain.rate_limit!r} is not a zone "
+                          f"({error.args[0]})") from None
     context = {
         "hub": hub, "host": host, "domain": domain,
         "tls_ready": domain.tls and (issued is None or domain.name in issued),
