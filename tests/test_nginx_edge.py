@@ -244,3 +244,13 @@ def test_the_probe_stays_within_a_slow_site_limit_over_https(edge):
         result = probe_until_ok("127.0.0.1", edge["ports"][443], edge["ports"][80], slow, ca_file=ca, settle=0,
                                 budget=budget)
         assert result.ok and result.status == 200, result.problems
+
+
+def test_a_name_nginx_does_not_serve_yet_is_named_as_such_by_the_probe(edge):
+    """What old workers answer for a new name just after a reload: the default server's closed connection."""
+    from vsa_ops.probe import probe_until_ok
+
+    result = probe_until_ok("127.0.0.1", edge["ports"][443], edge["ports"][80],
+                            Domain(name="new.example.com", upstream="echo:8080", tls=False), settle=0)
+    assert result.problems == ["NGINX closes the connection without an answer: no vhost for new.example.com yet "
+                               "after 0 s"]
