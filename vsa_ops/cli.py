@@ -149,23 +149,35 @@ def _read_password(user: str) -> str:
 @click.option("--host", "hosts", multiple=True, help="Host or group that serves it (default: every host).")
 @click.option("--pass-auth", is_flag=True, help="Forward the basic-auth credentials to the upstream (default: not).")
 @click.option("--insecure-auth", is_flag=True, help="Allow --auth-user with --no-tls (passwords in clear text).")
+@click.option("--rate-limit", metavar="RATE[/BURST]|off|ZONE", default=None,
+              help="Requests per client address: the site's own rate and burst (50r/s/100, 600r/m), off, or a "
+                   "zone of vsa.reverse_proxy.nginx.rate_limit_zones (default: perip).")
+@click.option("--require-upstream", is_flag=True,
+              help="Roll the site back (exit 1) when its upstream does not answer; default: keep it and warn.")
 @inventory_option
 @click.option("--no-apply", is_flag=True, help="Only validate and write the registry.")
-def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, pass_auth, insecure_auth, inventory, no_apply):
-    """Add a site: registry, vhost, basic auth, certificate, HTTPS probe; all or nothing."""
+def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, pass_auth, insecure_auth, rate_limit,
+               require_upstream, inventory, no_apply):
+    """Add a site: registry, vhost, basic auth, certificate, HTTPS probe; all or nothing.
+
+    A site whose upstream does not answer yet (NGINX's own 502/504) or answers an error is kept, with
+    "upstream not answering: 502" on stderr and exit 0: the proxy often comes before the app.
+    --require-upstream rolls it back and exits 1 instead. A vhost NGINX does not serve right is
+    always rolled back."""
     root = find_root()
     path = inventory_path(inventory).resolve()
     domain_changes.check_auth_options(not no_tls, auth_user, pass_auth, insecure_auth)
     password = _read_password(auth_user) if auth_user is not None else None
     site = domain_changes.new_domain(domain, upstream, list(aliases), not no_tls, list(hosts), auth_user, password,
-                                     pass_auth=pass_auth, insecure_auth=insecure_auth)
+                                     pass_auth=pass_auth, insecure_auth=insecure_auth, rate_limit=rate_limit)
     probes = domain_changes.add_domain(root, path, site, password=password, apply=not no_apply,
-                              echo=lambda line: click.echo(line, err=True))
+                                       require_upstream=require_upstream, echo=lambda line: click.echo(line, err=True))
     if no_apply:
         click.echo(f"{site.name}: declared (not applied)")
     for probe in probes:
         expiry = f", certificate by {probe.issuer} until {probe.not_after:%Y-%m-%d}" if probe.not_after else ""
-        click.echo(f"{site.name}: serving, status {probe.status}{expiry}")
+        state = "serving" if probe.ok else f"added, {probe.upstream}"
+        click.echo(f"{site.name}: {state}, status {probe.status}{expiry}")
 
 
 @main.command("remove-domain")

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from .base import AbsPath, Model
+from .base import AbsPath, Model, matching
 from .component import Component
 from .containers import Container, RunAs
 from .storage import OBSERVABILITY, REVERSE_PROXY, ROOT
@@ -47,6 +47,7 @@ _FIELD_PREFIX = {"file": "", "journal": "__journal_", "docker": "__meta_docker_c
 DOCKER_LOG_STREAM = "__meta_docker_container_log_stream"  # set per line by the source, not discovered
 HTTP_METHODS = "(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS|CONNECT|TRACE)"
 IDENTITY = ("(.*)", "$1")
+Identifier = matching(r"[A-Za-z_][A-Za-z0-9_]*", "must be letters, digits and _ (a Loki label name or a field name)")
 
 
 class ShipLabel(Model):
@@ -54,8 +55,8 @@ class ShipLabel(Model):
     must match ``regex`` (else the entry gets no such label) and the label is ``replacement``, where $1 is
     the regex's first group."""
 
-    name: str
-    field: str
+    name: Identifier
+    field: Identifier
     regex: str = IDENTITY[0]
     replacement: str = IDENTITY[1]
 
@@ -63,13 +64,6 @@ class ShipLabel(Model):
     @classmethod
     def _named_after_its_field(cls, data):
         return {"name": data, "field": data} if isinstance(data, str) else data
-
-    @field_validator("name", "field")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError("must be letters, digits and _ (a Loki label name or a field name)")
-        return value
 
     @field_validator("regex")
     @classmethod

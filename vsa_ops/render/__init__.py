@@ -168,9 +168,11 @@ def render_host(
 def _domain_files(hub: HubConfig, env: jinja2.Environment, host: str, domain: Domain,
                   issued: set[str] | None, ids: dict[str, int]) -> list[File]:
     nginx = hub.reverse_proxy.nginx
-    if domain.rate_limit not in nginx.rate_limit_zones:
+    try:
+        domain.request_limit(nginx)
+    except LookupError as error:
         raise RenderError(f"domain {domain.name}: rate_limit {domain.rate_limit!r} is not a zone "
-                          f"(zones: {', '.join(nginx.rate_limit_zones)})")
+                          f"({error.args[0]})") from None
     context = {
         "hub": hub, "host": host, "domain": domain,
         "tls_ready": domain.tls and (issued is None or domain.name in issued),
