@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("model", ("vsa_ops.domains", "vsa_ops.htpasswd", "vsa_ops.project", "vsa_ops.manifest", "vsa_ops.state_read",
                "vsa_ops.plan", "vsa_ops.fstab_plan", "vsa_ops.inventory", "vsa_ops.probe", "vsa_ops.deploys.request",
                "vsa_ops.preflight.host_facts", "vsa_ops.preflight.checks", "vsa_ops.preflight.controller_checks",
-               "vsa_ops.host_programs")),
+               "vsa_ops.host_programs", "vsa_ops.plan_identity")),
     ("render", ("vsa_ops.render", "vsa_ops.metrics", "vsa_ops.lint", "vsa_ops.plan_report", "vsa_ops.writer")),
     ("assembly", ("vsa_ops.host_manifest",)),
     ("converge", ("vsa_ops.facts", "vsa_ops.operations", "vsa_ops.planning", "vsa_ops.deploys")),

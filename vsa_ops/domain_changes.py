@@ -19,6 +19,7 @@ from .host_manifest import host_manifest
 from .host_manifest import registry_path as host_registry
 from .htpasswd import hash_password
 from .probe import probe_until_ok
+from .plan_identity import refuse_plan_identity
 from .pyinfra_glue.inventory_files import load_inventory
 from .pyinfra_glue.runner import DeployResult, deploying
 from .fact_publishing import publish_site
@@ -89,6 +90,8 @@ def _targets(inventory, domain: Domain) -> list[Target]:
 def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: str | None = None, apply: bool = True,
                echo: Callable[[str], None] = print) -> list:
     inventory = load_inventory(inventory_file, root)
+    if apply:
+        refuse_plan_identity(inventory, 'add-domain')
     path = registry_path(root, inventory)
     with registry_lock(path, f"add-domain {domain.name}", echo):
         registry = load_registry(path)
@@ -173,6 +176,8 @@ def _rollback(root, inventory_file, path, before, domain, limits, echo, entries)
 def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: bool = False, apply: bool = True,
                   echo: Callable[[str], None] = print) -> None:
     inventory = load_inventory(inventory_file, root)
+    if apply:
+        refuse_plan_identity(inventory, 'remove-domain')
     path = registry_path(root, inventory)
     with registry_lock(path, f"remove-domain {name}", echo):
         registry = load_registry(path)
