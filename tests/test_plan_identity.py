@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from vsa_ops.config import ConfigError, hub_config
+from vsa_ops.domains import Domain
 from vsa_ops.host_programs import program_command
 from vsa_ops.plan import make_plan
 from vsa_ops.plan_identity import PlanIdentityError, refuse_plan_identity
@@ -118,8 +119,15 @@ def test_the_identity_is_a_restricted_key_a_narrow_sudo_rule_and_the_managed_pat
     rule = files[sudoers_path(hub_config([WITH_KEY]).plan_identity)]
     assert "vsa-plan ALL=(root) NOPASSWD: /usr/local/lib/vsa-ops/state.sh plan\n" in rule.content
     assert rule.mode == "0440" and "." not in rule.path.rsplit("/", 1)[1]  # sudo skips names with a dot
-    listed = set(files[PLAN_PATHS].content.splitlines())
-    assert listed == {f"f {f.path}" for f in manifest.files} | {f"d {d.path}" for d in manifest.directories}
+    listed = [line.split(" ", 1) for line in files[PLAN_PATHS].content.splitlines()]
+    folders = [path + "/" for kind, path in listed if kind == "d"]
+    for path in [f.path for f in manifest.files] + [d.path for d in manifest.directories]:  # each, and no more
+        assert ["f", path] in listed or ["d", path] in listed or any(path.startswith(f) for f in folders), path
+    assert len(listed) < 20 and ["d", "/srv/flowbiz"] in listed and ["f", "/etc/docker/daemon.json"] in listed
+    # the list is the same with one domain more: a deploy aimed at that domain leaves it as it is
+    with_domain = render([WITH_KEY], domains=[Domain(name="shop.example.com", upstream="http://shop:8080")])
+    assert with_domain.file(PLAN_PATHS).content == files[PLAN_PATHS].content
+    assert any(f.domain == "shop.example.com" for f in with_domain.files)
     assert ("vsa-plan", 64910) in {(u.name, u.uid) for u in manifest.users}
     # plan mode reads the text of world-readable files: no file holding a secret may be one
     assert [f.path for f in manifest.files if f.sensitive and int(f.mode, 8) & 0o004] == []

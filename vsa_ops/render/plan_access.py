@@ -4,6 +4,8 @@ reader in plan mode keeps to. Present when the configuration names at least one 
 
 from __future__ import annotations
 
+import posixpath
+
 from ..config.plan_access import PlanIdentity
 from ..host_programs import PROGRAM_DIR
 from ..manifest import Directory, File
@@ -44,7 +46,20 @@ def plan_access(identity: PlanIdentity, files: list[File], directories: dict[str
     own = [Directory(identity.home, 0, 0, "0755"), Directory(ssh, 0, 0, "0755")]
     own_files = [File(f"{ssh}/authorized_keys", authorized_keys(identity), 0, 0, "0644"),
                  File(sudoers_path(identity), sudoers(identity), 0, 0, "0440")]
-    listed = sorted({f"d {d.path}" for d in [*directories.values(), *own]}
-                    | {f"f {f.path}" for f in [*files, *own_files]} | {f"f {PLAN_PATHS}"})
+    folders = {d.path for d in [*directories.values(), *own]}
+    # Only what no listed folder holds: the list stays the same when a domain comes or goes (a
+    # targeted deploy writes the domain's files only), and so does what the reader may read.
+    listed = sorted({f"d {path}" for path in folders if not _inside(path, folders)}
+                    | {f"f {path}" for path in {f.path for f in [*files, *own_files]} | {PLAN_PATHS}
+                       if not _inside(path, folders)})
     return [*own_files, File(PLAN_PATHS, "".join(f"{line}\n" for line in listed), 0, 0, "0644")], own, \
         [(identity.user, identity.uid)]
+
+
+def _inside(path: str, folders: set[str]) -> bool:
+    parent = posixpath.dirname(path)
+    while parent != "/":
+        if parent in folders:
+            return True
+        parent = posixpath.dirname(parent)
+    return False
