@@ -57,16 +57,22 @@ def host(tmp_path):
     (root / "var/log").mkdir(parents=True)
     (root / "var/log/audit.jsonl").write_text('{"seq": 1}\n')
     (root / PLAN_PATHS.lstrip("/")).parent.mkdir(parents=True)
-    (root / PLAN_PATHS.lstrip("/")).write_text("d /srv/site\nf /etc/fstab\n")
+    (root / PLAN_PATHS.lstrip("/")).write_text("d /srv/site\nf /srv/site/a.conf\nf /srv/site/group.conf\n"
+                                               "o /srv/site/conf.d\nf /etc/fstab\n")
+    (site / "conf.d").mkdir()
+    (site / "conf.d/shop.conf").write_text("server {}\n")
+    (site / "store").mkdir()
+    (site / "store/chunk").write_text("someone's data\n")
     return root
 
 
 REQUEST = state_request(
-    ["/srv/site", "/srv/site/a.conf", "/srv/site/group.conf", "/srv/site/pw", "/home/someone/private",
-     "/srv/site/../../home/someone/private", "/srv/site/link", "/srv/site/data/private"],
-    ["/srv/site/a.conf", "/srv/site/group.conf", "/home/someone/private", "/srv/site/../../home/someone/private",
-     "/srv/site/link", "/srv/site/data/private"], ["/srv/site", "/home/someone"], ["/srv/site/pw"],
-    "/var/log/audit.jsonl")
+    ["/srv/site", "/srv/site/a.conf", "/srv/site/group.conf", "/srv/site/pw", "/srv/site/conf.d/shop.conf",
+     "/srv/site/store/chunk", "/home/someone/private", "/srv/site/../../home/someone/private", "/srv/site/link",
+     "/srv/site/data/private"],
+    ["/srv/site/a.conf", "/srv/site/group.conf", "/srv/site/conf.d/shop.conf", "/srv/site/store/chunk",
+     "/home/someone/private", "/srv/site/../../home/someone/private", "/srv/site/link", "/srv/site/data/private"],
+    ["/srv/site", "/home/someone"], ["/srv/site/pw"], "/var/log/audit.jsonl")
 
 
 def test_plan_mode_reads_managed_metadata_and_only_world_readable_content(host):
@@ -76,8 +82,12 @@ def test_plan_mode_reads_managed_metadata_and_only_world_readable_content(host):
     # metadata for the secret and the group-only file, no digest: "not compared"
     assert state.paths["/srv/site/pw"].kind == "file" and state.paths["/srv/site/pw"].sha256 == UNREAD
     assert state.paths["/srv/site/group.conf"].mode == "0640" and state.paths["/srv/site/group.conf"].sha256 == UNREAD
+    # a file in an owned folder is compared; one the list does not name only by its metadata
+    assert state.paths["/srv/site/conf.d/shop.conf"].sha256 not in (None, UNREAD)
+    assert state.paths["/srv/site/store/chunk"].sha256 == UNREAD
     # nothing outside the managed paths, by name, by "..", or through a symlink
-    assert set(state.paths) == {"/srv/site", "/srv/site/a.conf", "/srv/site/group.conf", "/srv/site/pw"}
+    assert set(state.paths) == {"/srv/site", "/srv/site/a.conf", "/srv/site/group.conf", "/srv/site/pw",
+                                "/srv/site/conf.d/shop.conf", "/srv/site/store/chunk"}
     assert state.owned_files == {"/srv/site/a.conf", "/srv/site/group.conf", "/srv/site/pw", "/srv/site/link",
                                  "/srv/site/data"}
     assert state.audit_head is None  # the audit line is not a plan's business
@@ -94,20 +104,25 @@ def test_texts_come_back_exactly_and_in_plan_mode_only_where_world_readable(host
     (host / "srv/site/two lines").write_text("line 1\nline 2\n")
     (host / "srv/site/empty").write_text("")
     (host / "srv/site/no-newline").write_text("x")
+    (host / PLAN_PATHS.lstrip("/")).write_text("d /srv/site\nf /srv/site/two lines\nf /srv/site/empty\n"
+                                               "f /srv/site/no-newline\nf /srv/site/group.conf\nf /srv/site/pw\n"
+                                               "o /srv/site/conf.d\n")
     paths = ["/srv/site/two lines", "/srv/site/empty", "/srv/site/no-newline", "/srv/site/group.conf",
-             "/srv/site/pw", "/home/someone/private", "/srv/site/link", "/srv/site/data/private"]
+             "/srv/site/pw", "/home/someone/private", "/srv/site/link", "/srv/site/data/private",
+             "/srv/site/conf.d/shop.conf", "/srv/site/store/chunk", "/srv/site/a.conf"]
     as_root = parse_texts(state_sh(str(host), "", stdin=text_request(paths)))
     assert as_root["/srv/site/two lines"] == "line 1\nline 2\n" and as_root["/srv/site/empty"] == ""
     assert as_root["/srv/site/no-newline"] == "x" and as_root["/srv/site/pw"] == "hunter2\n"
     as_plan = parse_texts(state_sh("plan", str(host), stdin=text_request(paths)))
-    assert as_plan == {"/srv/site/two lines": "line 1\nline 2\n", "/srv/site/empty": "", "/srv/site/no-newline": "x"}
+    assert as_plan == {"/srv/site/two lines": "line 1\nline 2\n", "/srv/site/empty": "", "/srv/site/no-newline": "x",
+                       "/srv/site/conf.d/shop.conf": "server {}\n"}
 
 
 def test_plan_mode_refuses_a_host_never_deployed(host):
     (host / PLAN_PATHS.lstrip("/")).unlink()
     done = subprocess.run(["sh", "-c", program_command("state", "plan", str(host))], input=REQUEST.encode(),
                           capture_output=True)
-    assert done.returncode == 1 and b"deploy this host first" in done.stderr
+    assert done.returncode == 1 and b"deploy first" in done.stderr
 
 
 def test_the_identity_is_a_restricted_key_a_narrow_sudo_rule_and_the_managed_path_list(render):
@@ -121,9 +136,14 @@ def test_the_identity_is_a_restricted_key_a_narrow_sudo_rule_and_the_managed_pat
     assert rule.mode == "0440" and "." not in rule.path.rsplit("/", 1)[1]  # sudo skips names with a dot
     listed = [line.split(" ", 1) for line in files[PLAN_PATHS].content.splitlines()]
     folders = [path + "/" for kind, path in listed if kind == "d"]
-    for path in [f.path for f in manifest.files] + [d.path for d in manifest.directories]:  # each, and no more
+    for path in [f.path for f in manifest.files] + [d.path for d in manifest.directories]:  # metadata of each
         assert ["f", path] in listed or ["d", path] in listed or any(path.startswith(f) for f in folders), path
-    assert len(listed) < 20 and ["d", "/srv/flowbiz"] in listed and ["f", "/etc/docker/daemon.json"] in listed
+    for item in manifest.files:  # and the content of each: named, or in an owned folder
+        assert ["f", item.path] in listed or ["o", item.path.rsplit("/", 1)[0]] in listed, item.path
+    assert ["d", "/srv/flowbiz"] in listed and ["f", "/etc/docker/daemon.json"] in listed
+    assert ["o", "/srv/flowbiz/reverse-proxy/nginx/conf.d"] in listed
+    # content: the manifest's files only (never what a container keeps in its data folders)
+    assert {path for kind, path in listed if kind == "f"} <= {f.path for f in manifest.files}
     # the list is the same with one domain more: a deploy aimed at that domain leaves it as it is
     with_domain = render([WITH_KEY], domains=[Domain(name="shop.example.com", upstream="http://shop:8080")])
     assert with_domain.file(PLAN_PATHS).content == files[PLAN_PATHS].content

@@ -35,7 +35,7 @@ def ssh(hub, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
 def test_lab_info_names_the_plan_identity_and_the_plan_inventory_holds_no_secret(hub):
     assert hub.info["plan_ssh_user"] == "vsa-plan" and hub.info["plan_ssh_key"].endswith("id_plan_ed25519")
     text = PLAN_INVENTORY.read_text()
-    assert "'ssh_user': 'vsa-plan'" in text and "secrets" not in text and "id_plan_ed25519" in text
+    assert "'ssh_user': 'vsa-plan'" in text and "vsa_secrets_file" not in text and "id_plan_ed25519" in text
 
 
 def test_the_plan_key_runs_nothing_but_the_state_reader(hub):

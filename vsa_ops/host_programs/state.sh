@@ -4,9 +4,9 @@
 # directory: metadata), f (a file: metadata and digest), s (a file holding a secret: digest after
 # SALT), o (a folder whose files are listed), c (the certificates' folder), a (the audit log: its last
 # line), t (a file's text; a request with a t line gets only texts).
-# Plan mode (the plan identity's forced command, by sudo): paths only in PLAN_PATHS (the last
-# deploy's files and folders) with no symlink; no digest or text of a secret or of a file not
-# world-readable ("sha -"); no audit line.
+# Plan mode (the plan identity's forced command, by sudo): paths only inside PLAN_PATHS' folders (d)
+# with no symlink; a digest or text only of its files (f, or in an o folder) that are world-readable
+# and not secret (else "sha -"); no audit line.
 # Stdout: NUL-terminated "TAG VALUE" records, gzipped, in base64 on one line: no file name, however
 # hostile (newlines, invalid UTF-8), can make one record look like another.
 # shellcheck shell=sh
@@ -14,7 +14,7 @@
 root=${1:-/}
 salt=${2:-}
 plan=''
-# ROOT after "plan": tests (sudo allows "plan" alone)
+# ROOT after plan: tests (sudo allows "plan" alone)
 [ "$root" = plan ] && { plan=yes root=${2:-/} salt=''; }
 PLAN_PATHS=usr/local/lib/vsa-ops/plan-paths
 cd "$root" || { say "no folder $root"; exit 1; }
@@ -23,17 +23,18 @@ trap 'rm -rf "$work"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 cat > "$work/request"
 
-# Plan mode: $work/request narrowed (relative paths); $work/blind: files with no digest.
+# Plan mode: the request narrowed; $work/blind: files with no digest.
 narrow_request() {
-    [ -f "$PLAN_PATHS" ] || { say "no /$PLAN_PATHS: deploy this host first"; exit 1; }
+    [ -f "$PLAN_PATHS" ] || { say "no /$PLAN_PATHS: deploy first"; exit 1; }
     awk -v allow="$PLAN_PATHS" 'BEGIN { while ((getline l < allow) > 0) m[l] = 1 }
         substr($0, 2, 1) != " " || substr($0, 1, 1) !~ /[dfsoct]/ { next }
         { k = substr($0, 1, 1); p = substr($0, 3); sub(/^\/*/, "/", p) }
         p ~ /(^|\/)\.\.?(\/|$)/ || p ~ /\/\// || p == "/" { next }
-        { ok = ("f " p) in m || ("d " p) in m
+        { ok = ("f " p) in m || ("d " p) in m; u = p; sub(/\/[^\/]*$/, "", u)
+          if (k ~ /[ft]/ && !(("f " p) in m || ("o " u) in m)) { if (k == "t") next; k = "s" }
           for (u = p; !ok && u != ""; ) { sub(/\/[^\/]*$/, "", u); ok = ("d " u) in m }
           if (ok) print k " " substr(p, 2) }' "$work/request" > "$work/managed"
-    # no symlink on the way, the leaf included
+    # no symlink on the way, nor at the end
     base=$(pwd -P)
     cut -c3- "$work/managed" | xargs -r -d '\n' realpath -m -- > "$work/real"
     awk -v b="${base%/}" 'NR == FNR { r[FNR] = $0; next } b "/" substr($0, 3) == r[FNR]' \

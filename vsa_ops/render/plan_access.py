@@ -14,7 +14,8 @@ STATE_READER = f"{PROGRAM_DIR}/state.sh"
 # The only command the key runs, whatever the client asks for (sshd's forced command); sudo's rule
 # allows exactly these arguments.
 PLAN_COMMAND = f"sudo -n {STATE_READER} plan"
-# What the reader in plan mode may look at: "d PATH" (a folder and everything inside) and "f PATH".
+# What the reader in plan mode may look at: "d PATH" (the metadata of a folder and everything in it),
+# "f PATH" (a file's digest and text too, when world-readable), "o PATH" (those of the files in it).
 PLAN_PATHS = f"{PROGRAM_DIR}/plan-paths"
 SUDOERS_DIR = "/etc/sudoers.d"
 
@@ -47,11 +48,14 @@ def plan_access(identity: PlanIdentity, files: list[File], directories: dict[str
     own_files = [File(f"{ssh}/authorized_keys", authorized_keys(identity), 0, 0, "0644"),
                  File(sudoers_path(identity), sudoers(identity), 0, 0, "0440")]
     folders = {d.path for d in [*directories.values(), *own]}
-    # Only what no listed folder holds: the list stays the same when a domain comes or goes (a
-    # targeted deploy writes the domain's files only), and so does what the reader may read.
+    owned = {d.path for d in directories.values() if d.owned}
+    # Folders: only the outermost (the reader takes everything inside). Files: those not directly in
+    # an owned folder, whose files the reader takes as they come. So the list stays the same when a
+    # domain comes or goes (a deploy aimed at a domain writes only the domain's files).
     listed = sorted({f"d {path}" for path in folders if not _inside(path, folders)}
+                    | {f"o {path}" for path in owned}
                     | {f"f {path}" for path in {f.path for f in [*files, *own_files]} | {PLAN_PATHS}
-                       if not _inside(path, folders)})
+                       if posixpath.dirname(path) not in owned})
     return [*own_files, File(PLAN_PATHS, "".join(f"{line}\n" for line in listed), 0, 0, "0644")], own, \
         [(identity.user, identity.uid)]
 
