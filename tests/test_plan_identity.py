@@ -270,3 +270,17 @@ def test_the_ci_workflow_uses_only_the_plan_identity_and_passes_no_secret_throug
 def test_the_workflow_check_catches_each_unsafe_change(spoil):
     spoiled = spoil(WORKFLOW.read_text())
     assert spoiled != WORKFLOW.read_text() and workflow_problems(spoiled)
+
+
+def test_a_deploy_stops_when_the_host_answers_as_the_plan_identity(render, monkeypatch):
+    import vsa_ops.planning as planning
+
+    manifest = render()
+    answered = converged(manifest)
+    monkeypatch.setattr(planning, "read_state", lambda host, manifest, audit_log=None: answered)
+    host = hosts("deployer")  # an account name the configuration does not know as the plan identity
+    planning.plan_host(host[0], manifest)
+    answered.read_only = True
+    with pytest.raises(PlanIdentityError, match="answered as the plan identity"):
+        planning.plan_host(host[0], manifest)
+    assert planning.plan_host(host[0], manifest, review=True)[2].empty  # a review goes on
