@@ -19,11 +19,11 @@ from .host_manifest import host_manifest
 from .host_manifest import registry_path as host_registry
 from .htpasswd import hash_password
 from .probe import probe_until_ok
-from .plan_identity import refuse_plan_identity
 from .pyinfra_glue.inventory_files import load_inventory
 from .pyinfra_glue.runner import DeployResult, deploying
 from .fact_publishing import publish_site
 from .recording import record_audit
+from .plan_identity import refuse_plan_identity
 
 
 class DomainError(VsaError):
@@ -90,9 +90,9 @@ def _targets(inventory, domain: Domain) -> list[Target]:
 def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: str | None = None, apply: bool = True,
                echo: Callable[[str], None] = print) -> list:
     inventory = load_inventory(inventory_file, root)
-    if apply:
-        refuse_plan_identity(inventory, 'add-domain')
     path = registry_path(root, inventory)
+    if apply:
+        refuse_plan_identity(inventory, "add-domain")
     with registry_lock(path, f"add-domain {domain.name}", echo):
         registry = load_registry(path)
         if domain.name in registry:
@@ -176,9 +176,9 @@ def _rollback(root, inventory_file, path, before, domain, limits, echo, entries)
 def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: bool = False, apply: bool = True,
                   echo: Callable[[str], None] = print) -> None:
     inventory = load_inventory(inventory_file, root)
-    if apply:
-        refuse_plan_identity(inventory, 'remove-domain')
     path = registry_path(root, inventory)
+    if apply:
+        refuse_plan_identity(inventory, "remove-domain")
     with registry_lock(path, f"remove-domain {name}", echo):
         registry = load_registry(path)
         lowered = name.lower().rstrip(".")
