@@ -24,6 +24,7 @@ from .fact_publishing import drift_counts, publish_deploy, publish_drift
 from .host_manifest import host_manifest
 from .inventory import InventoryError, host_config, inventory_path, limited
 from .lint import lint as lint_manifest
+from .plan_identity import refuse_plan_identity
 from .project import find_root
 from .pyinfra_glue.inventory_files import load_inventory
 from .pyinfra_glue.runner import deploying
@@ -101,6 +102,7 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
     hosts = limited(inventory_hosts, [limit] if limit else None)
     if not hosts:
         raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
+    refuse_plan_identity(hosts, "deploy")
     # Configuration, secrets and templates are checked for every host before any host is touched;
     # the deploy starts from these manifests.
     manifests = {host.name: host_manifest(host, None, root=root) for host in hosts}
@@ -264,8 +266,11 @@ def drift(inventory, limit, fmt):
     plans = _review(root, path, limit, fmt)
     entries = [Entry(hp.host, "drift-check", "hub", "failed" if hp.error else "ok", 0.0,
                      hp.changes or ["no drift"], hp.error) for hp in plans]
-    record_audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
-    publish_drift(root, path, drift_counts(plans), echo=lambda line: click.echo(line, err=True))
+    if any(hp.read_only for hp in plans):  # its key runs nothing but the state reader
+        click.echo("vsa-ops: drift as the plan identity: no audit record and no drift metric written", err=True)
+    else:
+        record_audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
+        publish_drift(root, path, drift_counts(plans), echo=lambda line: click.echo(line, err=True))
     _review_exit(plans)
 
 

@@ -24,6 +24,7 @@ from .pyinfra_glue.inventory_files import load_inventory
 from .pyinfra_glue.runner import DeployResult, deploying
 from .fact_publishing import publish_site
 from .recording import record_audit
+from .plan_identity import refuse_plan_identity
 
 
 class DomainError(VsaError):
@@ -96,6 +97,8 @@ def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: st
     does not answer yet is kept with a warning (proxy first, app later); ``require_upstream`` rolls it back."""
     inventory = load_inventory(inventory_file, root)
     path = registry_path(root, inventory)
+    if apply:
+        refuse_plan_identity(inventory, "add-domain")
     with registry_lock(path, f"add-domain {domain.name}", echo):
         registry = load_registry(path)
         if domain.name in registry:
@@ -197,6 +200,8 @@ def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: boo
                   echo: Callable[[str], None] = print) -> None:
     inventory = load_inventory(inventory_file, root)
     path = registry_path(root, inventory)
+    if apply:
+        refuse_plan_identity(inventory, "remove-domain")
     with registry_lock(path, f"remove-domain {name}", echo):
         registry = load_registry(path)
         lowered = name.lower().rstrip(".")

@@ -21,6 +21,7 @@ from ..domains import Domain
 from ..host_programs import PROGRAM_DIR, installed_programs
 from ..project import Sources
 from .compose import compose_service
+from .plan_access import plan_access
 
 COMPOSE_NAMES = ("compose.yml", "compose.yaml", "docker-compose.yml")
 
@@ -149,6 +150,9 @@ def render_host(
                    | {(r.name, r.gid) for r in hub.secret_readers.all()})
     files += installed_programs()
     directories[PROGRAM_DIR] = Directory(PROGRAM_DIR, 0, 0, "0755")
+    plan_files, plan_directories, plan_users = plan_access(hub.plan_identity, files, directories)
+    files, users = files + plan_files, sorted({*users, *plan_users})
+    directories.update({d.path: d for d in plan_directories})
     return Manifest(
         host=host,
         files=tuple(sorted(files, key=lambda f: f.path)),
