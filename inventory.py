@@ -7,5 +7,8 @@ The production hub's address comes from $VSA_HUB_ADDRESS so this file names no r
 import os
 
 hubs = [
-    ("hub", {"ssh_hostname": os.environ.get("VSA_HUB_ADDRESS", "hub.example.net"), "ssh_user": "root"}),
+    # $VSA_SSH_USER: the CI plan logs in as the plan identity (vsa-plan). Host keys are checked,
+    # never accepted unseen: put the hub's in ~/.ssh/known_hosts first.
+    ("hub", {"ssh_hostname": os.environ.get("VSA_HUB_ADDRESS", "hub.example.net"),
+             "ssh_user": os.environ.get("VSA_SSH_USER", "root"), "ssh_strict_host_key_checking": "yes"}),
 ]

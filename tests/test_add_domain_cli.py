@@ -148,3 +148,39 @@ def test_a_registry_entry_with_auth_over_http_is_refused(project):
 def test_an_ipv6_upstream_keeps_its_brackets_and_its_path(project):
     assert add(project, "v6.example.com", "--upstream", "http://[fd00::5]:8080/base/").returncode == 0
     assert registry(project)["v6.example.com"]["upstream"] == "http://[fd00::5]:8080/base/"
+
+
+@pytest.mark.parametrize("value, stored", [
+    ("50r/s/100", "50r/s/100"), ("600r/m", "600r/m"), ("off", "off"), ("auth", "auth"),
+])
+def test_a_site_sets_its_own_rate_limit(project, value, stored):
+    result = add(project, "api.example.com", "--upstream", "demo-app:8080", "--rate-limit", value)
+    assert result.returncode == 0, result.stderr
+    assert registry(project)["api.example.com"]["rate_limit"] == stored
+    assert "rate_limit: 'off'" in (project / "domains.yml").read_text() or value != "off"  # YAML 1.1 would read off as false
+
+
+@pytest.mark.parametrize("value, message", [
+    ("fast", "--rate-limit: 'fast' is not a zone on hub (zones: perip, auth, login)"),
+    ("0r/s", "--rate-limit: must be off, a rate-limit zone's name or RATE[/BURST] such as 50r/s/100 or 600r/m "
+             "(value '0r/s')"),
+    ("50r/h", "--rate-limit: must be off"),
+    ("50r/s/", "--rate-limit: must be off"),
+    ("10r/s/5 nodelay", "--rate-limit: must be off"),
+    ("OFF", "--rate-limit: must be off"),
+])
+def test_a_bad_rate_limit_is_one_line_and_writes_nothing(project, value, message):
+    result = add(project, "api.example.com", "--upstream", "demo-app:8080", "--rate-limit", value)
+    assert result.returncode == 1 and registry(project) is None
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vsa-ops: " + message), result.stderr
+
+
+@pytest.mark.parametrize("entry, ok", [("off", True), ("'off'", True), ("20r/s/40", True), ("true", False),
+                                       ("10r/x", False)])
+def test_the_registry_rate_limit_is_validated_on_read(project, entry, ok):
+    (project / "domains.yml").write_text(f"api.example.com:\n  upstream: demo-app:8080\n  rate_limit: {entry}\n")
+    result = add(project, "other.example.com", "--upstream", "demo-app:8080")
+    assert (result.returncode == 0) is ok, result.stderr
+    if not ok:
+        assert result.stderr.startswith("vsa-ops: domains.yml: api.example.com.rate_limit: must be off"), result.stderr

@@ -198,6 +198,19 @@ def test_a_backup_saves_postgres_certificates_and_audit_and_writes_the_metric(be
     assert sorted(snapshots[-1]["paths"]) == ["/data/grafana", "/data/letsencrypt", "/staging/dump"]
 
 
+def test_a_scheduled_run_spools_its_outcome_for_the_controller(bench):
+    from vsa_ops.backup.spool import entry
+
+    code, lines = bench("scheduled")
+    assert code == 0 and lines[-1].startswith("vsa-backup: ") and "result ok" in lines[-1], lines
+    folder = bench.base / "staging/spool"
+    [spooled] = list(folder.iterdir())
+    assert oct(folder.stat().st_mode & 0o777) == "0o700" and oct(spooled.stat().st_mode & 0o777) == "0o600"
+    record = entry("hub", "/repository", spooled.name, spooled.read_text())
+    assert record.result == "ok" and record.changes[0].startswith("snapshot ") and record.ts.endswith("Z"), record
+    spooled.unlink()
+
+
 def test_faults_are_one_line_and_change_nothing(bench):
     assert bench("run")[0] == 0  # the repository exists
     before = (bench.base / "textfile/vsa_backup.prom").read_text() if (bench.base / "textfile/vsa_backup.prom").exists() else ""

@@ -151,11 +151,16 @@ def test_alloy_sets_the_stream_label_in_rules_that_loki_source_docker_applies(re
     rules = _blocks(text, "loki.relabel")[re.search(r"relabel_rules\s*= loki\.relabel\.(\w+)\.rules", docker).group(1)]
     assert re.search(r'source_labels = \["__meta_docker_container_log_stream"\]\n.*\n.*\n\s*target_label\s*= "stream"',
                      rules)
-    # discovery.relabel sees only the discovered containers, never the per-line stream.
-    assert "discovery.relabel" not in text
+    # discovery.relabel sees only the discovered containers, never the per-line stream: it only narrows
+    # the targets to per-container labels (the positions' keys), and keeps those the rules read.
+    narrowing = _blocks(text, "discovery.relabel")["docker_containers"]
+    assert "log_stream" not in narrowing and "target_label" not in narrowing
+    kept = re.search(r'regex\s*= "(.*)"', narrowing).group(1).split("|")
+    assert set(re.findall(r'source_labels = \["(\w+)"\]', rules)) - set(kept) == {"__meta_docker_container_log_stream"}
+    assert re.search(r"targets\s*= discovery\.relabel\.docker_containers\.output", docker)
 
 
-def test_alloy_takes_over_promtail_positions_on_the_persistent_volume(render):
+def test_both_shippers_keep_their_positions_on_the_persistent_volume(render):
     promtail_manifest, alloy_manifest = render(), render(ALLOY)
     positions = yaml.safe_load(promtail_manifest.file(SHIPPER + "promtail-config.yml").content)["positions"]["filename"]
     text = alloy_manifest.file(SHIPPER + "config.alloy").content
@@ -163,8 +168,9 @@ def test_alloy_takes_over_promtail_positions_on_the_persistent_volume(render):
     assert len(sources) == 6
     for body in sources.values():
         assert re.search(r"legacy_positions_file = (\S+)", body).group(1) == json.dumps(positions)
-        assert re.search(r"tail_from_end\s*= true", body)
-    # Promtail's positions carry no labels: the converted entries match only label-free targets.
+        # every file read before the swap has its position carried over: one without is new, read whole
+        assert re.search(r"tail_from_end\s*= false", body)
+    # Alloy's positions key files by path and labels: label-free targets make the key ({path}, "{}").
     assert re.findall(r"path_targets = \[\{ (\w+) =", text) == ["__path__"] * 6
     assert "job" not in "".join(re.findall(r"path_targets = (.*)", text))
     state = positions.rsplit("/", 1)[0]
@@ -181,3 +187,11 @@ def test_alloy_takes_over_promtail_positions_on_the_persistent_volume(render):
 def test_positions_off_a_named_volume_are_refused():
     with pytest.raises(ConfigError, match="state_dir"):
         hub_config([{"observability": {"log_shipper": {"state_dir": "/tmp/positions"}}}])
+
+
+def test_a_docker_label_from_a_per_network_field_is_refused():
+    # Alloy's docker position keys hold the target's labels: only per-container fields keep them known.
+    job = {"job_name": "docker-containers", "source": "docker",
+           "labels": [{"name": "ip", "field": "__meta_docker_network_ip"}]}
+    with pytest.raises(ConfigError, match="__meta_docker_container_"):
+        hub_config([{"observability": {"log_shipper": {"jobs": [job]}}}])

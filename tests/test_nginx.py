@@ -27,6 +27,11 @@ DOMAINS = [
     Domain(name="private.example.com", upstream="http://10.0.0.5:3000/app", auth={"alice": hash_password("pw")}),
     Domain(name="plain.example.com", upstream="ghost-app:8080", tls=False),
     Domain(name="custom.example.com", upstream="demo-app:8080", headers={"Content-Security-Policy": "default-src *"}),
+    # Per-site rate limits: the site's own zone (NGINX refuses burst=0, so none is written), off, a named zone.
+    Domain(name="api.example.com", upstream="demo-app:8080", rate_limit="50r/s/100", auth={"bob": hash_password("pw")}),
+    Domain(name="hook.example.com", upstream="demo-app:8080", rate_limit="600r/m/0"),
+    Domain(name="open.example.com", upstream="demo-app:8080", tls=False, rate_limit="off"),
+    Domain(name="strict.example.com", upstream="demo-app:8080", tls=False, rate_limit="auth"),
 ]
 
 

@@ -34,6 +34,9 @@ DOMAINS = [
     Domain(name="passing.example.com", upstream="echo:8080", auth={"alice": hash_password(PASSWORD)},
            pass_auth=True),
     Domain(name="steady.example.com", upstream="echo:8080", rate_limit="load"),
+    Domain(name="open.example.com", upstream="echo:8080", tls=False, rate_limit="off"),
+    Domain(name="own.example.com", upstream="echo:8080", tls=False, rate_limit="5r/s/3"),
+    Domain(name="slow.example.com", upstream="echo:8080", rate_limit="120r/m/0"),
 ]
 LOAD_ZONE = [{"reverse_proxy": {"nginx": {"rate_limit_zones": {"load": {"rate": "2000r/s", "burst": 2000}}}}}]
 
@@ -201,3 +204,53 @@ def test_reloads_drop_no_request(edge):
         time.sleep(1)
     assert load.result.failed == 0, str(load.result)
     assert load.result.sent >= 150, str(load.result)
+
+
+def _burst(edge, name, count=100):
+    return [http(edge, name).status for _ in range(count)]
+
+
+def test_a_site_with_rate_limit_off_takes_a_burst_its_own_limit_and_the_default_do_not(edge):
+    assert _burst(edge, "open.example.com") == [200] * 100
+    own = _burst(edge, "own.example.com", 20)
+    assert own[:4] == [200] * 4 and 429 in own  # 5r/s, burst 3: four at once, then 429
+    assert 429 in _burst(edge, "plain.example.com")  # the design's perip zone: 10r/s, burst 20
+    time.sleep(2.5)  # let the zones drain for the tests after this one
+
+
+def test_nginx_own_502_is_marked_and_the_probe_names_the_upstream(edge):
+    """NGINX's answer when the upstream does not resolve carries the mark and every security header; the
+    probe keeps the vhost and names the upstream."""
+    from vsa_ops.probe import UPSTREAM_MARK, probe_until_ok
+
+    answer = http(edge, "dead.example.com")
+    assert answer.status == 502 and answer.headers[UPSTREAM_MARK] == "unreachable"
+    assert all(header in answer.headers for header in EVERY_ANSWER)
+    assert UPSTREAM_MARK not in http(edge, "plain.example.com").headers
+    assert http(edge, "dead.example.com", "/.vsa-ops/upstream-unreachable").status == 404  # internal only
+    dead = next(d for d in DOMAINS if d.name == "dead.example.com")
+    result = probe_until_ok("127.0.0.1", edge["ports"][443], edge["ports"][80], dead, settle=0)
+    assert (result.problems, result.upstream, result.vhost_ok) == ([], "upstream not answering: 502", True)
+
+
+def test_the_probe_stays_within_a_slow_site_limit_over_https(edge):
+    """120r/m with no burst: a probe retrying at its old pace met 429 on its second request."""
+    from vsa_ops.probe import probe_until_ok, site_budget
+
+    slow = next(d for d in DOMAINS if d.name == "slow.example.com")
+    nginx = hub_config(LOAD_ZONE).reverse_proxy.nginx
+    ca, budget = str(edge["ca"] / slow.name / "fullchain.pem"), site_budget(slow, nginx)
+    for _ in range(3):  # three tries in a row on one budget: it spaces them out
+        result = probe_until_ok("127.0.0.1", edge["ports"][443], edge["ports"][80], slow, ca_file=ca, settle=0,
+                                budget=budget)
+        assert result.ok and result.status == 200, result.problems
+
+
+def test_a_name_nginx_does_not_serve_yet_is_named_as_such_by_the_probe(edge):
+    """What old workers answer for a new name just after a reload: the default server's closed connection."""
+    from vsa_ops.probe import probe_until_ok
+
+    result = probe_until_ok("127.0.0.1", edge["ports"][443], edge["ports"][80],
+                            Domain(name="new.example.com", upstream="echo:8080", tls=False), settle=0)
+    assert result.problems == ["NGINX closes the connection without an answer: no vhost for new.example.com yet "
+                               "after 0 s"]

@@ -5,7 +5,7 @@ from vsa_ops.state_read import PathState
 from vsa_ops.htpasswd import hash_password
 from vsa_ops.plan import make_plan
 from vsa_ops.manifest import holds_secret
-from vsa_ops.plan_report import (MASKED, HostPlan, contents_script, contents_wanted, file_diffs, parse_contents,
+from vsa_ops.plan_report import (MASKED, HostPlan, contents_wanted, file_diffs,
                                  render_json, render_markdown, render_text)
 
 from tests.test_plan import converged
@@ -96,10 +96,3 @@ def test_markdown_has_one_diff_block_per_file_and_lists_every_change(render):
     assert "- issue certificate for shop.example.com" in md
     assert "- add domain shop.example.com" in md and "- remove domain old.example.com" in md
     assert "#### node: no changes" in md
-
-
-def test_remote_file_contents_round_trip():
-    # what the script prints for /a = "line 1\nline 2\n", /b = "" and /c = "x" (no final newline)
-    text = "@@vsa-file /a\nline 1\nline 2\n\n@@vsa-file /b\n\n@@vsa-file /c\nx\n"
-    assert parse_contents(text) == {"/a": "line 1\nline 2\n", "/b": "", "/c": "x"}
-    assert "'/has space'" in contents_script(["/has space"])

@@ -50,7 +50,8 @@ def test_the_probe_reports_what_it_saw_last_when_time_runs_out(settling_server):
     domain = Domain(name="plain.vsa.test", upstream="demo-app:8080", tls=False)
     result = probe_until_ok("127.0.0.1", port, port, domain, settle=0)
     assert not result.ok and len(seen) == 1
-    assert result.problems == ["the upstream http://demo-app:8080 answers 502"]
+    # a 502 without the vhost's mark is the app's own answer: the vhost works, the upstream does not
+    assert result.problems == [] and result.upstream == "upstream answers 502"
 
 
 def _auth_server(accepts):
@@ -142,3 +143,144 @@ def test_the_probe_asks_a_prefixed_upstream_for_a_path_beyond_the_root(prefix, p
         assert result.problems == ([problem] if problem else [])
     finally:
         server.shutdown()
+
+
+# What the vhost's own error page adds to NGINX's 502/504 when the upstream does not answer.
+MARKED = {**HEADERS, "X-Vsa-Upstream": "unreachable"}
+
+
+def _plain(rate_limit="perip"):
+    return Domain(name="plain.vsa.test", upstream="demo-app:8080", tls=False, rate_limit=rate_limit)
+
+
+def _probe(server, domain=None, **kwargs):
+    port = server.server_address[1]
+    return probe_until_ok("127.0.0.1", port, port, domain or _plain(), **kwargs)
+
+
+@pytest.mark.parametrize("status, headers, upstream, problems", [
+    (200, HEADERS, None, []),
+    (302, HEADERS, None, []),
+    (502, MARKED, "upstream not answering: 502", []),
+    (504, MARKED, "upstream not answering: 504", []),
+    (502, HEADERS, "upstream answers 502", []),  # the app's own 502 passes through unmarked
+    (404, HEADERS, "upstream answers 404", []),
+    (500, HEADERS, "upstream answers 500", []),
+    (429, HEADERS, None, ["rate limited: plain.vsa.test answers 429 (the limit for this address is spent) after 0 s"]),
+    (421, HEADERS, None, ["the default server answers 421: no vhost for plain.vsa.test yet after 0 s"]),
+])
+def test_only_a_2xx_or_3xx_answer_is_serving(status, headers, upstream, problems):
+    """Before: a 429 (the probe's own retries had spent the site's limit) and any 4xx counted as serving."""
+    server = _server(lambda handler: (status, headers, b""))
+    try:
+        result = _probe(server, settle=0)
+        assert (result.ok, result.upstream, result.problems) == (status < 400, upstream, problems)
+        assert result.vhost_ok is (status not in (421, 429))
+    finally:
+        server.shutdown()
+
+
+def test_a_connection_closed_without_an_answer_is_not_served_yet_then_the_upstream_is_named():
+    """The default server closes the connection (444) until the new workers take over; then the vhost
+    answers NGINX's own 502: not a vhost problem, the upstream's."""
+    seen = []
+
+    class Closing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            if len(seen) <= 2:
+                self.close_connection = True
+                return  # no answer at all, like NGINX's `return 444`
+            self.send_response(502)
+            send_headers(self, MARKED)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Closing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = _probe(server, settle=1)
+        assert result.problems == [] and result.upstream == "upstream not answering: 502"
+        assert len(seen) >= 3
+    finally:
+        server.shutdown()
+
+
+def test_a_vhost_never_served_is_a_problem_naming_why():
+    server = _server(lambda handler: (421, HEADERS, b""))
+    try:
+        result = _probe(server, settle=0.3)
+        assert result.problems == ["the default server answers 421: no vhost for plain.vsa.test yet after 0.3 s"]
+    finally:
+        server.shutdown()
+
+
+class LimitReq:
+    """NGINX's limit_req with nodelay, for one client (ngx_http_limit_req_lookup): the excess over one
+    request drains at ``rate`` per second; a request that would take it past ``burst`` gets 429 and does
+    not count."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst, self.excess, self.last = rate, burst, None, 0.0
+        self.lock = threading.Lock()
+
+    def admit(self) -> bool:
+        import time
+        with self.lock:
+            now = time.monotonic()
+            if self.excess is None:
+                self.excess, self.last = 0.0, now
+                return True
+            excess = max(0.0, self.excess - self.rate * (now - self.last) + 1)
+            if excess > self.burst:
+                return False
+            self.excess, self.last = excess, now
+            return True
+
+
+@pytest.mark.parametrize("rate_limit, rate, burst", [("perip", 10, 20), ("4r/s/2", 4, 2), ("120r/m/0", 2, 0)])
+def test_retries_back_off_and_stay_within_the_site_rate_limit(rate_limit, rate, burst):
+    """A site whose upstream is down, behind its own limit: for the whole settle time the probe retries and
+    never meets a 429 (before: a retry every 50 ms spent the limit, and the 429 counted as serving)."""
+    from vsa_ops.config.reverse_proxy import Nginx
+    from vsa_ops.probe import site_budget
+
+    limit, answers = LimitReq(rate, burst), []
+
+    def answer(handler):
+        answers.append(502 if limit.admit() else 429)
+        return answers[-1], MARKED if answers[-1] == 502 else HEADERS, b""
+
+    server = _server(answer)
+    try:
+        domain = _plain(rate_limit)
+        result = _probe(server, domain, settle=2, budget=site_budget(domain, Nginx()))
+        assert 429 not in answers and result.upstream == "upstream not answering: 502" and not result.problems
+        assert 3 <= len(answers) <= 12  # backing off from 50 ms, not 40 tries in 2 s
+    finally:
+        server.shutdown()
+
+
+def test_a_429_empties_the_budget_so_the_next_try_waits_for_the_limit():
+    from vsa_ops.config.rate_limits import RequestLimit
+    from vsa_ops.probe import RequestBudget
+
+    now, slept = [0.0], []
+
+    def sleep(seconds):
+        slept.append(round(seconds, 3))
+        now[0] += seconds
+
+    budget = RequestBudget([RequestLimit("site.x", "2r/s", 3, True)], clock=lambda: now[0], sleep=sleep)
+    for _ in range(2):  # half the burst + 1, at once
+        budget.spend()
+    assert slept == []
+    budget.spend()  # then one per second: half the rate
+    assert slept == [1.0]
+    budget.spent_elsewhere()
+    budget.spend()
+    assert slept == [1.0, 1.0]
+    assert RequestBudget([None]).rate is None  # rate_limit: off

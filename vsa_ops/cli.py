@@ -17,12 +17,14 @@ import click
 from . import domain_changes, listings, plan_report, plan_review
 from .audit import Entry
 from .audit.cli import audit as audit_commands
+from .backup.spool import ingest as ingest_spool
 from .cli_support import Command, LazyGroup, inventory_option, limit_option
 from .deploys.request import DeployRequest
 from .fact_publishing import drift_counts, publish_deploy, publish_drift
 from .host_manifest import host_manifest
 from .inventory import InventoryError, host_config, inventory_path, limited
 from .lint import lint as lint_manifest
+from .plan_identity import refuse_plan_identity
 from .project import find_root
 from .pyinfra_glue.inventory_files import load_inventory
 from .pyinfra_glue.runner import deploying
@@ -89,7 +91,10 @@ def lint(inventory: str | None, limit: str | None):
 @click.option("--force-fstab", is_flag=True, help="Let an fstab entry replace the device of a mounted mount point.")
 @click.option("--lock-wait", default=60, show_default=True, type=click.IntRange(0, 3600), metavar="SECONDS",
               help="How long to wait for another run's lock.")
-def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wait: int):
+@click.option("--defer-certificates", is_flag=True,
+              help="Order no certificate: TLS sites without one serve HTTP (ACME webroot) until `vsa-ops restore` "
+                   "brings theirs back or a plain deploy orders them.")
+def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wait: int, defer_certificates: bool):
     """Converge every host (or --limit HOST) with `pyinfra -y INVENTORY deploy.py`."""
     root = find_root()
     path = inventory_path(inventory).resolve()
@@ -97,10 +102,11 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
     hosts = limited(inventory_hosts, [limit] if limit else None)
     if not hosts:
         raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
+    refuse_plan_identity(hosts, "deploy")
     # Configuration, secrets and templates are checked for every host before any host is touched;
     # the deploy starts from these manifests.
     manifests = {host.name: host_manifest(host, None, root=root) for host in hosts}
-    request = DeployRequest(force_fstab=force_fstab, lock_wait=lock_wait)
+    request = DeployRequest(force_fstab=force_fstab, lock_wait=lock_wait, defer_certificates=defer_certificates)
     # pyinfra's progress lines are diagnostics (stderr); the result is a line per host (stdout).
     with deploying(root, path, [limit] if limit else [], request, manifests,
                    echo=lambda line: click.echo(line, err=True), inventory=inventory_hosts) as run:
@@ -115,6 +121,11 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
                                      summary, f"failed at {result.failed_step}" if failed else None))
         if entries:
             record_audit(root, None, entries, echo=lambda line: click.echo(line, err=True), run=run)
+        ingest_spool(path, root, limit, lambda line: click.echo(line, err=True), sessions=run.sessions(),
+                     inventory=inventory_hosts)
+        if defer_certificates:
+            click.echo("certificates deferred: none was ordered from the CA; `vsa-ops restore --limit HOST` brings "
+                       "a snapshot's back, a deploy without --defer-certificates orders the rest", err=True)
         publish_deploy(run, echo=lambda line: click.echo(line, err=True))
     sys.exit(result.returncode)
 
@@ -140,23 +151,35 @@ def _read_password(user: str) -> str:
 @click.option("--host", "hosts", multiple=True, help="Host or group that serves it (default: every host).")
 @click.option("--pass-auth", is_flag=True, help="Forward the basic-auth credentials to the upstream (default: not).")
 @click.option("--insecure-auth", is_flag=True, help="Allow --auth-user with --no-tls (passwords in clear text).")
+@click.option("--rate-limit", metavar="RATE[/BURST]|off|ZONE", default=None,
+              help="Requests per client address: the site's own rate and burst (50r/s/100, 600r/m), off, or a "
+                   "zone of vsa.reverse_proxy.nginx.rate_limit_zones (default: perip).")
+@click.option("--require-upstream", is_flag=True,
+              help="Roll the site back (exit 1) when its upstream does not answer; default: keep it and warn.")
 @inventory_option
 @click.option("--no-apply", is_flag=True, help="Only validate and write the registry.")
-def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, pass_auth, insecure_auth, inventory, no_apply):
-    """Add a site: registry, vhost, basic auth, certificate, HTTPS probe; all or nothing."""
+def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, pass_auth, insecure_auth, rate_limit,
+               require_upstream, inventory, no_apply):
+    """Add a site: registry, vhost, basic auth, certificate, HTTPS probe; all or nothing.
+
+    A site whose upstream does not answer yet (NGINX's own 502/504) or answers an error is kept, with
+    "upstream not answering: 502" on stderr and exit 0: the proxy often comes before the app.
+    --require-upstream rolls it back and exits 1 instead. A vhost NGINX does not serve right is
+    always rolled back."""
     root = find_root()
     path = inventory_path(inventory).resolve()
     domain_changes.check_auth_options(not no_tls, auth_user, pass_auth, insecure_auth)
     password = _read_password(auth_user) if auth_user is not None else None
     site = domain_changes.new_domain(domain, upstream, list(aliases), not no_tls, list(hosts), auth_user, password,
-                                     pass_auth=pass_auth, insecure_auth=insecure_auth)
+                                     pass_auth=pass_auth, insecure_auth=insecure_auth, rate_limit=rate_limit)
     probes = domain_changes.add_domain(root, path, site, password=password, apply=not no_apply,
-                              echo=lambda line: click.echo(line, err=True))
+                                       require_upstream=require_upstream, echo=lambda line: click.echo(line, err=True))
     if no_apply:
         click.echo(f"{site.name}: declared (not applied)")
     for probe in probes:
         expiry = f", certificate by {probe.issuer} until {probe.not_after:%Y-%m-%d}" if probe.not_after else ""
-        click.echo(f"{site.name}: serving, status {probe.status}{expiry}")
+        state = "serving" if probe.ok else f"added, {probe.upstream}"
+        click.echo(f"{site.name}: {state}, status {probe.status}{expiry}")
 
 
 @main.command("remove-domain")
@@ -243,8 +266,11 @@ def drift(inventory, limit, fmt):
     plans = _review(root, path, limit, fmt)
     entries = [Entry(hp.host, "drift-check", "hub", "failed" if hp.error else "ok", 0.0,
                      hp.changes or ["no drift"], hp.error) for hp in plans]
-    record_audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
-    publish_drift(root, path, drift_counts(plans), echo=lambda line: click.echo(line, err=True))
+    if any(hp.read_only for hp in plans):  # its key runs nothing but the state reader
+        click.echo("vsa-ops: drift as the plan identity: no audit record and no drift metric written", err=True)
+    else:
+        record_audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
+        publish_drift(root, path, drift_counts(plans), echo=lambda line: click.echo(line, err=True))
     _review_exit(plans)
 
 

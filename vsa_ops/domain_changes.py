@@ -18,11 +18,13 @@ from .errors import VsaError
 from .host_manifest import host_manifest
 from .host_manifest import registry_path as host_registry
 from .htpasswd import hash_password
-from .probe import probe_until_ok
+from .inventory import host_config
+from .probe import probe_until_ok, site_budget
 from .pyinfra_glue.inventory_files import load_inventory
 from .pyinfra_glue.runner import DeployResult, deploying
 from .fact_publishing import publish_site
 from .recording import record_audit
+from .plan_identity import refuse_plan_identity
 
 
 class DomainError(VsaError):
@@ -49,17 +51,19 @@ def check_auth_options(tls: bool, auth_user: str | None, pass_auth: bool = False
 
 def new_domain(name: str, upstream: str, aliases: list[str], tls: bool, hosts: list[str],
                auth_user: str | None, password: str | None, *, pass_auth: bool = False,
-               insecure_auth: bool = False) -> Domain:
+               insecure_auth: bool = False, rate_limit: str | None = None) -> Domain:
     """A validated Domain from command-line values; errors name the option and the value."""
     check_auth_options(tls, auth_user, pass_auth, insecure_auth)
     auth = {auth_user: hash_password(password or "")} if auth_user is not None else {}
+    limit = {} if rate_limit is None else {"rate_limit": rate_limit}
     try:
         return Domain(name=name, upstream=upstream, aliases=aliases, tls=tls, hosts=hosts, auth=auth,
-                      pass_auth=pass_auth, insecure_auth=insecure_auth)
+                      pass_auth=pass_auth, insecure_auth=insecure_auth, **limit)
     except ValidationError as error:
         item = error.errors()[0]
         field = {"name": "domain", "upstream": "--upstream", "aliases": "--alias", "auth": "--auth-user",
-                 "hosts": "--host"}.get(str(item["loc"][0]) if item["loc"] else "", "domain")
+                 "hosts": "--host", "rate_limit": "--rate-limit"}.get(str(item["loc"][0]) if item["loc"] else "",
+                                                                      "domain")
         value = auth_user if item["loc"] and item["loc"][0] == "auth" else item["input"]  # never a hash
         raise DomainError(f"{field}: {item['msg'].removeprefix('Value error, ')} (value {value!r})") from None
 
@@ -73,6 +77,7 @@ class Target:
     http_port: int
     https_port: int
     ca_file: str | None
+    nginx: object  # its vsa.reverse_proxy.nginx: the rate-limit zones
 
 
 def _targets(inventory, domain: Domain) -> list[Target]:
@@ -82,14 +87,18 @@ def _targets(inventory, domain: Domain) -> list[Target]:
             data = host.data
             targets.append(Target(host, data.get("vsa_probe_address") or data.get("ssh_hostname") or host.name,
                                   int(data.get("vsa_http_port") or 80), int(data.get("vsa_https_port") or 443),
-                                  data.get("vsa_probe_ca_file")))
+                                  data.get("vsa_probe_ca_file"), host_config(host).reverse_proxy.nginx))
     return targets
 
 
 def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: str | None = None, apply: bool = True,
-               echo: Callable[[str], None] = print) -> list:
+               require_upstream: bool = False, echo: Callable[[str], None] = print) -> list:
+    """Declare ``domain`` and, with ``apply``, serve it on its hosts and probe it. A site whose upstream
+    does not answer yet is kept with a warning (proxy first, app later); ``require_upstream`` rolls it back."""
     inventory = load_inventory(inventory_file, root)
     path = registry_path(root, inventory)
+    if apply:
+        refuse_plan_identity(inventory, "add-domain")
     with registry_lock(path, f"add-domain {domain.name}", echo):
         registry = load_registry(path)
         if domain.name in registry:
@@ -104,6 +113,12 @@ def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: st
         targets = _targets(inventory, domain)
         if not targets:
             raise DomainError(f"domain {domain.name}: no host of the inventory serves it")
+        for target in targets:
+            try:
+                domain.request_limit(target.nginx)
+            except LookupError as error:
+                raise DomainError(f"--rate-limit: {domain.rate_limit!r} is not a zone on {target.host.name} "
+                                  f"({error.args[0]})") from None
         before = path.read_text() if path.exists() else None
         save_registry(path, {**registry, domain.name: domain})
         try:
@@ -115,30 +130,37 @@ def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: st
         if not apply:
             return []
         return _apply(root, inventory_file, inventory, path, before, domain, targets, password, echo,
-                      action="add-domain", manifests=manifests)
+                      action="add-domain", manifests=manifests, require_upstream=require_upstream)
 
 
 def _apply(root, inventory_file, inventory, path, before, domain, targets, password, echo, action,
-           delete_certificate=None, manifests=None) -> list:
+           delete_certificate=None, manifests=None, require_upstream=False) -> list:
     limits = [t.host.name for t in targets]
     request = DeployRequest(target_domain=domain.name, delete_certificate=delete_certificate)
     with deploying(root, inventory_file, limits, request, manifests, echo=echo, inventory=inventory) as run:
         result = run.result
-        failure, probes = None, []
+        failure, probes, notes = None, [], {}
         if result.returncode != 0:
             failure = f"failed at step {result.failed_step!r}"
         elif action == "add-domain":
             probes = [probe_until_ok(t.address, t.https_port, t.http_port, domain, ca_file=t.ca_file,
-                                     password=password) for t in targets]
+                                     password=password, budget=site_budget(domain, t.nginx)) for t in targets]
             publish_site(run, domain.name, {t.host.name: p.ok for t, p in zip(targets, probes)}, echo)
-            failed = [p for p in probes if not p.ok]
+            notes = {t.host.name: p.upstream for t, p in zip(targets, probes) if p.vhost_ok and p.upstream}
+            failed = [p for p in probes if not p.vhost_ok]
             if failed:
                 failure = f"failed at step 'probe': {'; '.join(failed[0].problems)}"
+            elif notes and require_upstream:
+                failure = f"failed at step 'probe': {next(iter(notes.values()))} (--require-upstream)"
+            for name, note in {} if failure else notes.items():
+                echo(f"vsa-ops: warning: {domain.name} on {name}: {note}; the site is kept "
+                     f"(--require-upstream rolls it back)")
         if not failure and action == "remove-domain":
             publish_site(run, domain.name, None, echo)
         if not failure:
             record_audit(root, None, [Entry(name, action, domain.name, "ok", result.duration,
-                                            result.summaries.get(name, "")) for name in limits], echo=echo, run=run)
+                                            _with_note(result.summaries.get(name, ""), notes.get(name)))
+                                      for name in limits], echo=echo, run=run)
     if failure:
         undone = _rollback(root, inventory_file, path, before, domain, limits, echo,
                            [Entry(name, action, domain.name, "rolled_back", result.duration,
@@ -148,6 +170,10 @@ def _apply(root, inventory_file, inventory, path, before, domain, targets, passw
                               f"back failed at step {undone.failed_step!r}: run `vsa-ops deploy`")
         raise DomainError(f"{action} {domain.name} {failure}; the registry and the hosts are as they were")
     return probes
+
+
+def _with_note(summary: str, note: str | None) -> str:
+    return f"{summary} ({note})" if note else summary
 
 
 def _restore(path: Path, before: str | None) -> None:
@@ -174,6 +200,8 @@ def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: boo
                   echo: Callable[[str], None] = print) -> None:
     inventory = load_inventory(inventory_file, root)
     path = registry_path(root, inventory)
+    if apply:
+        refuse_plan_identity(inventory, "remove-domain")
     with registry_lock(path, f"remove-domain {name}", echo):
         registry = load_registry(path)
         lowered = name.lower().rstrip(".")

@@ -11,14 +11,16 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from .errors import VsaError
 from . import yamlio
 from .config.base import Model
-from .config.reverse_proxy import check_headers
+from .config.rate_limits import RequestLimit, rate_limit_setting, request_limit
+from .config.reverse_proxy import Nginx, check_headers
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _UPSTREAM_HOST = re.compile(r"[a-z0-9](?:[a-z0-9_.-]{0,251}[a-z0-9])?")
@@ -114,7 +116,8 @@ class Domain(Model):
     tls: bool = True
     # Basic-auth users: name -> bcrypt hash. Never a plaintext password.
     auth: dict[str, str] = {}
-    rate_limit: str = "perip"
+    # A zone of vsa.reverse_proxy.nginx.rate_limit_zones, the site's own RATE[/BURST], or off.
+    rate_limit: Annotated[str, BeforeValidator(rate_limit_setting)] = "perip"
     headers: dict[str, str] = {}
     # Hosts or inventory groups that serve it; empty: every host.
     hosts: list[str] = Field(default_factory=list)
@@ -150,13 +153,6 @@ class Domain(Model):
                 raise ValueError(f"user {user!r} must have a bcrypt hash, not a password (value not shown)")
         return users
 
-    @field_validator("rate_limit")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", value):
-            raise ValueError("must be the name of a rate-limit zone")
-        return value
-
     @field_validator("headers")
     @classmethod
     def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
@@ -186,6 +182,10 @@ class Domain(Model):
     @property
     def server_names(self) -> list[str]:
         return [self.name, *self.aliases]
+
+    def request_limit(self, nginx: Nginx) -> RequestLimit | None:
+        """The limit its location applies (None: off); LookupError for a zone ``nginx`` lacks."""
+        return request_limit(self.rate_limit, self.name, nginx.rate_limit_zones)
 
 
 # The registry: every domain the hubs serve, in the project's domains.yml (or the file an inventory

@@ -15,7 +15,8 @@ from .manifest import holds_secret
 from .plan import Plan
 
 MASKED = "(content hidden: this file holds a secret)"
-_MARK = "@@vsa-file "
+# A file holding a secret the controller lacks, or that the plan identity may not read.
+NOT_COMPARED = "secret: not compared"
 
 
 @dataclass
@@ -24,6 +25,13 @@ class HostPlan:
     plan: Plan | None
     diffs: list[tuple[str, str]] = field(default_factory=list)  # (path, unified diff)
     error: str | None = None
+    # Files whose content was not compared (planning.not_compared): no change, and no drift either.
+    not_compared: list[str] = field(default_factory=list)
+    read_only: bool = False  # planned as the plan identity: the command may write nothing to the host
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"file {path}: {NOT_COMPARED}" for path in self.not_compared]
 
     @property
     def changes(self) -> list[str]:
@@ -64,24 +72,6 @@ class HostPlan:
         lines += [f"{action.action} {action.service.container_name}" for action in plan.services]
         lines += [f"issue certificate for {', '.join(d.server_names)}" for d in plan.certificates]
         return lines
-
-
-def contents_script(paths: list[str]) -> str:
-    """One remote command printing each file after a marker line, with one newline added after it."""
-    import shlex
-    return "; ".join(f"echo {shlex.quote(_MARK + p)}; cat {shlex.quote(p)} 2>/dev/null; echo" for p in paths) + "; true"
-
-
-def parse_contents(text: str) -> dict[str, str]:
-    """Exact file contents back from ``contents_script`` output (trailing newlines kept): splitting
-    on newline-plus-marker eats the newline `echo` added, and the last section drops its own."""
-    files = {}
-    sections = text.removesuffix("\n").split("\n" + _MARK)
-    for section in sections:
-        path, _, rest = section.removeprefix(_MARK).partition("\n")
-        if path:
-            files[path] = rest
-    return files
 
 
 def contents_wanted(plan: Plan) -> list[str]:
@@ -130,7 +120,7 @@ def render_text(plans: list[HostPlan]) -> str:
             out.append(f"{hp.host}: error: {hp.error}")
             continue
         out.append(f"{hp.host}: {hp.plan.summary()}")
-        out += [f"  {line}" for line in hp.changes]
+        out += [f"  {line}" for line in hp.changes + hp.notes]
         for _path, diff in hp.diffs:
             out.append(diff.rstrip("\n"))
     return "\n".join(out) + "\n"
@@ -144,7 +134,7 @@ def render_markdown(plans: list[HostPlan]) -> str:
             out += [f"#### {hp.host}: error", "", f"`{hp.error}`", ""]
             continue
         out += [f"#### {hp.host}: {hp.plan.summary()}", ""]
-        out += [f"- {line}" for line in hp.changes]
+        out += [f"- {line}" for line in hp.changes + hp.notes]
         for path, diff in hp.diffs:
             out += ["", f"<details><summary><code>{path}</code></summary>", "", "```diff", diff.rstrip("\n"), "```",
                     "", "</details>"]
@@ -156,5 +146,5 @@ def render_json(plans: list[HostPlan]) -> str:
     return json.dumps([{"host": hp.host, "error": hp.error,
                         "summary": hp.plan.summary() if hp.plan else None,
                         "changed": bool(hp.plan and not hp.plan.empty),
-                        "changes": hp.changes,
+                        "changes": hp.changes, "not_compared": hp.not_compared,
                         "diffs": [{"path": path, "diff": diff} for path, diff in hp.diffs]} for hp in plans], indent=2)

@@ -1,7 +1,14 @@
 """Probe a domain as a client would: TLS handshake with SNI, the certificate it serves, the status
 and headers of its answers (the security headers on each, HSTS over HTTPS only), basic auth (401
 without a password and with a wrong one, not with the right one), and a path beyond ``/`` when the
-upstream has a prefix."""
+upstream has a prefix.
+
+It tells apart NGINX not serving the new vhost yet (old workers after the asynchronous reload: no
+handshake for the name, the default server's 421 or closed connection, an old certificate), the vhost
+serving while its upstream does not answer (NGINX's own 502/504, which the vhost marks with
+X-Vsa-Upstream), and the site serving. A 429, and any other 4xx or 5xx than the 401 a basic-auth site
+owes a client without the password, is never serving. Retries back off and stay within the site's own
+rate limit."""
 
 from __future__ import annotations
 
@@ -16,10 +23,16 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
+from .config.rate_limits import RequestLimit, request_limit
+
 # `nginx -s reload` returns before the new workers take over; until the old ones exit, a connection
-# may still meet the previous configuration. A probe retries for this long before it counts a failure.
+# may still meet the previous configuration. A probe retries for this long before it counts a failure,
+# first after FIRST_RETRY, then twice as long each time up to LONGEST_RETRY.
 SETTLE_SECONDS = 10.0
-RETRY_EVERY = 0.05
+FIRST_RETRY = 0.05
+LONGEST_RETRY = 1.0
+# The vhost's own page for a 502/504 NGINX answers when the upstream does not (templates/vhost.conf.j2).
+UPSTREAM_MARK = "x-vsa-upstream"
 
 HSTS = "strict-transport-security"
 # On every answer of every site, errors and redirects included.
@@ -41,14 +54,54 @@ class Answer:
 @dataclass
 class Probe:
     domain: str
+    # What is wrong with the vhost itself (add-domain rolls it back).
     problems: list[str] = field(default_factory=list)
+    # Why this answer does not count yet (not served yet, rate limited): retried, a problem once time is up.
+    pending: str | None = None
+    # The vhost serves, its upstream does not: "upstream not answering: 502", "upstream answers 404".
+    upstream: str | None = None
     status: int | None = None
     issuer: str = ""
     not_after: dt.datetime | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        """The site serves: the vhost and its upstream."""
+        return not self.problems and not self.pending and not self.upstream
+
+    @property
+    def vhost_ok(self) -> bool:
+        """NGINX serves the vhost as it should, whatever its upstream does."""
+        return not self.problems and not self.pending
+
+
+class RequestBudget:
+    """The probe's share of a site's rate limits: at most half a burst at once, refilled at half the
+    slowest rate, so that the probe alone never meets a 429 and leaves the rest to the site's clients
+    behind the same address. No limits (``rate_limit: off``): no waiting."""
+
+    def __init__(self, limits: list[RequestLimit | None] = (), clock=time.monotonic, sleep=time.sleep):
+        limits = [limit for limit in limits if limit is not None]
+        self.rate = min(limit.per_second for limit in limits) / 2 if limits else None
+        self.capacity = max(1.0, (min(limit.burst for limit in limits) + 1) / 2) if limits else 0.0
+        self.tokens, self._clock, self._sleep = self.capacity, clock, sleep
+        self._at = clock()
+
+    def spend(self) -> None:
+        """Wait until one more request fits, and count it."""
+        if self.rate is None:
+            return
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self.tokens < 1:
+            self._sleep((1 - self.tokens) / self.rate)
+            self.tokens, self._at = 1.0, self._clock()
+        self.tokens -= 1
+
+    def spent_elsewhere(self) -> None:
+        """A 429: the site's budget for this address went to someone else; start again from empty."""
+        self.tokens, self._at = 0.0, self._clock()
 
 
 def request(address: str, port: int, domain: str, *, tls: bool, ca_file: str | None = None, path: str = "/",
@@ -76,50 +129,97 @@ def request(address: str, port: int, domain: str, *, tls: bool, ca_file: str | N
     return answer, certificate
 
 
+def site_budget(domain, nginx) -> RequestBudget:
+    """The budget for ``domain`` under ``nginx``'s zones: its own limit and, with basic auth, the login zone."""
+    login = request_limit(nginx.login_zone, domain.name, nginx.rate_limit_zones) if domain.auth else None
+    return RequestBudget([domain.request_limit(nginx), login])
+
+
 def probe_domain(address: str, https_port: int, http_port: int, domain, *, ca_file: str | None = None,
-                 password: str | None = None) -> Probe:
-    """Everything add-domain promises about ``domain`` (a Domain), checked from outside."""
+                 password: str | None = None, budget: RequestBudget | None = None) -> Probe:
+    """Everything add-domain promises about ``domain`` (a Domain), checked from outside, once."""
     result = Probe(domain.name)
+    budget = budget or RequestBudget()
     user = next(iter(domain.auth), None)
     port = https_port if domain.tls else http_port
+
+    def ask(path: str = "/", user: str | None = None, password: str | None = None) -> tuple[Answer, bytes | None]:
+        budget.spend()  # every request to the site's location counts against its limit
+        return request(address, port, domain.name, tls=domain.tls, ca_file=ca_file, path=path, user=user,
+                       password=password)
+
     try:
         if domain.tls:
-            redirect, _ = request(address, http_port, domain.name, tls=False)
+            redirect, _ = request(address, http_port, domain.name, tls=False)  # the HTTP server has no limit
+            if redirect.status == 404:
+                result.pending = f"NGINX serves only ACME challenges for {domain.name} yet (its TLS vhost is not live)"
+                return result
             if redirect.status != 301 or not redirect.headers.get("location", "").startswith(f"https://{domain.name}"):
                 result.problems.append(f"HTTP answers {redirect.status}, not 301 to https://{domain.name}/")
             _check_headers(result, "the redirect", redirect, https=False)
-        answer, certificate = request(address, port, domain.name, tls=domain.tls, ca_file=ca_file, user=user,
-                                      password=password)
-        if domain.upstream_prefix:
-            _check_deep_path(result, domain, request(address, port, domain.name, tls=domain.tls, ca_file=ca_file,
-                                                     path=DEEP_PATH, user=user, password=password)[0])
-    except (OSError, ssl.SSLError, http.client.HTTPException) as error:
-        result.problems.append(f"{'HTTPS' if domain.tls else 'HTTP'} request failed: {error}")
+        answer, certificate = ask(user=user, password=password)
+        if _not_counted(result, budget, answer):
+            return result
+        _judge(result, domain, user, answer)
+        if domain.upstream_prefix and not result.upstream:
+            _check_deep_path(result, domain, ask(DEEP_PATH, user=user, password=password)[0])
+        _check_headers(result, "the answer", answer, https=domain.tls)
+        if user is not None:
+            anonymous, _ = ask()
+            if _not_counted(result, budget, anonymous):
+                return result
+            if anonymous.status != 401:
+                result.problems.append(f"without a password the answer is {anonymous.status}, not 401")
+            _check_headers(result, "the 401", anonymous, https=domain.tls)
+            # A password that differs from the right one in every position (never the right one itself).
+            wrong = "".join("b" if c == "a" else "a" for c in (password or "x"))
+            refused, _ = ask(user=user, password=wrong)
+            if _not_counted(result, budget, refused):
+                return result
+            if refused.status != 401:
+                result.problems.append(f"with a wrong password the answer is {refused.status}, not 401")
+    except ssl.SSLCertVerificationError as error:
+        result.pending = f"the certificate served for {domain.name} does not verify: {error.verify_message}"
         return result
-    result.status = answer.status
+    except ssl.SSLError as error:
+        result.pending = f"NGINX refuses the TLS handshake for {domain.name}, no vhost for it yet ({error.reason})"
+        return result
+    except (http.client.RemoteDisconnected, ConnectionResetError):
+        result.pending = f"NGINX closes the connection without an answer: no vhost for {domain.name} yet"
+        return result
+    except (OSError, http.client.HTTPException) as error:
+        result.pending = f"{'HTTPS' if domain.tls else 'HTTP'} request failed: {error}"
+        return result
     if certificate:
         cert = x509.load_der_x509_certificate(certificate)
         result.issuer = cert.issuer.rfc4514_string()
         result.not_after = cert.not_valid_after_utc
+    return result
+
+
+def _not_counted(result: Probe, budget: RequestBudget, answer: Answer) -> bool:
+    """An answer from somewhere other than the new vhost at work: the default server's (NGINX does not
+    serve the name yet) or the rate limit's."""
+    if answer.status == 421:
+        result.pending = f"the default server answers 421: no vhost for {result.domain} yet"
+    elif answer.status == 429:
+        budget.spent_elsewhere()
+        result.pending = f"rate limited: {result.domain} answers 429 (the limit for this address is spent)"
+    return result.pending is not None
+
+
+def _judge(result: Probe, domain, user: str | None, answer: Answer) -> None:
+    """The main answer: serving (2xx, 3xx), a vhost problem, or the upstream's state."""
+    result.status = answer.status
     if user is not None and answer.status == 401:
         result.problems.append(f"the right password for {user} gets 401: the deployed NGINX cannot verify its "
                                f"bcrypt hash (its libc crypt() lacks bcrypt)")
     elif user is not None and answer.status == 403:
         result.problems.append(f"the right password for {user} gets 403, not the site")
-    elif answer.status >= 500:
-        result.problems.append(f"the upstream {domain.upstream} answers {answer.status}")
-    _check_headers(result, "the answer", answer, https=domain.tls)
-    if user is not None:
-        anonymous, _ = request(address, port, domain.name, tls=domain.tls, ca_file=ca_file)
-        if anonymous.status != 401:
-            result.problems.append(f"without a password the answer is {anonymous.status}, not 401")
-        _check_headers(result, "the 401", anonymous, https=domain.tls)
-        # A password that differs from the right one in every position (never the right one itself).
-        wrong = "".join("b" if c == "a" else "a" for c in (password or "x"))
-        refused, _ = request(address, port, domain.name, tls=domain.tls, ca_file=ca_file, user=user, password=wrong)
-        if refused.status != 401:
-            result.problems.append(f"with a wrong password the answer is {refused.status}, not 401")
-    return result
+    elif answer.status in (502, 504) and answer.headers.get(UPSTREAM_MARK) == "unreachable":
+        result.upstream = f"upstream not answering: {answer.status}"
+    elif answer.status >= 400:
+        result.upstream = f"upstream answers {answer.status}"
 
 
 def _check_headers(result: Probe, what: str, answer: Answer, *, https: bool) -> None:
@@ -142,11 +242,17 @@ def _check_deep_path(result: Probe, domain, answer: Answer) -> None:
         result.problems.append(f"{DEEP_PATH} reaches the upstream as {seen}, not {domain.upstream_prefix}{DEEP_PATH}")
 
 
-def probe_until_ok(*args, settle: float = SETTLE_SECONDS, **kwargs) -> Probe:
-    """``probe_domain`` again and again until it passes or ``settle`` seconds have gone; the last result."""
-    deadline = time.monotonic() + settle
+def probe_until_ok(*args, settle: float = SETTLE_SECONDS, budget: RequestBudget | None = None, **kwargs) -> Probe:
+    """``probe_domain`` again, backing off, until the site serves or ``settle`` seconds have gone; the
+    last result, where an answer that still did not count (not served yet, rate limited) is a problem."""
+    budget = budget or RequestBudget()
+    deadline, delay = time.monotonic() + settle, FIRST_RETRY
     while True:
-        result = probe_domain(*args, **kwargs)
-        if result.ok or time.monotonic() >= deadline:
-            return result
-        time.sleep(RETRY_EVERY)
+        result = probe_domain(*args, budget=budget, **kwargs)
+        if result.ok or time.monotonic() + delay > deadline:
+            break
+        time.sleep(delay)
+        delay = min(2 * delay, LONGEST_RETRY)
+    if result.pending:
+        result.problems.append(f"{result.pending} after {settle:g} s")
+    return result

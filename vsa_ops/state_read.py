@@ -74,6 +74,11 @@ class HostSnapshot:
     unfinished: str = ""
     unfinished_paths: set[str] = field(default_factory=set)
     unfinished_committed: bool = False
+    # Read by the plan identity (state.sh's plan mode): files it may not read have digest "-".
+    read_only: bool = False
+    # Files whose content a plan did not compare (a secret, or unreadable to the plan identity): set
+    # by planning, which counts them as matching; owner, group and mode are still compared.
+    not_compared: set[str] = field(default_factory=set)
 
 
 def fingerprint_request(paths: list[str], files: list[str], secret_files: list[str] = ()) -> str:
@@ -96,6 +101,21 @@ def state_request(paths: list[str], files: list[str], owned: list[str] | None = 
 def state_command(salt: str = "", root: str = "/") -> str:
     """The state read's command: the program, with no data in it (that goes to stdin)."""
     return program_command("state", root, salt)
+
+
+def text_request(paths: list[str]) -> str:
+    """The state read's request for the current text of ``paths`` (only these come back)."""
+    return "".join(f"t {p}\n" for p in paths)
+
+
+def parse_texts(text: str) -> dict[str, str]:
+    """Path -> text, from the state read's answer to ``text_request``."""
+    found = {}
+    for tag, value in records(text):
+        if tag == "text":
+            encoded, _, path = value.partition(" ")
+            found["/" + path] = base64.b64decode(encoded).decode("utf-8", "surrogateescape")
+    return found
 
 
 def records(text: str) -> list[tuple[str, str]]:
@@ -167,6 +187,8 @@ def parse_host_state(lines: list[str]) -> HostSnapshot:
             state.commands.add(value)
         elif tag == "audit":
             state.audit_head = base64.b64decode(value)
+        elif tag == "readonly":
+            state.read_only = True
     for value in stats:
         kind, owner, group, mode, path = value.split("|", 4)
         path = "/" + path

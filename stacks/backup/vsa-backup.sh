@@ -1,7 +1,8 @@
 #!/bin/sh
 # vsa-backup: the backup stack's one program (issue 13), run in the backup container (restic, docker
 # CLI, sqlite3, ssh, jq). Commands:
-#   loop               a backup every $VSA_BACKUP_INTERVAL seconds (the container's command)
+#   loop               a scheduled backup every $VSA_BACKUP_INTERVAL seconds (the container's command)
+#   scheduled          the loop's work once: a backup, its outcome spooled for the audit trail
 #   run                one backup now; prints "key value" lines, the last "result ok" or "error <why>"
 #   check              restic check of the repository
 #   snapshots          this host's snapshots, restic's JSON
@@ -13,7 +14,11 @@ ETC=/etc/vsa-backup
 STAGING=/staging
 DUMP=$STAGING/dump
 STATE=$STAGING/state
+# Scheduled runs' outcomes, one file each, until the controller chains them into the audit trail (it
+# signs records; this container cannot) and deletes them under the audit lock. Root only.
+SPOOL=$STAGING/spool
 TEXTFILE=/textfile/vsa_backup.prom
+# shellcheck source=/dev/null # rendered by the deploy (RESTIC_HOST=<inventory name>)
 [ -r "$ETC/host.env" ] && . "$ETC/host.env" && export RESTIC_HOST
 
 fail() { echo "error $*"; exit 1; }
@@ -89,7 +94,7 @@ running() { [ "$(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = tru
 # The consistent copies: PostgreSQL by pg_dump -Fc (it keeps running), the audit JSONL under the
 # audit lock, SQLite databases through their online backup.
 stage() {
-	rm -rf "$DUMP" && mkdir -p "$DUMP" || fail "cannot write $DUMP"
+	{ rm -rf "$DUMP" && mkdir -p "$DUMP"; } || fail "cannot write $DUMP"
 	if running "$VSA_POSTGRES_CONTAINER"; then
 		if ! err=$(docker exec "$VSA_POSTGRES_CONTAINER" pg_dump -U "$VSA_POSTGRES_USER" -Fc "$VSA_POSTGRES_DATABASE" \
 			2>&1 >"$DUMP/postgres.dump"); then
@@ -165,6 +170,24 @@ run() {
 	echo "result ok"
 }
 
+# One scheduled backup; its outcome ("started", "duration" and the run's own snapshot, size, added,
+# result or error lines) goes to the spool, written whole or not at all (rename).
+scheduled() {
+	started=$(date +%s)
+	out=$(sh "$0" run)
+	(
+		umask 077
+		mkdir -p "$SPOOL" || exit 1
+		entry=$SPOOL/$started-$$.run
+		{
+			echo "started $started"
+			echo "duration $(($(date +%s) - started))"
+			printf '%s\n' "$out" | grep -E '^(snapshot|size|added|result|error) ' | cut -c1-400
+		} >"$entry.tmp" && mv -f "$entry.tmp" "$entry"
+	) || echo "vsa-backup: could not write the outcome to $SPOOL" >&2
+	echo "vsa-backup: $(date -u +%FT%TZ) $(printf '%s' "$out" | tr '\n' ' ')"
+}
+
 loop() {
 	mkdir -p "$STATE"
 	# A new host's first scheduled backup comes 10 minutes after the stack starts (vsa-ops backup: now)
@@ -174,7 +197,7 @@ loop() {
 		wait=$((last + VSA_BACKUP_INTERVAL - $(date +%s)))
 		[ "$wait" -le 0 ] || sleep "$wait"
 		date +%s >"$STATE/last-attempt"
-		echo "vsa-backup: $(date -u +%FT%TZ) $(sh "$0" run | tr '\n' ' ')"
+		scheduled
 	done
 }
 
@@ -194,7 +217,7 @@ holds() {
 	fi
 	echo "holds certificates $(find /data/letsencrypt/live -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)"
 	echo "holds grafana_files $(find /data/grafana -type f 2>/dev/null | wc -l)"
-	echo "holds audit_records $(cat "$VSA_AUDIT_JSONL" 2>/dev/null | wc -l)"
+	echo "holds audit_records $(wc -l 2>/dev/null <"$VSA_AUDIT_JSONL" || echo 0)"
 }
 
 # Writes the snapshot back. What reads the restored data is stopped first and started again after.
@@ -253,6 +276,7 @@ restore() {
 
 case "${1:-}" in
 loop) loop ;;
+scheduled) scheduled ;;
 run) run ;;
 check)
 	setup_credentials
@@ -264,5 +288,5 @@ check)
 snapshots) snapshots ;;
 holds) holds ;;
 restore) restore "${2:-latest}" ;;
-*) echo "usage: vsa-backup loop|run|check|snapshots|holds|restore [ID]" >&2; exit 2 ;;
+*) echo "usage: vsa-backup loop|scheduled|run|check|snapshots|holds|restore [ID]" >&2; exit 2 ;;
 esac

@@ -1,8 +1,10 @@
 """The disaster-recovery drill (issue 13): a hub with three domains (two with TLS, one with basic auth),
 rows in the dashboard database and audit records is backed up to the lab's SFTP server; the lab host
-is destroyed (its container and its Docker volume) and a fresh one started; the stacks are deployed
-without sites, the snapshot restored, the sites deployed: every domain serves again with the same
-certificate (the test CA issued none), the same password, the same rows, an intact audit chain."""
+is destroyed (its container and its Docker volume) and a fresh one started; then the README's two
+commands, `vsa-ops deploy --limit HOST --defer-certificates` and `vsa-ops restore --limit HOST`: every
+domain serves again with the same certificate (the test CA issued none), the same password, the same
+rows, an intact audit chain. Then a scheduled backup run by hand is chained into the audit trail by the
+next command, once."""
 
 from __future__ import annotations
 
@@ -79,7 +81,7 @@ def registry_kept(lab):
         path.write_text(before)
 
 
-def test_a_destroyed_host_serves_again_with_its_certificates_rows_and_audit_trail(lab, tmp_path, registry_kept):
+def test_a_destroyed_host_serves_again_with_its_certificates_rows_and_audit_trail(lab, registry_kept):
     vsa("lab", "up", "--backups")
     # A repository left by an earlier lab (another checkout, another password) is not this drill's.
     subprocess.run(["docker", "exec", "vsa-lab-backup", "sh", "-c", "rm -rf /srv/restic/*"], check=True,
@@ -106,17 +108,15 @@ def test_a_destroyed_host_serves_again_with_its_certificates_rows_and_audit_trai
     subprocess.run(["docker", "volume", "rm", f"{lab.name}-docker"], check=True, capture_output=True)
     vsa("lab", "up", "--backups")
     lab.refresh()
-    # The stacks first, without sites (a site's deploy on a host without its certificate would order
-    # a new one), then the restore, then the sites with their restored certificates.
-    empty = tmp_path / "no-domains.yml"
-    empty.write_text("{}\n")
-    bare = tmp_path / "inventory.py"
-    bare.write_text(lab.inventory.read_text().replace(str(ROOT / ".lab" / "domains.yml"), str(empty)))
-    lab.deploy(inventory=bare)
-    restored = vsa("restore", "-i", str(bare), "--limit", lab.name)
-    assert "restored letsencrypt 2" in restored.stderr, restored.stderr
-    lab.deploy()
+    # The README's recovery: deploy without ordering certificates, then restore.
+    deployed = lab.deploy("--limit", lab.name, "--defer-certificates")
+    assert f"certificates deferred for {', '.join(TLS_SITES)}" in deployed.stdout, deployed.stdout
+    assert "none was ordered from the CA" in deployed.stderr
+    assert _issued() == issued, "the deploy ordered a certificate"
+    restored = vsa("restore", "-i", str(lab.inventory), "--limit", lab.name)
     recovery = time.monotonic() - started
+    assert "restored letsencrypt 2" in restored.stderr, restored.stderr
+    assert "sites converged: " in restored.stderr, restored.stderr
 
     assert {name: _serial(lab, name) for name in TLS_SITES} == serials
     assert _issued() == issued, "the test CA issued a certificate during the recovery"
@@ -126,5 +126,31 @@ def test_a_destroyed_host_serves_again_with_its_certificates_rows_and_audit_trai
     assert f"{lab.name}: intact" in verify.stdout
     records = json.loads(vsa("audit", "-i", str(lab.inventory), "--json").stdout)
     actions = [r["action"] for r in records]
-    assert "add-domain" in actions and actions.count("restore") == 1 and actions[-1] == "deploy"
+    assert "add-domain" in actions and actions.count("restore") == 1 and actions[-1] == "restore"
+    # A host holding data now (rows, the certificates): a second restore is refused, naming them.
+    again = vsa("restore", "-i", str(lab.inventory), "--limit", lab.name, check=False)
+    assert again.returncode == 1 and "already holds data" in again.stderr and "2 certificates" in again.stderr
     RESULT.write_text(json.dumps({"recovery_seconds": round(recovery, 1)}) + "\n")
+
+
+def test_a_scheduled_backup_is_chained_into_the_audit_trail_by_the_next_command_once(lab):
+    vsa("lab", "up", "--backups")
+    lab.refresh()
+    lab.deploy()
+    run = lab.sh("docker exec backup-restic /bin/sh /etc/vsa-backup/vsa-backup.sh scheduled")
+    assert "result ok" in run, run
+    assert len(lab.sh("ls /srv/flowbiz/backup/staging/spool").split()) == 1
+    before = json.loads(vsa("audit", "-i", str(lab.inventory), "--json").stdout)
+
+    first = vsa("backups", "-i", str(lab.inventory))
+    assert f"{lab.name}: 1 scheduled backup run added to the audit trail" in first.stderr, first.stderr
+    assert lab.sh("ls /srv/flowbiz/backup/staging/spool").split() == []
+    records = json.loads(vsa("audit", "-i", str(lab.inventory), "--json").stdout)
+    [chained] = [r for r in records if r not in before]
+    assert (chained["action"], chained["actor"], chained["result"]) == ("backup", f"schedule@{lab.name}", "ok")
+    assert chained["changes"][0].startswith("snapshot ")
+    assert f"{lab.name}: intact" in vsa("audit", "verify", "-i", str(lab.inventory)).stdout
+
+    second = vsa("status", "-i", str(lab.inventory), check=False)
+    assert "scheduled backup" not in second.stderr, second.stderr
+    assert len(json.loads(vsa("audit", "-i", str(lab.inventory), "--json").stdout)) == len(records)

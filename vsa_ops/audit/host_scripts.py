@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -49,17 +50,21 @@ def head_script(paths: Paths) -> str:
 RECORDS_END = "VSA_AUDIT_RECORDS_END"
 
 
-def append_script(paths: Paths, expected_last: bytes, lines: list[str], last_seq: int) -> str:
+def append_script(paths: Paths, expected_last: bytes, lines: list[str], last_seq: int,
+                  consume: Sequence[str] = ()) -> str:
     """The host program ``audit_append.sh`` with ``lines`` (ending with seq ``last_seq``) on its stdin:
     under an exclusive flock, if the JSONL's last line is still ``expected_last`` (sha256 compared),
     it appends them in one write, fsyncs, and imports them into SQLite. It prints ``appended`` and
     ``sqlite ok|missing|failed <why>``; when the last line changed meanwhile, ``conflict <base64 of
-    the new last line>`` and exit 75."""
+    the new last line>`` and exit 75.
+    ``consume``: files the lines were made from (a backup spool's entries), deleted once appended;
+    when one is gone already (another command chained it) prints ``gone`` and exits 75, appending nothing."""
     for line in lines:
         if not (line.startswith("{") and line.endswith("\n") and "\n" not in line[:-1]):
             raise AuditError("audit: a record must be one JSON line")
     want = hashlib.sha256(expected_last).hexdigest() if expected_last else "empty"
-    program = program_command("audit_append", "/", paths.jsonl, paths.database, paths.lock, want, int(last_seq))
+    program = program_command("audit_append", "/", paths.jsonl, paths.database, paths.lock, want, int(last_seq),
+                              *consume)
     return f"{{\n{program}\n}} <<'{RECORDS_END}'\n{''.join(lines)}{RECORDS_END}\n"
 
 

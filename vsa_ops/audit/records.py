@@ -47,6 +47,7 @@ class Entry(NamedTuple):
     duration: float  # seconds
     changes: str | Sequence[str] = ()  # a short text or list of what changed; never secrets
     error: str | None = None
+    ts: str | None = None  # when it happened, if not now (a scheduled backup chained later: its own time)
 
 
 def actor(project_root: Path) -> str:
@@ -98,7 +99,19 @@ def check_entry(entry: Entry, who: str) -> Entry:
         raise AuditError("audit: duration must be a number of seconds")
     changes = entry.changes if isinstance(entry.changes, str) else [str(c) for c in entry.changes or ()]
     error = None if entry.error is None else str(entry.error)
+    if entry.ts is not None and not _is_time(entry.ts):
+        raise AuditError("audit: ts must be a UTC time such as 2026-01-31T12:00:00.000Z")
     return entry._replace(duration=round(float(entry.duration), 3), changes=changes, error=error)
+
+
+def _is_time(value: object) -> bool:
+    if not isinstance(value, str) or not value.endswith("Z"):
+        return False
+    try:
+        dt.datetime.fromisoformat(value.removesuffix("Z") + "+00:00")
+    except ValueError:
+        return False
+    return True
 
 
 class Masker:
@@ -172,7 +185,7 @@ def chain(entries: Sequence[Entry], who: str, last: tuple[int, str] | None,
     seq, prev = last or (0, GENESIS)
     records = []
     for entry in entries:
-        record = build(entry, who, seq + 1, prev)
+        record = build(entry, who, seq + 1, prev, getattr(entry, "ts", None))
         if sign is not None:
             record = sign(record)
         records.append(record)

@@ -21,6 +21,7 @@ from .records import MAX_LINE, AuditError, Entry, Masker, actor, canonical, chai
 MAX_BATCH = 64 * 1024
 # Compare-and-append attempts when other writers append between our read and our write.
 ATTEMPTS = 12
+GONE = "the files these records were made from are gone: another command chained them"
 
 
 @dataclass
@@ -72,7 +73,7 @@ def _last(head_line: bytes, host: str) -> tuple[int, str] | None:
     return record["seq"], record["hash"]
 
 
-def _batches(entries: list[Entry]) -> list[list[Entry]]:
+def _batches(entries: list) -> list[list]:
     """Entries in groups whose lines fit in one append command."""
     batches, size = [[]], 0
     for entry in entries:
@@ -90,11 +91,13 @@ def head_key(host) -> str:
 
 
 def _append_host(run: RunCommand, paths: Paths, name: str, entries: list[Entry], who: str,
-                 head: bytes | None = None, sign=None, key: str | None = None) -> AppendResult:
+                 head: bytes | None = None, sign=None, key: str | None = None,
+                 consume: list[str] | None = None) -> AppendResult:
     """``head``: the log's last line as read moments ago (by the deploy's state read); the append
     still checks it under the lock, and a stale one costs a retry, never a broken chain. ``sign``:
     signs each record (``keys.sign`` with the controller's key); ``key``: where the controller keeps
-    this host's head, advanced to the last record written."""
+    this host's head, advanced to the last record written. ``consume``: per entry, the host file it
+    was made from, deleted under the lock with its append (``error`` GONE: another command did)."""
     result = AppendResult()
     if head is None:
         ok, stdout = run(head_script(paths))
@@ -103,7 +106,8 @@ def _append_host(run: RunCommand, paths: Paths, name: str, entries: list[Entry],
             return AppendResult(error=f"could not read {paths.jsonl}: {stdout.strip()[:300]}")
         head = base64.b64decode(fields["head"] or b"")
     warnings = set()
-    for batch in _batches(entries):
+    for pairs in _batches(list(zip(entries, consume or [None] * len(entries)))):
+        batch, files = [e for e, _ in pairs], [f for _, f in pairs if f]
         for attempt in range(ATTEMPTS):
             try:
                 last = _last(head, name)
@@ -112,8 +116,11 @@ def _append_host(run: RunCommand, paths: Paths, name: str, entries: list[Entry],
                 return result
             records = chain(batch, who, last, sign)
             lines = [canonical(r) + "\n" for r in records]
-            ok, stdout = run(append_script(paths, head, lines, records[-1]["seq"]))
+            ok, stdout = run(append_script(paths, head, lines, records[-1]["seq"], files))
             fields = host_scripts.fields(stdout)
+            if "gone" in fields:
+                result.error = GONE
+                return result
             if "conflict" in fields:
                 head = base64.b64decode(fields["conflict"] or b"")
                 time.sleep(random.uniform(0.02, 0.1 * (attempt + 1)))

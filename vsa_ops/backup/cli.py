@@ -11,7 +11,7 @@ import click
 from ..cli_support import inventory_option, limit_option
 from ..inventory import inventory_path
 from ..project import find_root
-from . import hosts, service
+from . import hosts, service, spool
 
 
 def _err(line: str) -> None:
@@ -24,6 +24,7 @@ def _err(line: str) -> None:
 def backup(inventory, limit):
     """Back up each host now (its backup stack's program over SSH); an audit record per host."""
     root, path = find_root(), inventory_path(inventory).resolve()
+    spool.ingest(path, root, limit, _err)  # the scheduled runs before this one
     failed = 0
     for name, run in service.backup(path, root, limit, _err).items():
         if run.ok:
@@ -42,6 +43,7 @@ def backup(inventory, limit):
 def backups(inventory, limit, as_json):
     """The snapshots of each host: time, size, what they hold (oldest first)."""
     root, path = find_root(), inventory_path(inventory).resolve()
+    spool.ingest(path, root, limit, _err)
     found = hosts.snapshots(path, root, limit)
     failed = [name for name, rows in found.items() if isinstance(rows, str)]
     for name in failed:
@@ -67,8 +69,9 @@ def backups(inventory, limit, as_json):
 @click.option("--snapshot", "snapshot", default=None, metavar="ID", help="A snapshot id (default: the latest).")
 @click.option("--force", is_flag=True, help="Overwrite a host that already holds data.")
 def restore(inventory, limit, snapshot, force):
-    """Restore a snapshot onto a freshly deployed host: PostgreSQL, letsencrypt, Grafana, the audit
-    trail; then reload NGINX and probe every domain."""
+    """Restore a snapshot onto a host just deployed with --defer-certificates: PostgreSQL,
+    letsencrypt, Grafana, the audit trail; then converge its sites on the restored certificates
+    (ordering only those the snapshot lacks), reload NGINX and probe every domain."""
     root, path = find_root(), inventory_path(inventory).resolve()
     for probe in service.restore(path, root, limit, snapshot, force, _err):
         click.echo(f"{probe.domain}: {probe.status}{f' ({probe.issuer})' if probe.issuer else ''}")

@@ -15,6 +15,7 @@ from ..audit.host_scripts import fields
 from ..config.backup import SCRIPT
 from ..errors import VsaError
 from ..inventory import InventoryError, host_config, limited
+from ..plan_identity import refuse_plan_identity
 from ..pyinfra_glue.connections import connected
 from ..pyinfra_glue.inventory_files import load_inventory
 
@@ -53,6 +54,7 @@ def hosts_of(inventory_file: Path, root: Path, limit: str | None) -> list:
     hosts = limited(load_inventory(inventory_file, root), [limit] if limit else None)
     if not hosts:
         raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
+    refuse_plan_identity(hosts, "backup")
     return hosts
 
 

@@ -12,13 +12,17 @@ from pathlib import Path
 
 from cryptography import x509
 
+from ..audit import heads
 from ..audit.records import Entry
+from ..audit.trail import forget_head, head_key
+from ..deploys.request import DeployRequest
 from ..domain_changes import _targets, registry_path
 from ..domains import load_registry
 from ..inventory import host_config
 from ..probe import Probe, request
 from ..pyinfra_glue.connections import connected
 from ..pyinfra_glue.inventory_files import load_inventory
+from ..pyinfra_glue.runner import deploying
 from ..recording import record_audit
 from .hosts import BackupError, HostRun, holds, hosts_of, run_on
 
@@ -49,8 +53,9 @@ def _host(inventory_file: Path, root: Path, name: str):
 
 def restore(inventory_file: Path, root: Path, limit: str, snapshot: str | None, force: bool,
             echo: Callable[[str], None]) -> list:
-    """Restore ``snapshot`` (default: the host's latest) onto the one host ``limit`` names, then
-    probe its domains. Refuses a host with dashboard rows or Grafana data unless ``force``."""
+    """Restore ``snapshot`` (default: the host's latest) onto the one host ``limit`` names, converge
+    its sites onto the restored certificates, reload, probe its domains. Refuses a host with dashboard
+    rows, Grafana data or certificates unless ``force``."""
     hosts = hosts_of(inventory_file, root, limit)
     if len(hosts) != 1:
         raise BackupError(f"restore: --limit must name one host ({limit!r} selects {len(hosts)})")
@@ -61,13 +66,9 @@ def restore(inventory_file: Path, root: Path, limit: str, snapshot: str | None, 
     found = run_on(inventory_file, root, name, "holds")[name]
     if not found.ok:
         raise BackupError(f"restore {name}: {found.error}")
-    counts = holds(found)
-    overwrite = (f"{counts.get('postgres_rows', 0)} dashboard database rows, {counts.get('certificates', 0)} "
-                 f"certificates, {counts.get('grafana_files', 0)} Grafana files and "
-                 f"{counts.get('audit_records', 0)} audit records")
-    if (counts.get("postgres_rows") or counts.get("grafana_files")) and not force:
-        raise BackupError(f"restore {name}: the host already holds data; a restore would overwrite its "
-                          f"{overwrite}. Run again with --force to overwrite them")
+    overwrite, refusal = what_it_overwrites(holds(found))
+    if refusal and not force:
+        raise BackupError(f"restore {name}: {refusal}")
     echo(f"{name}: restoring {snapshot or 'latest'} over {overwrite}")
     started = time.monotonic()
     run = run_on(inventory_file, root, name, f"restore {snapshot or 'latest'}")[name]
@@ -78,20 +79,55 @@ def restore(inventory_file: Path, root: Path, limit: str, snapshot: str | None, 
         record_audit(root, inventory_file, [Entry(name, "restore", restored, "failed",
                                                   round(time.monotonic() - started, 1), (), run.error)], echo=echo)
         raise BackupError(f"restore {name}: {run.error}")
-    for line in run.lines:
-        if line.startswith("restored "):
-            echo(f"{name}: {line}")
-    reload = _reload_nginx(inventory_file, root, name)
+    changes = [line.removeprefix("restored ") for line in run.lines if line.startswith("restored ")]
+    for line in changes:
+        echo(f"{name}: restored {line}")
+    if any(line.startswith("audit ") for line in changes):
+        changes.append(_rebase_audit_head(inventory_file, root, name))
+    converged, error = _converge(inventory_file, root, name, echo)
+    echo(f"{name}: sites converged: {converged}")
+    changes.append(f"sites converged: {converged}")
+    error = error or _reload_nginx(inventory_file, root, name)
     probes = _probe(inventory_file, root, name)
     failed = [p for p in probes if not p.ok]
-    error = "; ".join(f"{p.domain}: {', '.join(p.problems)}" for p in failed) or reload
+    error = "; ".join(f"{p.domain}: {', '.join(p.problems)}" for p in failed) or error
     record_audit(root, inventory_file, [Entry(name, "restore", restored, "failed" if error else "ok",
-                                              round(time.monotonic() - started, 1),
-                                              [line.removeprefix("restored ") for line in run.lines
-                                               if line.startswith("restored ")], error)], echo=echo)
+                                              round(time.monotonic() - started, 1), changes, error)], echo=echo)
     if error:
         raise BackupError(f"restore {name}: restored snapshot {restored}, but {error}")
     return probes
+
+
+def what_it_overwrites(counts: dict[str, int]) -> tuple[str, str | None]:
+    """What a restore would overwrite on a host holding ``counts`` (``hosts.holds``), and why it
+    refuses without --force. Certificates count as data: a plain deploy on the new host already
+    ordered fresh ones (the README's recovery deploys with --defer-certificates first)."""
+    overwrite = (f"{counts.get('postgres_rows', 0)} dashboard database rows, {counts.get('certificates', 0)} "
+                 f"certificates, {counts.get('grafana_files', 0)} Grafana files and "
+                 f"{counts.get('audit_records', 0)} audit records")
+    if counts.get("postgres_rows") or counts.get("grafana_files") or counts.get("certificates"):
+        return overwrite, (f"the host already holds data; a restore would overwrite its {overwrite}. "
+                           "Run again with --force to overwrite them")
+    return overwrite, None
+
+
+def _rebase_audit_head(inventory_file: Path, root: Path, name: str) -> str:
+    """The restored trail ends where the snapshot did: what this controller remembers of the lost
+    host's trail after that (its backup record, at least) is not on the host any more. Forgotten on
+    purpose, and said in the restore's record; the restore's record becomes the head to remember."""
+    remembered = heads.load(head_key(_host(inventory_file, root, name)))
+    forget_head(inventory_file, root, name)
+    return (f"audit trail continues from the snapshot (this controller had seen the lost host's up to seq "
+            f"{remembered.seq})" if remembered else "audit trail continues from the snapshot")
+
+
+def _converge(inventory_file: Path, root: Path, name: str, echo: Callable[[str], None]) -> tuple[str, str | None]:
+    """The host's sites on the restored certificates (a deploy limited to it): TLS vhosts come up;
+    only the certificates the snapshot lacks are ordered."""
+    with deploying(root, inventory_file, [name], DeployRequest(), echo=echo) as run:
+        result = run.result
+    summary = result.summaries.get(name) or "no changes"
+    return summary, f"converging its sites failed at {result.failed_step}" if result.returncode else None
 
 
 def _reload_nginx(inventory_file: Path, root: Path, name: str) -> str | None:

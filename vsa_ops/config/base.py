@@ -60,6 +60,20 @@ def _duration(value: str) -> str:
     return value
 
 
+def matching(pattern: str, message: str) -> type[str]:
+    """A string type whose whole value must match ``pattern``; any other value fails with ``message``,
+    the field's own wording (what error lines show and tests pin). pydantic's ``pattern=`` would say
+    only "String should match pattern ..."."""
+    whole = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not whole.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return Annotated[str, AfterValidator(check)]
+
+
 AbsPath = Annotated[str, AfterValidator(_absolute_path)]
 Mode = Annotated[str, AfterValidator(_mode)]
 Size = Annotated[str, AfterValidator(_size)]

@@ -18,6 +18,7 @@ from .dashboard import Dashboard
 from .docker import DockerDaemon
 from .network import DEFAULT_NETWORKS, Network
 from .observability import CERTBOT_TEXTFILE, TEXTFILE_MOUNT, Observability
+from .plan_access import PlanIdentity
 from .reverse_proxy import ReverseProxy
 from .storage import DirectorySpec, Storage
 
@@ -96,6 +97,7 @@ class HubConfig(Model):
     backup: Backup = Backup()
     secrets: Secrets = Secrets()
     secret_readers: SecretReaders = SecretReaders()
+    plan_identity: PlanIdentity = PlanIdentity()
     # Which stacks this host runs; None runs every built-in stack and every stack under stacks/.
     stacks: list[str] | None = None
 

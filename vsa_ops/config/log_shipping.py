@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from .base import AbsPath, Model
+from .base import AbsPath, Model, matching
 from .component import Component
 from .containers import Container, RunAs
 from .storage import OBSERVABILITY, REVERSE_PROXY, ROOT
@@ -40,9 +40,14 @@ BOUNDED_FIELDS: dict[str, dict[str, str]] = {
     },
 }
 # Where each kind of job reads its label fields: JSON keys of the line, or the shipper's meta labels.
-_FIELD_PREFIX = {"file": "", "journal": "__journal_", "docker": "__meta_docker_"}
+# A docker job reads only per-container fields (not the per-network or per-port ones Docker discovery
+# also gives): its targets are narrowed to these before Alloy reads them, which keeps Alloy's position
+# keys computable from `docker inspect` (vsa_ops/shipper_positions.py).
+_FIELD_PREFIX = {"file": "", "journal": "__journal_", "docker": "__meta_docker_container_"}
+DOCKER_LOG_STREAM = "__meta_docker_container_log_stream"  # set per line by the source, not discovered
 HTTP_METHODS = "(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS|CONNECT|TRACE)"
 IDENTITY = ("(.*)", "$1")
+Identifier = matching(r"[A-Za-z_][A-Za-z0-9_]*", "must be letters, digits and _ (a Loki label name or a field name)")
 
 
 class ShipLabel(Model):
@@ -50,8 +55,8 @@ class ShipLabel(Model):
     must match ``regex`` (else the entry gets no such label) and the label is ``replacement``, where $1 is
     the regex's first group."""
 
-    name: str
-    field: str
+    name: Identifier
+    field: Identifier
     regex: str = IDENTITY[0]
     replacement: str = IDENTITY[1]
 
@@ -59,13 +64,6 @@ class ShipLabel(Model):
     @classmethod
     def _named_after_its_field(cls, data):
         return {"name": data, "field": data} if isinstance(data, str) else data
-
-    @field_validator("name", "field")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError("must be letters, digits and _ (a Loki label name or a field name)")
-        return value
 
     @field_validator("regex")
     @classmethod
@@ -118,6 +116,23 @@ class ShipJob(Model):
                                  + (f"meta labels {prefix}*" if prefix else "the line's JSON keys"))
         return self
 
+    @property
+    def alloy_id(self) -> str:
+        """The label of this job's Alloy components (``loki.source.file "<alloy_id>"``...)."""
+        return self.job_name.replace("-", "_")
+
+    @property
+    def alloy_component(self) -> str:
+        """The Alloy component that keeps this job's positions (in ``<storage.path>/<component>/``)."""
+        return f"loki.source.{self.source}.{self.alloy_id}"
+
+    @property
+    def discovered_fields(self) -> list[str]:
+        """A docker job's target labels: the container id (Alloy's tailer needs it) and the fields its
+        labels read, the per-line log stream aside."""
+        used = [label.field for label in self.labels if label.field != DOCKER_LOG_STREAM]
+        return ["__meta_docker_container_id", *dict.fromkeys(used)]
+
     def unbounded_labels(self) -> list[ShipLabel]:
         """Labels fed from a field not known to have few values (BOUNDED_FIELDS)."""
         return [label for label in self.labels if label.field not in BOUNDED_FIELDS[self.source]]
@@ -131,7 +146,7 @@ STATE_DIR = "/var/lib/promtail"
 
 class LogShipper(Component):
     """The log shipper. The design's Promtail reached end of life on 2026-03-02; ``kind: alloy``
-    swaps in Grafana Alloy with the same jobs and labels, taking over Promtail's file positions."""
+    swaps in Grafana Alloy with the same jobs and labels; the deploy carries the read positions over."""
 
     kind: Literal["promtail", "alloy"] = "promtail"
     container: Container = Container(
@@ -158,13 +173,13 @@ class LogShipper(Component):
     loki_push_url: str = "http://loki:3100/loki/api/v1/push"
     # Where either shipper serves its /metrics (Prometheus scrapes <container_name>:<http_port>).
     http_port: int = 9080
-    # Promtail's positions file, and Alloy's --storage.path (one folder per component) beside it. Alloy
-    # converts this file on its first start (legacy_positions_file), so it resumes where Promtail stopped.
+    # Promtail's positions file, and Alloy's --storage.path (one folder per component) beside it. A deploy
+    # that changes ``kind`` carries the old shipper's positions over to the new one (vsa_ops/shipper_positions.py).
     state_dir: AbsPath = STATE_DIR
-    # Alloy: a file with no recorded position (never read by either shipper) is read from its end, not
-    # re-sent whole. The price: a file created while Alloy runs loses what it gets before Alloy's next
-    # discovery (local.file_match syncs every 10s).
-    tail_from_end: bool = True
+    # Alloy: where a file with no recorded position starts. The cut-over records a position for every file
+    # the old shipper read, so such a file is one created since (a new domain's log, one rotated during the
+    # swap): read from its start, as Promtail does, nothing written to it is dropped.
+    tail_from_end: bool = False
     # Design: Promtail "Scrape jobs" table, with labels only from bounded fields (README "Log shipping").
     jobs: list[ShipJob] = [
         ShipJob(job_name="system-journal", source="journal", path="/var/log/journal",
@@ -223,7 +238,8 @@ class LogShipper(Component):
 
     @property
     def positions_file(self) -> str:
-        """Promtail's positions; Alloy's loki.source.file components convert it on their first start."""
+        """Promtail's positions (Alloy's loki.source.file components also convert it on a first start that
+        finds no positions of their own: a swap made by hand)."""
         return f"{self.state_dir}/positions.yaml"
 
     def derived_command(self) -> list[str]:

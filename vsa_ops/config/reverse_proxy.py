@@ -4,39 +4,15 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
-from .base import Duration, Model, Size, parse_duration
+from .base import Duration, Model, Size, matching, parse_duration
 from .component import Component
 from .containers import Container, RunAs
+from .rate_limits import OFF, RateLimitZone, ZoneName
 from .storage import CERTBOT_CA, CERTBOT_HOOKS, RELOAD_FLAGS, REVERSE_PROXY
 
 EXT = ["flowbiz_ext"]
-
-
-class RateLimitZone(Model):
-    """A ``limit_req_zone`` of the http context."""
-
-    key: str = "$binary_remote_addr"
-    size: Size = "10m"
-    rate: str = "10r/s"
-    burst: int = Field(20, ge=0)
-    # Off: requests past the rate wait their turn (up to ``burst``) instead of being answered at once.
-    nodelay: bool = True
-
-    @field_validator("rate")
-    @classmethod
-    def _rate(cls, value: str) -> str:
-        if not re.fullmatch(r"\d+r/[sm]", value):
-            raise ValueError("must be a request rate such as 10r/s or 30r/m")
-        return value
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        if not re.fullmatch(r"\$[a-z_]+", value):
-            raise ValueError("must be one NGINX variable such as $binary_remote_addr")
-        return value
 
 
 def check_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -108,7 +84,7 @@ class Nginx(Component):
         "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
     }
     # Design: "Rate limiting zones".
-    rate_limit_zones: dict[str, RateLimitZone] = {
+    rate_limit_zones: dict[ZoneName, RateLimitZone] = {
         "perip": RateLimitZone(),
         "auth": RateLimitZone(rate="5r/s", burst=10),
         # Login attempts on basic-auth sites, apart from normal traffic: only requests that carry
@@ -116,8 +92,11 @@ class Nginx(Component):
         "login": RateLimitZone(key="$vsa_credentials_addr", rate="10r/s", burst=40, nodelay=False),
     }
     # The zone every basic-auth site's location applies on top of its own rate_limit.
-    login_zone: str = "login"
+    login_zone: ZoneName = "login"
     limit_req_status: int = 429
+    # The zone of each site that sets its own rate (`rate_limit: 50r/s/100`), in that site's vhost file:
+    # about 16,000 client addresses per megabyte; NGINX forgets the oldest when it is full.
+    site_zone_size: Size = "1m"
     # Mozilla intermediate (reliability.md section 1.1); no X25519MLKEM768 before OpenSSL 3.5.
     ssl_protocols: str = "TLSv1.2 TLSv1.3"
     ssl_ciphers: str = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -138,9 +117,15 @@ class Nginx(Component):
     def _login_zone_exists(self) -> "Nginx":
         if self.login_zone not in self.rate_limit_zones:
             raise ValueError(f"login_zone {self.login_zone!r} is not one of rate_limit_zones")
+        if OFF in self.rate_limit_zones:
+            raise ValueError(f"rate_limit_zones: {OFF!r} is not a zone's name (a site's `rate_limit: {OFF}` turns "
+                             f"limiting off)")
         return self
 
 
+AcmeServer = matching(r"https://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?",
+                      "must be an https:// ACME directory URL")
+Email = matching(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "must be an e-mail address")
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 # Written by certbot's deploy hook when a certificate was really renewed; the reloader acts on it.
@@ -168,30 +153,16 @@ class Certbot(Component):
     renew_interval: Duration = "12h"
     webroot: str = "/var/www/certbot"
     # The ACME directory: Let's Encrypt (default), its staging, or any RFC 8555 server.
-    acme_server: str = LETS_ENCRYPT
+    acme_server: AcmeServer = LETS_ENCRYPT
     # PEM bundle certbot trusts for the ACME server's own HTTPS, for private CAs; None: system CAs.
     acme_ca_bundle: str | None = None
-    email: str | None = None
-
-    @field_validator("acme_server")
-    @classmethod
-    def _server(cls, value: str) -> str:
-        if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?", value):
-            raise ValueError("must be an https:// ACME directory URL")
-        return value
+    email: Email | None = None
 
     @field_validator("acme_ca_bundle")
     @classmethod
     def _bundle(cls, value: str | None) -> str | None:
         if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
             raise ValueError("must be PEM certificates")
-        return value
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", value):
-            raise ValueError("must be an e-mail address")
         return value
 
     def derived_environment(self) -> dict[str, str]:

@@ -20,9 +20,10 @@ from pyinfra.api import deploy, operation
 from ..config.storage import domain_files
 from ..host_manifest import host_manifest
 from ..inventory import host_config
-from ..operations import certificates, docker, fstab, lock, stacks, tree, users
+from ..operations import certificates, docker, fstab, lock, shipper, stacks, tree, users
 from ..plan import PlanError, assume_applied, make_plan, managed_paths, restrict
 from ..planning import SALT, plan_host
+from ..shipper_positions import cut_over_from, layout
 from .request import OUTCOME_KEY, REQUEST_KEY, DeployRequest, HostOutcome
 
 CONTROLLER = socket.gethostname()
@@ -48,6 +49,14 @@ def _domain_paths(name: str) -> set[str]:
     return set(domain_files(name).values())
 
 
+def deferred_summary(summary: str, deferred: list[str]) -> str:
+    """The plan's summary, saying which certificates this run did not order."""
+    if not deferred:
+        return summary
+    note = f"certificates deferred for {', '.join(deferred)} (served over HTTP until issued or restored)"
+    return note if summary == "no changes" else f"{summary}; {note}"
+
+
 @operation()
 def unchanged():
     """Yields nothing: a converged host shows this one operation under "No Change"."""
@@ -65,7 +74,9 @@ def converge_hub():
     delete_certificate = request.delete_certificate if request.delete_certificate in state.certificates else None
     if target:
         plan = restrict(plan, _domain_paths(target), {target})
-    setattr(host.data, OUTCOME_KEY, HostOutcome(plan.summary(), state.audit_head))
+    deferred = [d.name for d in plan.certificates] if request.defer_certificates else []
+    plan.certificates = [] if deferred else plan.certificates
+    setattr(host.data, OUTCOME_KEY, HostOutcome(deferred_summary(plan.summary(), deferred), state.audit_head))
     if plan.empty and not delete_certificate:
         unchanged(name="no changes: the host matches its manifest")
         return
@@ -73,12 +84,15 @@ def converge_hub():
     if missing and manifest.pull == "never":
         raise PlanError(f"{host.name}: images on neither the host nor this controller, and vsa.docker.pull is "
                         f"'never': {', '.join(missing)}")
-    certbot = host_config(host).reverse_proxy.certbot
+    hub = host_config(host)
+    certbot = hub.reverse_proxy.certbot
+    # A changed log shipper kind: the old one stops and hands its positions over (README "Log shipping").
+    swap = None if target else cut_over_from(manifest.stacks, state.containers, hub.observability.log_shipper.kind)
     owner = run_owner(request.run_id)
     paths, files, secret_files = managed_paths(manifest)
     hold = lock.Hold(owner, plan.fingerprint, tuple(paths), tuple(files), tuple(secret_files), SALT,
                      stale_owner=_stale(plan.lock_holder), wait=request.lock_wait)
-    if plan.transaction_only and not delete_certificate:
+    if plan.transaction_only and not delete_certificate and not swap:
         # One command: the lock is taken and given back inside the transaction.
         stacks.activate(name=f"files and stacks: {plan.summary()} (under the run lock)", plan=plan, manifest=manifest,
                         run=request.run_id, lock=hold)
@@ -91,6 +105,10 @@ def converge_hub():
     tree.directories(name=f"directory tree ({len(plan.directories)} to fix)", changes=plan.directories)
     docker.networks(name=f"shared networks {', '.join(plan.networks) or '(none)'}", names=plan.networks)
     docker.ship_images(name=f"images {', '.join(plan.images) or '(none)'}", images=plan.images)
+    if swap:
+        shipper.cut_over(name=f"log shipper {swap[1]} to {hub.observability.log_shipper.kind}: positions carried over",
+                         project=swap[0], old=swap[1], state_dir=hub.observability.log_shipper.state_dir,
+                         layout=layout(hub.observability.log_shipper, hub.audit.jsonl))
     stacks.activate(name=f"files and stacks: {plan.summary()}", plan=plan, manifest=manifest, run=request.run_id)
     if plan.certificates:
         names = [d.name for d in plan.certificates]

@@ -22,6 +22,10 @@ class DeployRequest:
     lock_wait: int = 60  # seconds to wait for another run's lock
     force_fstab: bool = False  # an fstab entry may replace the device of a mounted mount point
     manifest: Manifest | None = None  # already rendered by the caller (certificates assumed present)
+    # Order no certificate: a TLS site the host holds no certificate for keeps its HTTP vhost (with
+    # the ACME webroot) until a later run. The first deploy of a replacement host, before
+    # `vsa-ops restore` brings the old certificates back (hundreds of new orders hit the CA's limits).
+    defer_certificates: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from ..manifest import File
 
 # Each program and the libraries put in front of it.
 PROGRAM_DIR = "/usr/local/lib/vsa-ops"
-PROGRAMS = {"state": ("common",), "lock": ("common", "locking"), "transaction": ("common", "locking"),
-            "audit_append": ()}
+PROGRAMS = {"state": ("common",), "lock": ("common", "locking"), "transaction": ("common", "locking")}
+PROGRAMS["shipper_cutover"] = ("common",)  # a swap of log shipper (vsa_ops/operations/shipper.py)
+PROGRAMS["audit_append"] = ()  # the audit trail's compare-and-append (vsa_ops/audit/host_scripts.py)
 
 
 @cache

@@ -1,16 +1,19 @@
 #!/bin/sh
-# vsa-ops audit append. Arguments: ROOT JSONL DATABASE LOCK WANT LAST-SEQ. Stdin: the records, whole
+# vsa-ops audit append. Arguments: ROOT JSONL DATABASE LOCK WANT LAST-SEQ [CONSUMED...]. Stdin: the records, whole
 # JSONL lines that the controller chained and signed (the host only stores their bytes). Under an
 # exclusive flock on LOCK: if the sha256 of the JSONL's last line is still WANT ("empty": no log
 # yet), the records go in ONE write on an O_APPEND descriptor, fsynced; then SQLite imports every
 # line it lacks (seq above its highest; LAST-SEQ is the last record's). Prints "appended" then
 # "sqlite ok", "sqlite missing" or "sqlite failed WHY"; when the last line changed meanwhile, prints
-# "conflict BASE64-OF-THE-NEW-LAST-LINE" and exits 75 (read it, chain again, retry).
+# "conflict BASE64-OF-THE-NEW-LAST-LINE" and exits 75 (read it, chain again, retry). CONSUMED: files
+# the records were made from (a backup spool's entries), deleted once appended; when one is gone
+# already (another command chained it), prints "gone" and exits 75, appending nothing.
 # shellcheck shell=sh
 
 set -u
 cd "${1:-/}" || exit 70
 log=${2#/} db=${3#/} lock=${4#/} want=$5 last_seq=$6
+shift 6
 umask 027
 
 for path in "$log" "$db" "$lock"; do
@@ -35,6 +38,9 @@ folder=$(dirname "$log")
 [ -d "$folder" ] || (umask 022 && mkdir -p "$folder") || exit 70
 exec 9>> "$lock" || exit 70
 flock -w 60 9 || { echo "error: timed out waiting for /$lock"; exit 71; }
+for consumed in "$@"; do
+    [ -e "${consumed#/}" ] || { echo gone; exit 75; }
+done
 if [ -s "$log" ]; then have=$(tail -n 1 "$log" | sha256sum | cut -c1-64); else have=empty; fi
 if [ "$have" != "$want" ]; then
     if [ -s "$log" ]; then echo "conflict $(tail -n 1 "$log" | base64 -w0)"; else echo conflict; fi
@@ -46,6 +52,7 @@ printf %s "$records" | dd of="$log" oflag=append conv=notrunc,fsync bs=1M iflag=
     { echo "error: writing /$log failed"; exit 72; }
 [ "$new" = 0 ] || sync "$folder" 2> /dev/null || true
 echo appended
+for consumed in "$@"; do rm -f -- "${consumed#/}"; done
 
 if ! command -v sqlite3 > /dev/null 2>&1; then
     echo "sqlite missing"

@@ -1,23 +1,73 @@
 #!/bin/sh
 # vsa-ops state read: everything a manifest manages on this host, in one command.
-# Arguments: ROOT SALT. Stdin: the request, one "KIND PATH" line each: d (a directory: metadata),
-# f (a file: metadata and digest), s (a file holding a secret: digest after SALT), o (a folder whose
-# files are listed), c (the certificates' folder), a (the audit log: its last line).
+# Arguments: ROOT SALT, or "plan" (plan mode). Stdin: the request, one "KIND PATH" line each: d (a
+# directory: metadata), f (a file: metadata and digest), s (a file holding a secret: digest after
+# SALT), o (a folder whose files are listed), c (the certificates' folder), a (the audit log: its last
+# line), t (a file's text; a request with a t line gets only texts).
+# Plan mode (the plan identity's forced command, by sudo): paths only inside PLAN_PATHS' folders (d)
+# with no symlink; a digest or text only of its files (f, or in an o folder) that are world-readable
+# and not secret (else "sha -"); no audit line.
 # Stdout: NUL-terminated "TAG VALUE" records, gzipped, in base64 on one line: no file name, however
 # hostile (newlines, invalid UTF-8), can make one record look like another.
 # shellcheck shell=sh
 
 root=${1:-/}
 salt=${2:-}
+plan=''
+# ROOT after plan: tests (sudo allows "plan" alone)
+[ "$root" = plan ] && { plan=yes root=${2:-/} salt=''; }
+PLAN_PATHS=usr/local/lib/vsa-ops/plan-paths
 cd "$root" || { say "no folder $root"; exit 1; }
 work=$(mktemp -d) || exit 1
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 cat > "$work/request"
 
+# Plan mode: the request narrowed; $work/blind: files with no digest.
+narrow_request() {
+    [ -f "$PLAN_PATHS" ] || { say "no /$PLAN_PATHS: deploy first"; exit 1; }
+    awk -v allow="$PLAN_PATHS" 'BEGIN { while ((getline l < allow) > 0) m[l] = 1 }
+        substr($0, 2, 1) != " " || substr($0, 1, 1) !~ /[dfsoct]/ { next }
+        { k = substr($0, 1, 1); p = substr($0, 3); sub(/^\/*/, "/", p) }
+        p ~ /(^|\/)\.\.?(\/|$)/ || p ~ /\/\// || p == "/" { next }
+        { ok = ("f " p) in m || ("d " p) in m; u = p; sub(/\/[^\/]*$/, "", u)
+          if (k ~ /[ft]/ && !(("f " p) in m || ("o " u) in m)) { if (k == "t") next; k = "s" }
+          for (u = p; !ok && u != ""; ) { sub(/\/[^\/]*$/, "", u); ok = ("d " u) in m }
+          if (ok) print k " " substr(p, 2) }' "$work/request" > "$work/managed"
+    # no symlink on the way, nor at the end
+    base=$(pwd -P)
+    cut -c3- "$work/managed" | xargs -r -d '\n' realpath -m -- > "$work/real"
+    awk -v b="${base%/}" 'NR == FNR { r[FNR] = $0; next } b "/" substr($0, 3) == r[FNR]' \
+        "$work/real" "$work/managed" > "$work/plain"
+    sed -n 's,^[ft] ,,p' "$work/plain" | xargs -r -d '\n' stat --printf '%F|%a|%n\n' -- 2>/dev/null |
+        awk -F'|' '$1 ~ /^regular/ && $2 ~ /[4567]$/ { sub(/^[^|]*[|][^|]*[|]/, ""); print }' > "$work/readable"
+    : > "$work/blind"
+    awk -v bl="$work/blind" 'NR == FNR { r[$0] = 1; next } { k = substr($0, 1, 1); p = substr($0, 3) }
+        k == "s" || (k == "f" && !(p in r)) { print "d " p; print p > bl; next }
+        k != "t" || p in r' "$work/readable" "$work/plain" > "$work/request"
+}
+[ -n "$plan" ] && narrow_request
+
+if grep -q '^t ' "$work/request"; then
+    {
+        sed -n 's,^t /*,,p' "$work/request" | while IFS= read -r file; do
+            [ -f "$file" ] && printf 'text %s %s\0' "$(base64 -w0 "$file")" "$file"
+        done
+        printf 'end \0'
+    } | gzip -1c | base64 -w0
+    echo
+    exit 0
+fi
+
 records() {
     fingerprint_reads "$work/request" "$salt" > "$work/fingerprinted"
     cat "$work/fingerprinted"
+    if [ -n "$plan" ]; then
+        printf 'readonly plan\0'
+        while IFS= read -r file; do
+            [ -f "$file" ] && printf 'sha -  %s\0' "$file"
+        done < "$work/blind"
+    fi
     printf 'fingerprint %s\0' "$(sha256sum < "$work/fingerprinted" | cut -d' ' -f1)"
     sed -n 's,^o /*,,p' "$work/request" | while IFS= read -r folder; do
         [ -d "$folder" ] && find "$folder" -mindepth 1 -maxdepth 1 ! -type d -printf 'owned %p\0'

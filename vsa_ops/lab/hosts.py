@@ -39,18 +39,22 @@ class LabHost:
     https_port: int
 
 
-def ssh_key(folder: Path) -> Path:
-    """``folder/id_ed25519`` (and ``.pub``), made once: the key every lab host lets in as root."""
-    key = folder / "id_ed25519"
+def ssh_key(folder: Path, name: str = "id_ed25519") -> Path:
+    """``folder/NAME`` (and ``.pub``), made once: by default the key every lab host lets in as root;
+    ``PLAN_KEY`` is the plan identity's (which a deploy lets in, see lab.inventory)."""
+    key = folder / name
     if not key.exists():
         folder.mkdir(parents=True, exist_ok=True)
         private = ed25519.Ed25519PrivateKey.generate()
         public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        key.with_suffix(".pub").write_bytes(public + b" vsa-ops-lab\n")
+        key.with_name(f"{name}.pub").write_bytes(public + b" vsa-ops-lab\n")
         key.touch(mode=0o600)
         key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                               serialization.NoEncryption()))
     return key
+
+
+PLAN_KEY = "id_plan_ed25519"
 
 
 def names() -> list[str]:

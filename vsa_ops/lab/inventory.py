@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from ..config import deep_merge
+from ..config.plan_access import PlanIdentity
 from .hosts import LabHost
 
 # What a container cannot do that a VPS can: no privileged containers inside, / is not a shared mount,
@@ -23,21 +24,28 @@ LAB_OVERRIDES = {
 }
 # The lab hosts' own keys, recorded by `lab up` (lifecycle.up): a key that differs is refused.
 KNOWN_HOSTS = "known_hosts"
+PLAN_INVENTORY = "plan-inventory.py"
 SECRET_NAMES = ("VSA_POSTGRES_PASSWORD", "VSA_GRAFANA_ADMIN_PASSWORD", "VSA_BACKUP_PASSWORD")
 
 
 def write_inventory(folder: Path, lab_hosts: list[LabHost], acme_directory: str, acme_listener_ca: str,
-                    acme_roots: Path, backups=None, extra_secrets: dict[str, str] | None = None) -> Path:
+                    acme_roots: Path, backups=None, extra_secrets: dict[str, str] | None = None,
+                    plan_key: Path | None = None) -> Path:
     """``folder/inventory.py``: the lab hosts in the groups ``lab`` and ``hubs``.
 
     Their data points certbot at the lab's ACME CA and trusts its HTTPS, keeps the lab's domain
     registry and secrets in .lab/, and tells probes where each host's ports 80 and 443 are
     published and which root signs the certificates they serve. ``backups``: a function giving each
     host's backup repository (None: backups off); ``extra_secrets``: values kept in secrets.env too.
+    ``plan_key``: the plan identity's key, let in by a deploy; then ``folder/plan-inventory.py`` holds the
+    same hosts logging in with it, and no secrets (a plan needs none).
     """
     overrides = deep_merge(LAB_OVERRIDES, {"reverse_proxy": {"certbot": {
         "acme_server": acme_directory, "acme_ca_bundle": acme_listener_ca}}})
-    entries = []
+    if plan_key:
+        public = plan_key.with_name(f"{plan_key.name}.pub").read_text().strip()
+        overrides = deep_merge(overrides, {"plan_identity": {"authorized_keys": [public]}})
+    entries, plan_entries = [], []
     for h in lab_hosts:
         data = {"ssh_hostname": "127.0.0.1", "ssh_port": h.ssh_port, "ssh_user": h.ssh_user, "ssh_key": h.ssh_key,
                 "ssh_strict_host_key_checking": "yes", "ssh_known_hosts_file": str(folder / KNOWN_HOSTS),
@@ -46,11 +54,20 @@ def write_inventory(folder: Path, lab_hosts: list[LabHost], acme_directory: str,
                 "vsa_domains_file": str(folder / "domains.yml"),
                 "vsa": deep_merge(overrides, {"backup": {"repository": backups(h.name)}}) if backups else overrides}
         entries.append(f"    ({h.name!r}, {data!r}),")
-    text = ("\"\"\"Lab hosts, written by `vsa-ops lab up`. Not committed; rewritten on every `lab up`.\"\"\"\n\n"
-            "lab = [\n" + "\n".join(entries) + "\n]\n\nhubs = [name for name, _ in lab]\n")
+        plan_data = {key: value for key, value in data.items() if key != "vsa_secrets_file"}
+        if plan_key:
+            plan_data |= {"ssh_user": PlanIdentity().user, "ssh_key": str(plan_key)}
+            plan_entries.append(f"    ({h.name!r}, {plan_data!r}),")
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "inventory.py"
-    path.write_text(text)
+    (folder / PLAN_INVENTORY).unlink(missing_ok=True)
+    if plan_entries:
+        _write(folder / PLAN_INVENTORY, plan_entries, "the plan identity: vsa-ops plan and drift only, no secrets")
+    return _write(folder / "inventory.py", entries, "root")
+
+
+def _write(path: Path, entries: list[str], who: str) -> Path:
+    path.write_text(f"\"\"\"Lab hosts ({who}), written by `vsa-ops lab up`. Not committed; rewritten on every "
+                    f"`lab up`.\"\"\"\n\nlab = [\n" + "\n".join(entries) + "\n]\n\nhubs = [name for name, _ in lab]\n")
     return path
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from ..config.plan_access import PlanIdentity
 from . import acme, backup_server, hosts
 from .hosts import LabHost
 from .images import ensure_images
-from .inventory import KNOWN_HOSTS, write_inventory
+from .inventory import KNOWN_HOSTS, PLAN_INVENTORY, write_inventory
 from .names import lab_dir
 
 VPS_IMAGE = "vps"
@@ -35,7 +36,8 @@ def up(root: Path, count: int = 1, log=print, backups: bool = False) -> list[Lab
     (folder / KNOWN_HOSTS).write_text(hosts.known_hosts(lab_hosts))
     write_inventory(folder, lab_hosts, acme.directory_url(), acme.listener_ca(root).read_text(),
                     acme.issuer_roots(root), backups=backup_server.repository if backups else None,
-                    extra_secrets={"VSA_BACKUP_SSH_KEY": backup_server.key_secret(root)})
+                    extra_secrets={"VSA_BACKUP_SSH_KEY": backup_server.key_secret(root)},
+                    plan_key=hosts.ssh_key(folder, hosts.PLAN_KEY))
     return lab_hosts
 
 
@@ -46,14 +48,17 @@ def down(root: Path, log=print, purge: bool = False) -> int:
     acme.stop(root)
     if backup_server.remove(purge):
         log(f"lab: removed {backup_server.CONTAINER} and its repositories")
-    for name in ("inventory.py", "domains.yml", KNOWN_HOSTS):
+    for name in ("inventory.py", PLAN_INVENTORY, "domains.yml", KNOWN_HOSTS):
         (lab_dir(root) / name).unlink(missing_ok=True)
     return len(removed)
 
 
 def info(root: Path) -> dict:
-    """Lab hosts, and the ACME test CA: ``ca_bundle`` (its issuing root + listener CA), directory URL."""
-    return {"hosts": [asdict(h) for h in hosts.running_hosts(lab_dir(root) / "id_ed25519")], **acme.info(root)}
+    """Lab hosts, the plan identity's account and key (``.lab/plan-inventory.py`` logs in with them),
+    and the ACME test CA: ``ca_bundle`` (its issuing root + listener CA), directory URL."""
+    return {"hosts": [asdict(h) for h in hosts.running_hosts(lab_dir(root) / "id_ed25519")],
+            "plan_ssh_user": PlanIdentity().user, "plan_ssh_key": str(lab_dir(root) / hosts.PLAN_KEY),
+            **acme.info(root)}
 
 
 def status() -> list[tuple[str, str]]:

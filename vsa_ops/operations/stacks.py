@@ -21,6 +21,7 @@ from pyinfra.api import StringCommand, operation
 from ..host_programs import program_command
 from ..manifest import Manifest
 from ..plan import Plan
+from ..render.plan_access import SUDOERS_DIR
 from .lock import Hold
 from .shell import argv
 
@@ -87,6 +88,9 @@ def transaction_input(plan: Plan, manifest: Manifest, lock: Hold | None = None) 
             staged = f"\"$VSA_STAGE/files/\"{argv(_relative(change.file.path))}"
             check = _compose(stack, "config", "-q", file_word=staged)
             lines.append(f"check {_encoded(check)} {_encoded(f'docker compose config rejects {change.file.path}')}")
+        elif change.file.path.startswith(f"{SUDOERS_DIR}/"):  # a broken drop-in would break all of sudo
+            check = f"visudo -cqf \"$VSA_STAGE/files/\"{argv(_relative(change.file.path))}"
+            lines.append(f"check {_encoded(check)} {_encoded(f'visudo -cf rejects {change.file.path} (is sudo installed?)')}")
     lines += [f"install {_relative(c.file.path)}" for c in changed]
     lines += [f"meta {c.file.owner}:{c.file.group} {c.file.mode} {_relative(c.file.path)}"
               for c in plan.files if not c.needs_upload]

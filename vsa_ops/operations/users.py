@@ -6,13 +6,15 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from ..config.accounts import PREFIX as SECRET_READER_PREFIX
+from ..inventory import host_config
 from .shell import argv, script
 
 
 @operation()
 def system_users(users: list[tuple[str, int]]):
     """Create each account (and its group, same id) that is missing by name and by uid. A secret
-    reader's (``config.accounts``) refuses a group id that another group holds.
+    reader's (``config.accounts``) refuses a group id that another group holds. The plan identity's
+    (``config.plan_access``) gets a shell and its home: its key's forced command needs them.
 
     + users: ``(name, uid)`` pairs, from ``plan.users``
 
@@ -25,7 +27,7 @@ def system_users(users: list[tuple[str, int]]):
     if not users:
         host.noop("every container user exists")
         return
-    lines = []
+    lines, identity = [], host_config(host).plan_identity
     for name, uid in users:
         if name.startswith(SECRET_READER_PREFIX):
             # A secret reader's group must be ours: never join a group of another name.
@@ -33,6 +35,12 @@ def system_users(users: list[tuple[str, int]]):
                          f"then echo \"vsa-ops: secret reader {name}: gid {uid} belongs to group $g; choose a free id "
                          f"in vsa.secret_readers\" >&2; exit 1; fi")
         lines.append(f"getent group {uid} >/dev/null || groupadd --system --gid {uid} {argv(name)}")
+        if name == identity.user:
+            # sshd runs the key's forced command with the account's shell, so it needs one; "*" is no
+            # password at all, yet unlike useradd's "!" not a locked account, which sshd refuses.
+            lines.append(f"useradd --system --uid {uid} --gid {uid} --no-create-home --home-dir "
+                         f"{argv(identity.home)} --shell /bin/sh --password '*' {argv(name)}")
+            continue
         lines.append(f"useradd --system --uid {uid} --gid {uid} --no-create-home --home-dir /nonexistent "
                      f"--shell /usr/sbin/nologin {argv(name)}")
     yield StringCommand(script(lines))

@@ -19,6 +19,7 @@ from ..deploys.request import OUTCOME_KEY, REQUEST_KEY, DeployRequest
 from ..inventory import limited
 from ..manifest import Manifest
 from ..operations.lock import release_command
+from ..plan_identity import refuse_plan_identity
 from . import operation_order, output
 from .connections import Sessions, sessions_of
 from .inventory_files import load_inventory
@@ -113,6 +114,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
     start = time.monotonic()
     inventory = inventory or load_inventory(inventory_file, root)
     hosts = limited(inventory, limits)
+    refuse_plan_identity(hosts, "deploy")
     for host in hosts:
         setattr(host.data, REQUEST_KEY, replace(request, manifest=(manifests or {}).get(host.name)))
     config = Config()

@@ -21,6 +21,7 @@ from ..domains import Domain
 from ..host_programs import PROGRAM_DIR, installed_programs
 from ..project import Sources
 from .compose import compose_service
+from .plan_access import plan_access
 
 COMPOSE_NAMES = ("compose.yml", "compose.yaml", "docker-compose.yml")
 
@@ -149,6 +150,9 @@ def render_host(
                    | {(r.name, r.gid) for r in hub.secret_readers.all()})
     files += installed_programs()
     directories[PROGRAM_DIR] = Directory(PROGRAM_DIR, 0, 0, "0755")
+    plan_files, plan_directories, plan_users = plan_access(hub.plan_identity, files, directories)
+    files, users = files + plan_files, sorted({*users, *plan_users})
+    directories.update({d.path: d for d in plan_directories})
     return Manifest(
         host=host,
         files=tuple(sorted(files, key=lambda f: f.path)),
@@ -168,9 +172,11 @@ def render_host(
 def _domain_files(hub: HubConfig, env: jinja2.Environment, host: str, domain: Domain,
                   issued: set[str] | None, ids: dict[str, int]) -> list[File]:
     nginx = hub.reverse_proxy.nginx
-    if domain.rate_limit not in nginx.rate_limit_zones:
+    try:
+        domain.request_limit(nginx)
+    except LookupError as error:
         raise RenderError(f"domain {domain.name}: rate_limit {domain.rate_limit!r} is not a zone "
-                          f"(zones: {', '.join(nginx.rate_limit_zones)})")
+                          f"({error.args[0]})") from None
     context = {
         "hub": hub, "host": host, "domain": domain,
         "tls_ready": domain.tls and (issued is None or domain.name in issued),

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from ..backup.spool import ingest as ingest_spool
 from ..cli_support import inventory_option, limit_option
 from ..inventory import inventory_path
 from ..project import find_root
@@ -22,7 +23,9 @@ from .service import status as read_status
 def status(inventory: str | None, limit: str | None, as_json: bool):
     """Is the hub healthy? Containers, domains, drift, last deploy and backup, per host.
     Exit 0: all up and matching the code; 1: something is down, expiring within 14 days or drifted."""
-    hosts = read_status(find_root(), inventory_path(inventory).resolve(), limit)
+    root, path = find_root(), inventory_path(inventory).resolve()
+    ingest_spool(path, root, limit, lambda line: click.echo(line, err=True))  # scheduled backups: audit first
+    hosts = read_status(root, path, limit)
     if as_json:
         click.echo(json.dumps({"ok": all(h.ok for h in hosts), "hosts": [h.as_dict() for h in hosts]},
                               indent=2, default=str))
