@@ -36,12 +36,14 @@ from progress import log  # noqa: E402
 from report import report, save  # noqa: E402
 from rows_same_work import same_work  # noqa: E402
 from rows_vsa_ops import add_domain, controller_memory, first_deploy, noop_converge, parallel_hosts  # noqa: E402
+from rows_vsa_ops import large_registry  # noqa: E402
 from rows_zero_drop import zero_drop  # noqa: E402
 from session import Bench  # noqa: E402
 
 # Each group of rows, in the order they run.
 GROUPS = {"first": first_deploy, "noop": noop_converge, "domains": add_domain, "same": same_work,
           "hosts": parallel_hosts, "memory": controller_memory, "zerodrop": zero_drop}
+GROUPS["large"] = large_registry  # 2,000 domains on one host: no-op, its floor, add-domain
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
