@@ -1,12 +1,18 @@
-"""The ``vsa-ops`` command: a thin layer that parses options, calls the library and prints."""
+"""The ``vsa-ops`` command: a thin layer that parses options, calls the library and prints.
+
+Start-up is a large part of a command's time, so each command imports the library modules it uses
+inside its own body, and the command groups of other modules are registered lazily: ``vsa-ops lint``
+never loads pyinfra's connectors, ``vsa-ops deploy`` never loads the domain, backup or status code."""
 
 from __future__ import annotations
 
+from .pyinfra_glue.deferred_imports import defer
 from .pyinfra_glue.gevent_patch import patch
 
 # pyinfra runs inside this process (deploy, add-domain, plan): its connections are gevent greenlets,
 # and like its own CLI it needs the standard library patched before anything opens a socket.
 patch()
+defer()  # what pyinfra's dependencies import but hardly use, on first use
 
 import json
 import sys
@@ -14,26 +20,11 @@ from pathlib import Path
 
 import click
 
-from . import domain_changes, listings, plan_report, plan_review
-from .audit import Entry
-from .audit.cli import audit as audit_commands
 from .cli_support import Command, LazyGroup, inventory_option, limit_option
-from .deploys.request import DeployRequest
-from .fact_publishing import drift_counts, publish_deploy, publish_drift
-from .host_manifest import host_manifest
-from .inventory import InventoryError, host_config, inventory_path, limited
-from .lint import lint as lint_manifest
 from .project import find_root
-from .pyinfra_glue.inventory_files import load_inventory
-from .pyinfra_glue.runner import deploying
-from .recording import record_audit
-from .status.cli import status as status_command
-from .writer import write_manifest
 
 format_option = click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
                              show_default=True)
-RENDERERS = {"text": plan_report.render_text, "markdown": plan_report.render_markdown,
-             "json": plan_report.render_json}
 
 
 @click.group(cls=Command)
@@ -43,6 +34,9 @@ def main():
 
 def _hosts(inventory: str | None, limit: str | None) -> list:
     """The hosts a command acts on: every host of the inventory, or those ``--limit`` names."""
+    from .inventory import InventoryError, inventory_path, limited
+    from .pyinfra_glue.inventory_files import load_inventory
+
     hosts = limited(load_inventory(inventory_path(inventory), find_root()), [limit] if limit else None)
     if not hosts:
         raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
@@ -56,6 +50,10 @@ def _hosts(inventory: str | None, limit: str | None) -> list:
 @limit_option
 def render(out: Path, inventory: str | None, limit: str | None):
     """Write every file of a host's manifest under OUT for review."""
+    from .host_manifest import host_manifest
+    from .inventory import InventoryError
+    from .writer import write_manifest
+
     hosts = _hosts(inventory, limit)
     if len(hosts) > 1:
         raise InventoryError(f"--limit: {len(hosts)} hosts selected; name one of {', '.join(h.name for h in hosts)}")
@@ -71,6 +69,10 @@ def render(out: Path, inventory: str | None, limit: str | None):
 @limit_option
 def lint(inventory: str | None, limit: str | None):
     """Check each host's manifest against the design's rules; exit 1 on any error."""
+    from .host_manifest import host_manifest
+    from .inventory import host_config
+    from .lint import lint as lint_manifest
+
     errors = 0
     for host in _hosts(inventory, limit):
         findings = lint_manifest(host_manifest(host, None, with_secrets=False), host_config(host))
@@ -91,6 +93,15 @@ def lint(inventory: str | None, limit: str | None):
               help="How long to wait for another run's lock.")
 def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wait: int):
     """Converge every host (or --limit HOST) with `pyinfra -y INVENTORY deploy.py`."""
+    from .audit import Entry
+    from .deploys.request import DeployRequest
+    from .fact_publishing import publish_deploy
+    from .host_manifest import host_manifest
+    from .inventory import InventoryError, inventory_path, limited
+    from .pyinfra_glue.inventory_files import load_inventory
+    from .pyinfra_glue.runner import deploying
+    from .recording import record_audit
+
     root = find_root()
     path = inventory_path(inventory).resolve()
     inventory_hosts = load_inventory(path, root)
@@ -144,6 +155,9 @@ def _read_password(user: str) -> str:
 @click.option("--no-apply", is_flag=True, help="Only validate and write the registry.")
 def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, pass_auth, insecure_auth, inventory, no_apply):
     """Add a site: registry, vhost, basic auth, certificate, HTTPS probe; all or nothing."""
+    from . import domain_changes
+    from .inventory import inventory_path
+
     root = find_root()
     path = inventory_path(inventory).resolve()
     domain_changes.check_auth_options(not no_tls, auth_user, pass_auth, insecure_auth)
@@ -166,6 +180,9 @@ def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, pass_auth, i
 @click.option("--no-apply", is_flag=True, help="Only update the registry.")
 def remove_domain(domain, keep_cert, inventory, no_apply):
     """Remove a site: vhost, htpasswd, certificate (unless kept) and registry entry. Logs stay."""
+    from . import domain_changes
+    from .inventory import inventory_path
+
     root = find_root()
     domain_changes.remove_domain(root, inventory_path(inventory).resolve(), domain, keep_cert=keep_cert, apply=not no_apply,
                         echo=lambda line: click.echo(line, err=True))
@@ -177,6 +194,9 @@ def remove_domain(domain, keep_cert, inventory, no_apply):
 @click.option("--json", "as_json", is_flag=True)
 def domains(inventory, as_json):
     """Each declared domain with its live state on the hosts serving it."""
+    from . import listings
+    from .inventory import inventory_path
+
     rows, unread = listings.domain_status(find_root(), inventory_path(inventory).resolve())
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -192,6 +212,9 @@ def domains(inventory, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def certs(inventory, as_json):
     """Certificates on every host, the soonest to expire first."""
+    from . import listings
+    from .inventory import inventory_path
+
     rows, unread = listings.certificate_inventory(find_root(), inventory_path(inventory).resolve())
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -209,10 +232,15 @@ def _unread(hosts: dict[str, str]) -> None:
 
 
 def _review(root: Path, path: Path, limit: str | None, fmt: str) -> list:
+    from . import plan_report, plan_review
+    from .inventory import InventoryError
+
     plans = plan_review.plan_hosts(root, path, limit)
     if not plans:
         raise InventoryError(f"--limit: no host {limit!r} in the inventory")
-    click.echo(RENDERERS[fmt](plans), nl=False)
+    renderers = {"text": plan_report.render_text, "markdown": plan_report.render_markdown,
+                 "json": plan_report.render_json}
+    click.echo(renderers[fmt](plans), nl=False)
     return plans
 
 
@@ -229,6 +257,8 @@ def _review_exit(plans: list) -> None:
 @format_option
 def plan(inventory, limit, fmt):
     """Every change a deploy would make, per host. Exit 0: none; 2: changes pending; 1: error."""
+    from .inventory import inventory_path
+
     _review_exit(_review(find_root(), inventory_path(inventory).resolve(), limit, fmt))
 
 
@@ -239,6 +269,11 @@ def plan(inventory, limit, fmt):
 def drift(inventory, limit, fmt):
     """Compare hosts with the code: hand edits show as drift (the plan's diff), each host's finding
     goes to its audit trail; exit 2 when any host drifted. `vsa-ops deploy` repairs it."""
+    from .audit import Entry
+    from .fact_publishing import drift_counts, publish_drift
+    from .inventory import inventory_path
+    from .recording import record_audit
+
     root, path = find_root(), inventory_path(inventory).resolve()
     plans = _review(root, path, limit, fmt)
     entries = [Entry(hp.host, "drift-check", "hub", "failed" if hp.error else "ok", 0.0,
@@ -248,13 +283,12 @@ def drift(inventory, limit, fmt):
     _review_exit(plans)
 
 
-main.add_command(audit_commands)
-from .preflight.cli import preflight as preflight_command  # noqa: E402 (beside its registration: merges stay trivial)
-main.add_command(preflight_command)
-from .backup.cli import COMMANDS as backup_commands  # noqa: E402
-for _command in backup_commands:
-    main.add_command(_command)
-main.add_command(status_command)
+# Commands of other modules, imported only when used.
+main.add_lazy("audit", "vsa_ops.audit.cli:audit")
+main.add_lazy("preflight", "vsa_ops.preflight.cli:preflight")
+for _name in ("backup", "backups", "restore"):
+    main.add_lazy(_name, f"vsa_ops.backup.cli:{_name}")
+main.add_lazy("status", "vsa_ops.status.cli:status")
 
 
 def run() -> None:
