@@ -150,11 +150,15 @@ def test_an_unwritable_folder_is_a_warning_naming_the_host(tmp_path):
     assert warnings == [f"vsa-ops: metrics on hub: could not write {metrics.DEPLOY_FILE}, {metrics.CERTIFICATES_FILE} in {folder}"]
 
 
-def test_a_site_is_published_in_one_command_unless_the_certificates_changed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("as_pyinfra", [False, True], ids=["raw", "as-pyinfra"])
+def test_a_site_is_published_in_one_command_unless_the_certificates_changed(tmp_path, monkeypatch, as_pyinfra):
     from vsa_ops import fact_publishing
     from vsa_ops.fact_publishing import publish_site
     monkeypatch.setattr(fact_publishing, "REVERSE_PROXY", str(tmp_path / "reverse-proxy"))
     sessions, folder, commands = local_sessions(tmp_path)
+    if as_pyinfra:  # pyinfra's CommandOutput.stdout: the lines joined by newlines, without the last one
+        host, run = sessions["hub"]
+        sessions["hub"] = (host, lambda command: (lambda ok, out: (ok, "\n".join(out.splitlines())))(*run(command)))
     publish_site(Finished(sessions), "a.example", {"hub": True})
     assert len(commands) == 2  # the site and the listing; then the certificates file, absent until now
     publish_site(Finished(sessions), "b.example", {"hub": True})

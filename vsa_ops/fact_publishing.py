@@ -45,11 +45,13 @@ def _publish(sessions: Sessions, files_for: Callable[[str], Mapping[str, str | N
             ok, output = run(f"{{ {writes or 'true'}; }}; s=$?; {metrics.certificates_command(f'{REVERSE_PROXY}/letsencrypt')}; "
                              f"echo {shlex.quote(_CURRENT_MARK)}; cat {current} 2>/dev/null; exit $s")
             failed += [] if ok else list(files)
-            listing, found, now = output.partition(f"{_CURRENT_MARK}\n")
+            # pyinfra gives the output as lines joined by newlines, without the last one
+            listing, found, now = output.partition(_CURRENT_MARK)
             text = metrics.certificate_metrics(metrics.certificate_expiries(listing)) if found else None
             if text is None:  # the listing did not run to its end: the file stays as it is
                 failed.append(metrics.CERTIFICATES_FILE)
-            elif text != now and not run(metrics.write_command(folder, metrics.CERTIFICATES_FILE, text))[0]:
+            elif text.strip("\n") != now.strip("\n") and \
+                    not run(metrics.write_command(folder, metrics.CERTIFICATES_FILE, text))[0]:
                 failed.append(metrics.CERTIFICATES_FILE)
         elif commands and not run(writes)[0]:
             failed += list(files)
