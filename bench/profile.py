@@ -51,7 +51,14 @@ def main() -> int:
                              "runs exactly that through OpenSSH")
     args = parser.parse_args()
 
-    import vsa_ops.cli  # noqa: F401  (the command's own imports, gevent's patching first)
+    import vsa_ops.cli  # noqa: F401  (gevent's patching first; each command imports the rest itself)
+    # what `vsa-ops deploy` imports in its body and through deploy.py
+    import pyinfra_cli.prints  # noqa: F401
+    import pyinfra_cli.util  # noqa: F401
+    import vsa_ops.deploys.hub  # noqa: F401
+    import vsa_ops.fact_publishing  # noqa: F401
+    import vsa_ops.pyinfra_glue.runner  # noqa: F401
+    import vsa_ops.recording  # noqa: F401
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.context import ctx_host, ctx_state
