@@ -108,9 +108,11 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
     hosts = limited(inventory_hosts, [limit] if limit else None)
     if not hosts:
         raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
-    # Configuration, secrets and templates are checked for every host before any host is touched;
-    # the deploy starts from these manifests.
-    manifests = {host.name: host_manifest(host, None, root=root) for host in hosts}
+    # Configuration, secrets and templates are checked for every host before any operation is
+    # prepared (rendered while the hosts connect); the deploy starts from these manifests.
+    def manifests():
+        return {host.name: host_manifest(host, None, root=root) for host in hosts}
+
     request = DeployRequest(force_fstab=force_fstab, lock_wait=lock_wait)
     # pyinfra's progress lines are diagnostics (stderr); the result is a line per host (stdout).
     with deploying(root, path, [limit] if limit else [], request, manifests,
