@@ -50,7 +50,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="groups: first (first deploy), noop (0/50/200 domains), domains "
                                             "(add-domain), same (vs stock pyinfra and Ansible), hosts (1/5/10 hosts), "
-                                            "memory (200 domains x 10 hosts), zerodrop (HTTPS load while sites change)")
+                                            "memory (2,000 domains x 10 hosts), zerodrop (HTTPS load while sites change), "
+                                            "large (2,000 domains on one host)")
     parser.add_argument("--quick", action="store_true",
                         help="1 run per row, no Ansible, no 5/10-host rows: a smoke check in a few minutes")
     parser.add_argument("--runs", type=int, default=None, help="runs per row and network (default 5; 1 with --quick)")
