@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 PROFILE_STEPS = [
     ("start", "python start-up and imports (gevent, pyinfra, pydantic, vsa_ops)"),
     ("inventory", "inventory and group_data"),
-    ("render", "render the manifest (once)"),
+    ("render", "render the manifest (once; `vsa-ops deploy` renders while it connects)"),
     ("connect", "SSH connect"),
     ("state", "the state command (1 remote command, from the controller)"),
     ("script", "  of which the state script on the host (docker exec, less its start-up)"),
