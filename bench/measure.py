@@ -95,14 +95,14 @@ class Runner:
         self.counter = 0
 
     def run(self, argv: list[str], hosts: list[str], *, env: dict | None = None, cwd: Path = ROOT,
-            sample_tree: bool = False, label: str = "") -> tuple[Sample, str]:
+            sample_tree: bool = False, label: str = "", stdin: Path | None = None) -> tuple[Sample, str]:
         self.counter += 1
         log_file = self.logs / f"{self.counter:04d}-{re.sub(r'[^a-z0-9]+', '-', label.lower())[:60]}.log"
         since = time.time()  # docker stamps a log line when it reads it: never before the event
         peak = [0]
-        with open(log_file, "w") as out:
+        with open(log_file, "w") as out, open(stdin or os.devnull, "rb") as source:
             start = time.monotonic()
-            process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+            process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=source,
                                        stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             self.current = process
             stop = threading.Event()

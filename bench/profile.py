@@ -17,7 +17,8 @@ prints JSON: seconds for each step
     script      the state script alone on the host, through `docker exec` (its run time there,
                 plus docker exec's own start-up, shown as exec_overhead)
 
-and the sizes: paths checked and the state command's output in bytes.
+and the sizes: paths checked and the state command's output in bytes. With --save-command DIR it
+also writes the state command and its stdin there (bench/floor.py runs them through OpenSSH).
 """
 
 from __future__ import annotations
@@ -45,9 +46,19 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--inventory", required=True, type=Path)
     parser.add_argument("--host", required=True)
+    parser.add_argument("--save-command", type=Path, default=None, metavar="DIR",
+                        help="also write the state command (command.sh) and its stdin (stdin) there: the floor row "
+                             "runs exactly that through OpenSSH")
     args = parser.parse_args()
 
-    import vsa_ops.cli  # noqa: F401  (the command's own imports, gevent's patching first)
+    import vsa_ops.cli  # noqa: F401  (gevent's patching first; each command imports the rest itself)
+    # what `vsa-ops deploy` imports in its body and through deploy.py
+    import pyinfra_cli.prints  # noqa: F401
+    import pyinfra_cli.util  # noqa: F401
+    import vsa_ops.deploys.hub  # noqa: F401
+    import vsa_ops.fact_publishing  # noqa: F401
+    import vsa_ops.pyinfra_glue.runner  # noqa: F401
+    import vsa_ops.recording  # noqa: F401
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.context import ctx_host, ctx_state
@@ -110,6 +121,9 @@ def main() -> int:
                                 input=captured["stdin"].encode())
         timings.append(time.monotonic() - t)
         size = len(result.stdout)
+    if args.save_command:
+        (args.save_command / "command.sh").write_text(script)
+        (args.save_command / "stdin").write_bytes(captured["stdin"].encode())
     out["exec_overhead"] = timings[0]
     out["script"] = max(0.0, timings[1] - timings[0])
     out["paths"] = len(paths)

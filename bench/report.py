@@ -1,5 +1,6 @@
-"""The report of a bench run: the table of rows (text and markdown), the profile's steps, the issue's
-targets marked met or missed, and the raw results as JSON."""
+"""The report of a bench run: the table of rows (text and markdown), each row also as a multiple of
+the floor (bench/floor.py), the profile's steps, the targets marked met or missed (bench/targets.py),
+and the raw results as JSON."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from measure import NETS, Row, median
 from paths import STATE
+from targets import targets
 
 if TYPE_CHECKING:
     from session import Bench
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 PROFILE_STEPS = [
     ("start", "python start-up and imports (gevent, pyinfra, pydantic, vsa_ops)"),
     ("inventory", "inventory and group_data"),
-    ("render", "render the manifest (once)"),
+    ("render", "render the manifest (once; `vsa-ops deploy` renders while it connects)"),
     ("connect", "SSH connect"),
     ("state", "the state command (1 remote command, from the controller)"),
     ("script", "  of which the state script on the host (docker exec, less its start-up)"),
@@ -55,10 +57,26 @@ def _flags(row: Row) -> str:
     return ", ".join(notes)
 
 
+def _floor_multiple(bench: Bench, row: Row) -> str:
+    """The row's medians over its floor row's (the state read through OpenSSH on the same link): the
+    floor of 200 domains unless the row names another; "-" for the floor rows themselves."""
+    if row.group == "floor":
+        return "-"
+    floor = bench.rows.get(row.extra.get("floor", "floor-200"))
+    if floor is None:
+        return "-"
+    parts = []
+    for net in bench.nets:
+        ours, base = median(row.samples[net]), median(floor.samples[net])
+        parts.append(f"{ours / base:.1f}x" if ours and base else "-")
+    return " / ".join(parts)
+
+
 def table(bench: Bench, markdown: bool) -> str:
     nets = bench.nets
     rtt = f"+{2 * bench.args.delay_ms:g} ms RTT"
-    header = ["row", *("loopback" if n == "lo" else rtt for n in nets), "remote commands", "max RSS", "runs"]
+    header = ["row", *("loopback" if n == "lo" else rtt for n in nets), "x floor", "remote commands", "max RSS",
+              "runs"]
     lines = []
     for row in bench.rows.values():
         memory = median([s for n in nets for s in row.samples[n]], "rss_kb")
@@ -69,7 +87,8 @@ def table(bench: Bench, markdown: bool) -> str:
         runs = "/".join(str(sum(1 for s in row.samples[n] if s.ok)) for n in nets)
         flags = _flags(row)
         lines.append([row.label + (f" [{flags}]" if flags else ""),
-                      *(_fmt_s(median(row.samples[n])) for n in nets), _fmt_cmds(row, nets), rss, runs])
+                      *(_fmt_s(median(row.samples[n])) for n in nets), _floor_multiple(bench, row),
+                      _fmt_cmds(row, nets), rss, runs])
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
         out += ["| " + " | ".join(line) + " |" for line in lines]
@@ -78,45 +97,6 @@ def table(bench: Bench, markdown: bool) -> str:
     fmt = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
                                   for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(line) for line in lines)])
-
-
-def targets(bench: Bench) -> list[tuple[str, str, bool | None]]:
-    """(target, measured, met) for each target of the issue whose rows ran."""
-    rows, out = bench.rows, []
-    med = lambda key, net: median(rows[key].samples[net]) if key in rows else None  # noqa: E731
-    wan = "wan" if "wan" in bench.nets else None
-    if wan and med("noop-200", wan) is not None:
-        value = med("noop-200", wan)
-        out.append(("no-op converge, 200 domains, +50 ms RTT: within 3 s", _fmt_s(value), value <= 3.0))
-    for domains in ("", "200"):
-        for tool, factor in (("pyinfra", 10), ("ansible", 30)):
-            for net in bench.nets:
-                ours, theirs = med(f"same{domains}-vsa-ops", net), med(f"same{domains}-{tool}", net)
-                if ours and theirs:
-                    ratio = theirs / ours
-                    where = "loopback" if net == "lo" else "+50 ms RTT"
-                    name = "stock pyinfra" if tool == "pyinfra" else "Ansible"
-                    out.append((f"same work ({domains or 0} domains), {where}: >= {factor}x faster than {name}",
-                                f"{ratio:.1f}x ({_fmt_s(theirs)} vs {_fmt_s(ours)})", ratio >= factor))
-    counts = {}
-    for key in ("noop-0", "noop-50", "noop-200"):
-        if key in rows:
-            counts[key] = sorted({s.commands for n in bench.nets for s in rows[key].samples[n] if s.ok})
-    if counts:
-        flat = {c for values in counts.values() for c in values}
-        out.append(("remote commands of a no-op converge independent of the number of domains",
-                    ", ".join(f"{k.split('-')[1]} domains: {'/'.join(map(str, v))}" for k, v in counts.items()),
-                    len(flat) == 1))
-    if wan and med("add-http", wan) is not None:
-        value = med("add-http", wan)
-        out.append(("add-domain without ACME, +50 ms RTT: under 2 s", _fmt_s(value), value < 2.0))
-    for net in bench.nets:
-        one, ten = med("hosts-1", net), med("hosts-10", net)
-        if one and ten:
-            where = "loopback" if net == "lo" else "+50 ms RTT"
-            out.append((f"10 hosts in parallel, {where}: within 1.5x one host", f"{ten / one:.2f}x "
-                        f"({_fmt_s(ten)} vs {_fmt_s(one)})", ten / one <= 1.5))
-    return out
 
 
 def breakdown(bench: Bench, markdown: bool) -> str:
@@ -145,14 +125,14 @@ def report(bench: Bench) -> str:
                + (f", {meta['ansible']}" if meta.get("ansible") else "") + "; lab hosts on loopback")
     lines = [f"vsa-ops bench, {meta.get('started')}: medians of {bench.runs} run(s); {machine}", "",
              table(bench, markdown=False), "", breakdown(bench, markdown=False), "", "Targets:"]
-    for name, value, met in targets(bench):
-        lines.append(f"  [{'met' if met else 'MISSED'}] {name}: {value}")
+    for name, value, met, why in targets(bench):
+        lines.append(f"  [{'met' if met else 'MISSED'}] {name}: {value}" + ("" if met else f" (why: {why})"))
     lines += ["", "Markdown:", "",
               f"Medians of {bench.runs} run(s), {bench.started:%Y-%m-%d}; {machine}. Remote commands: SSH session "
               "channels counted by the lab hosts' sshd.", "", table(bench, markdown=True), "",
-              breakdown(bench, markdown=True), "", "| target | measured | |", "|---|---|---|"]
-    for name, value, met in targets(bench):
-        lines.append(f"| {name} | {value} | {'met' if met else '**missed**'} |")
+              breakdown(bench, markdown=True), "", "| target | measured | | why missed |", "|---|---|---|---|"]
+    for name, value, met, why in targets(bench):
+        lines.append(f"| {name} | {value} | {'met' if met else '**missed**'} | {'' if met else why} |")
     return "\n".join(lines)
 
 
@@ -163,7 +143,7 @@ def save(bench: Bench, text: str) -> Path:
             "rows": {k: {"label": r.label, "group": r.group, "extra": r.extra,
                          "samples": {n: [asdict(s) for s in v] for n, v in r.samples.items()}}
                      for k, r in bench.rows.items()},
-            "profile": bench.profile, "targets": [{"target": t, "measured": v, "met": m} for t, v, m in targets(bench)],
+            "profile": bench.profile, "targets": [{"target": t, "measured": v, "met": m, "why": w} for t, v, m, w in targets(bench)],
             "report": text}
     Path(path).write_text(json.dumps(data, indent=1))
     return Path(path)

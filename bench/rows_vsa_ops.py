@@ -1,6 +1,7 @@
 """The rows that time vsa-ops alone: first deploy of a fresh host, no-op converge with 0, 50 and 200
-domains (with `pyinfra -y` alone and bench/profile.py's breakdown at 200), add-domain without and with
-ACME, 1, 5 and 10 hosts in parallel, and the controller's memory for 200 domains on 10 hosts."""
+domains (with `pyinfra -y` alone, bench/profile.py's breakdown and the floor rows at 200), add-domain
+without and with ACME (200 domains present), 2,000 domains on one host (no-op, floor, add-domain), 1, 5
+and 10 hosts in parallel, and the controller's memory for 2,000 domains on 10 hosts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from floor import floor_rows
 from lab_setup import UPSTREAM, bench_domains_left, host_names, sh, vsa_ops
 from measure import vsa_noop
 from paths import HERE, LAB, ROOT
@@ -47,6 +49,7 @@ def noop_converge(bench: Bench) -> None:
                               noop_check=vsa_noop)
         if count == 200:
             _pyinfra_alone_and_profile(bench, inventory)
+            floor_rows(bench, inventory, 200)
     bench.set_bench_domains(0)
     bench.converge(1, "bench domains removed")
 
@@ -77,14 +80,42 @@ def _pyinfra_alone_and_profile(bench: Bench, inventory: Path) -> None:
 
 
 def add_domain(bench: Bench) -> None:
-    """add-domain without and with ACME; remove-domain after each (not timed)."""
+    """add-domain without and with ACME, 200 domains present; remove-domain after each (not timed)."""
     bench.ensure_lab(1)
+    bench.set_bench_domains(200)
+    bench.converge(1, "200 domains")
+    _add_domain_rows(bench, {"http": ("add-http", "add-domain --no-tls (200 domains present)"),
+                             "acme": ("add-acme", "add-domain with ACME (pebble, 200 domains present)")})
     bench.set_bench_domains(0)
+    bench.converge(1, "bench domains removed")
+
+
+def large_registry(bench: Bench) -> None:
+    """2,000 domains on one host: the no-op converge (one remote command), its floor, add-domain."""
+    bench.ensure_lab(1)
+    inventory = bench.inventory(1)
+    bench.set_bench_domains(2000)
+    bench.converge(1, "2,000 domains")
+    row = bench.row("noop-2000", "large", "no-op converge, 2,000 domains")
+    row.extra.update(domains=2000, floor="floor-2000")
+    for run in range(bench.runs):
+        for net in bench.nets:
+            bench.measure(row, net, [*vsa_ops(), "deploy", "-i", str(inventory)], host_names(1),
+                          noop_check=vsa_noop)
+    floor_rows(bench, inventory, 2000, with_true=False)
+    _add_domain_rows(bench, {"http": ("add-http-2000", "add-domain --no-tls (2,000 domains present)")},
+                     floor="floor-2000")
+    bench.set_bench_domains(0)
+    bench.converge(1, "bench domains removed")
+
+
+def _add_domain_rows(bench: Bench, kinds: dict[str, tuple[str, str]], floor: str | None = None) -> None:
     inventory = bench.inventory(1)
     for run in range(bench.runs):
-        for kind in ("http", "acme"):
-            row = bench.row(f"add-{kind}", "domains",
-                            "add-domain --no-tls" if kind == "http" else "add-domain with ACME (pebble)")
+        for kind, (key, label) in kinds.items():
+            row = bench.row(key, "domains", label)
+            if floor:
+                row.extra["floor"] = floor
             for net in bench.nets:
                 name = f"bench-add-{run}-{kind}-{net}.vsa.test"
                 argv = [*vsa_ops(), "add-domain", name, "--upstream", UPSTREAM, "-i", str(inventory)]
@@ -115,11 +146,12 @@ def parallel_hosts(bench: Bench) -> None:
 
 
 def controller_memory(bench: Bench) -> None:
-    """Controller memory: no-op converge of 200 domains on 10 hosts."""
+    """Controller memory: no-op converge of 2,000 domains on 10 hosts."""
     bench.ensure_lab(10)
-    bench.set_bench_domains(200)
-    bench.converge(10, "200 domains on 10 hosts")
-    row = bench.row("memory", "memory", "no-op converge, 200 domains x 10 hosts")
+    bench.set_bench_domains(2000)
+    bench.converge(10, "2,000 domains on 10 hosts")
+    row = bench.row("memory", "memory", "no-op converge, 2,000 domains x 10 hosts")
+    row.extra["floor"] = "floor-2000"
     for run in range(bench.runs):
         for net in bench.nets:
             bench.measure(row, net, [*vsa_ops(), "deploy", "-i", str(bench.inventory(10))], host_names(10),

@@ -37,20 +37,22 @@ from recovery import recovery  # noqa: E402
 from report import report, save  # noqa: E402
 from rows_same_work import same_work  # noqa: E402
 from rows_vsa_ops import add_domain, controller_memory, first_deploy, noop_converge, parallel_hosts  # noqa: E402
+from rows_vsa_ops import large_registry  # noqa: E402
 from rows_zero_drop import zero_drop  # noqa: E402
 from session import Bench  # noqa: E402
 
 # Each group of rows, in the order they run.
 GROUPS = {"first": first_deploy, "noop": noop_converge, "domains": add_domain, "same": same_work,
           "hosts": parallel_hosts, "memory": controller_memory, "zerodrop": zero_drop, "recovery": recovery}
+GROUPS["large"] = large_registry  # 2,000 domains on one host: no-op, its floor, add-domain
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="groups: first (first deploy), noop (0/50/200 domains), domains "
                                             "(add-domain), same (vs stock pyinfra and Ansible), hosts (1/5/10 hosts), "
-                                            "memory (200 domains x 10 hosts), zerodrop (HTTPS load while sites change), "
-                                            "recovery (the disaster-recovery drill)")
+                                            "memory (2,000 domains x 10 hosts), zerodrop (HTTPS load while sites change), "
+                                            "large (2,000 domains on one host), recovery (the disaster-recovery drill)")
     parser.add_argument("--quick", action="store_true",
                         help="1 run per row, no Ansible, no 5/10-host rows: a smoke check in a few minutes")
     parser.add_argument("--runs", type=int, default=None, help="runs per row and network (default 5; 1 with --quick)")

@@ -44,7 +44,8 @@ class Bench:
         return self.rows[key]
 
     def measure(self, row: Row, net: str, argv: list[str], hosts: list[str], *, env: dict | None = None,
-                cwd: Path = ROOT, sample_tree: bool = False, noop_check=None, before=None) -> Sample:
+                cwd: Path = ROOT, sample_tree: bool = False, noop_check=None, before=None,
+                stdin: Path | None = None) -> Sample:
         """One timed run on ``net`` (the delay proxy on for "wan"); a failed run is retried once."""
         sample = None
         for attempt in range(2):
@@ -54,7 +55,7 @@ class Bench:
                 self.wan.on()
             try:
                 sample, text = self.runner.run(argv, hosts, env=env, cwd=cwd, sample_tree=sample_tree,
-                                               label=f"{row.key}-{net}")
+                                               label=f"{row.key}-{net}", stdin=stdin)
             finally:
                 self.wan.off()
             if noop_check is not None and sample.ok:

@@ -126,7 +126,9 @@ def test_a_deploy_that_changed_nothing_publishes_nothing_and_one_that_did_publis
     assert "vsa_deploy_last_success 1" in (folder / metrics.DEPLOY_FILE).read_text().splitlines()
     publish_deploy(Finished(sessions, failed={"hub"}, summaries={"hub": "2 files"}))
     assert "vsa_deploy_last_success 0" in (folder / metrics.DEPLOY_FILE).read_text().splitlines()
-    assert len(commands) == 4  # each deploy that changed something reads the certificates, then writes
+    # each deploy that changed something writes and lists the certificates in one command; the
+    # certificates file is written only when it changes (here the first time)
+    assert len(commands) == 3
     assert sorted(p.name for p in folder.iterdir()) == [metrics.CERTIFICATES_FILE, metrics.DEPLOY_FILE]
 
 
@@ -146,3 +148,27 @@ def test_an_unwritable_folder_is_a_warning_naming_the_host(tmp_path):
     warnings = []
     publish_deploy(Finished(sessions, summaries={"hub": "1 files"}), echo=warnings.append)
     assert warnings == [f"vsa-ops: metrics on hub: could not write {metrics.DEPLOY_FILE}, {metrics.CERTIFICATES_FILE} in {folder}"]
+
+
+@pytest.mark.parametrize("as_pyinfra", [False, True], ids=["raw", "as-pyinfra"])
+def test_a_site_is_published_in_one_command_unless_the_certificates_changed(tmp_path, monkeypatch, as_pyinfra):
+    from vsa_ops import fact_publishing
+    from vsa_ops.fact_publishing import publish_site
+    monkeypatch.setattr(fact_publishing, "REVERSE_PROXY", str(tmp_path / "reverse-proxy"))
+    sessions, folder, commands = local_sessions(tmp_path)
+    if as_pyinfra:  # pyinfra's CommandOutput.stdout: the lines joined by newlines, without the last one
+        host, run = sessions["hub"]
+        sessions["hub"] = (host, lambda command: (lambda ok, out: (ok, "\n".join(out.splitlines())))(*run(command)))
+    publish_site(Finished(sessions), "a.example", {"hub": True})
+    assert len(commands) == 2  # the site and the listing; then the certificates file, absent until now
+    publish_site(Finished(sessions), "b.example", {"hub": True})
+    assert len(commands) == 3  # no certificate changed: one command
+    live = tmp_path / "reverse-proxy/letsencrypt/live/a.example"
+    live.mkdir(parents=True)
+    end = dt.datetime(2027, 1, 2, tzinfo=dt.timezone.utc)
+    (live / "cert.pem").write_bytes(certificate("a.example", end))
+    publish_site(Finished(sessions), "a.example", {"hub": True})
+    assert len(commands) == 5  # a new certificate: its expiry is written
+    assert (folder / metrics.CERTIFICATES_FILE).read_text() == metrics.certificate_metrics({"a.example": end.timestamp()})
+    publish_site(Finished(sessions), "a.example", None)
+    assert len(commands) == 6 and not (folder / metrics.site_file("a.example")).exists()

@@ -1,12 +1,18 @@
-"""The ``vsa-ops`` command: a thin layer that parses options, calls the library and prints."""
+"""The ``vsa-ops`` command: a thin layer that parses options, calls the library and prints.
+
+Start-up is a large part of a command's time, so each command imports the library modules it uses
+inside its own body, and the command groups of other modules are registered lazily: ``vsa-ops lint``
+never loads pyinfra's connectors, ``vsa-ops deploy`` never loads the domain, backup or status code."""
 
 from __future__ import annotations
 
+from .pyinfra_glue.deferred_imports import defer
 from .pyinfra_glue.gevent_patch import patch
 
 # pyinfra runs inside this process (deploy, add-domain, plan): its connections are gevent greenlets,
 # and like its own CLI it needs the standard library patched before anything opens a socket.
 patch()
+defer()  # what pyinfra's dependencies import but hardly use, on first use
 
 import json
 import sys
@@ -14,28 +20,11 @@ from pathlib import Path
 
 import click
 
-from . import domain_changes, listings, plan_report, plan_review
-from .audit import Entry
-from .audit.cli import audit as audit_commands
-from .backup.spool import ingest as ingest_spool
 from .cli_support import Command, LazyGroup, inventory_option, limit_option
-from .deploys.request import DeployRequest
-from .fact_publishing import drift_counts, publish_deploy, publish_drift
-from .host_manifest import host_manifest
-from .inventory import InventoryError, host_config, inventory_path, limited
-from .lint import lint as lint_manifest
-from .plan_identity import refuse_plan_identity
 from .project import find_root
-from .pyinfra_glue.inventory_files import load_inventory
-from .pyinfra_glue.runner import deploying
-from .recording import record_audit
-from .status.cli import status as status_command
-from .writer import write_manifest
 
 format_option = click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
                              show_default=True)
-RENDERERS = {"text": plan_report.render_text, "markdown": plan_report.render_markdown,
-             "json": plan_report.render_json}
 
 
 @click.group(cls=Command)
@@ -45,6 +34,9 @@ def main():
 
 def _hosts(inventory: str | None, limit: str | None) -> list:
     """The hosts a command acts on: every host of the inventory, or those ``--limit`` names."""
+    from .inventory import InventoryError, inventory_path, limited
+    from .pyinfra_glue.inventory_files import load_inventory
+
     hosts = limited(load_inventory(inventory_path(inventory), find_root()), [limit] if limit else None)
     if not hosts:
         raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
@@ -58,6 +50,10 @@ def _hosts(inventory: str | None, limit: str | None) -> list:
 @limit_option
 def render(out: Path, inventory: str | None, limit: str | None):
     """Write every file of a host's manifest under OUT for review."""
+    from .host_manifest import host_manifest
+    from .inventory import InventoryError
+    from .writer import write_manifest
+
     hosts = _hosts(inventory, limit)
     if len(hosts) > 1:
         raise InventoryError(f"--limit: {len(hosts)} hosts selected; name one of {', '.join(h.name for h in hosts)}")
@@ -73,6 +69,10 @@ def render(out: Path, inventory: str | None, limit: str | None):
 @limit_option
 def lint(inventory: str | None, limit: str | None):
     """Check each host's manifest against the design's rules; exit 1 on any error."""
+    from .host_manifest import host_manifest
+    from .inventory import host_config
+    from .lint import lint as lint_manifest
+
     errors = 0
     for host in _hosts(inventory, limit):
         findings = lint_manifest(host_manifest(host, None, with_secrets=False), host_config(host))
@@ -96,6 +96,17 @@ def lint(inventory: str | None, limit: str | None):
                    "brings theirs back or a plain deploy orders them.")
 def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wait: int, defer_certificates: bool):
     """Converge every host (or --limit HOST) with `pyinfra -y INVENTORY deploy.py`."""
+    from .audit import Entry
+    from .backup.spool import ingest as ingest_spool
+    from .deploys.request import DeployRequest
+    from .fact_publishing import publish_deploy
+    from .host_manifest import host_manifest
+    from .inventory import InventoryError, inventory_path, limited
+    from .plan_identity import refuse_plan_identity
+    from .pyinfra_glue.inventory_files import load_inventory
+    from .pyinfra_glue.runner import deploying
+    from .recording import record_audit
+
     root = find_root()
     path = inventory_path(inventory).resolve()
     inventory_hosts = load_inventory(path, root)
@@ -103,9 +114,11 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
     if not hosts:
         raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
     refuse_plan_identity(hosts, "deploy")
-    # Configuration, secrets and templates are checked for every host before any host is touched;
-    # the deploy starts from these manifests.
-    manifests = {host.name: host_manifest(host, None, root=root) for host in hosts}
+    # Configuration, secrets and templates are checked for every host before any operation is
+    # prepared (rendered while the hosts connect); the deploy starts from these manifests.
+    def manifests():
+        return {host.name: host_manifest(host, None, root=root) for host in hosts}
+
     request = DeployRequest(force_fstab=force_fstab, lock_wait=lock_wait, defer_certificates=defer_certificates)
     # pyinfra's progress lines are diagnostics (stderr); the result is a line per host (stdout).
     with deploying(root, path, [limit] if limit else [], request, manifests,
@@ -166,6 +179,9 @@ def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, pass_auth, i
     "upstream not answering: 502" on stderr and exit 0: the proxy often comes before the app.
     --require-upstream rolls it back and exits 1 instead. A vhost NGINX does not serve right is
     always rolled back."""
+    from . import domain_changes
+    from .inventory import inventory_path
+
     root = find_root()
     path = inventory_path(inventory).resolve()
     domain_changes.check_auth_options(not no_tls, auth_user, pass_auth, insecure_auth)
@@ -189,6 +205,9 @@ def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, pass_auth, i
 @click.option("--no-apply", is_flag=True, help="Only update the registry.")
 def remove_domain(domain, keep_cert, inventory, no_apply):
     """Remove a site: vhost, htpasswd, certificate (unless kept) and registry entry. Logs stay."""
+    from . import domain_changes
+    from .inventory import inventory_path
+
     root = find_root()
     domain_changes.remove_domain(root, inventory_path(inventory).resolve(), domain, keep_cert=keep_cert, apply=not no_apply,
                         echo=lambda line: click.echo(line, err=True))
@@ -200,6 +219,9 @@ def remove_domain(domain, keep_cert, inventory, no_apply):
 @click.option("--json", "as_json", is_flag=True)
 def domains(inventory, as_json):
     """Each declared domain with its live state on the hosts serving it."""
+    from . import listings
+    from .inventory import inventory_path
+
     rows, unread = listings.domain_status(find_root(), inventory_path(inventory).resolve())
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -215,6 +237,9 @@ def domains(inventory, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def certs(inventory, as_json):
     """Certificates on every host, the soonest to expire first."""
+    from . import listings
+    from .inventory import inventory_path
+
     rows, unread = listings.certificate_inventory(find_root(), inventory_path(inventory).resolve())
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -232,10 +257,15 @@ def _unread(hosts: dict[str, str]) -> None:
 
 
 def _review(root: Path, path: Path, limit: str | None, fmt: str) -> list:
+    from . import plan_report, plan_review
+    from .inventory import InventoryError
+
     plans = plan_review.plan_hosts(root, path, limit)
     if not plans:
         raise InventoryError(f"--limit: no host {limit!r} in the inventory")
-    click.echo(RENDERERS[fmt](plans), nl=False)
+    renderers = {"text": plan_report.render_text, "markdown": plan_report.render_markdown,
+                 "json": plan_report.render_json}
+    click.echo(renderers[fmt](plans), nl=False)
     return plans
 
 
@@ -252,6 +282,8 @@ def _review_exit(plans: list) -> None:
 @format_option
 def plan(inventory, limit, fmt):
     """Every change a deploy would make, per host. Exit 0: none; 2: changes pending; 1: error."""
+    from .inventory import inventory_path
+
     _review_exit(_review(find_root(), inventory_path(inventory).resolve(), limit, fmt))
 
 
@@ -262,6 +294,11 @@ def plan(inventory, limit, fmt):
 def drift(inventory, limit, fmt):
     """Compare hosts with the code: hand edits show as drift (the plan's diff), each host's finding
     goes to its audit trail; exit 2 when any host drifted. `vsa-ops deploy` repairs it."""
+    from .audit import Entry
+    from .fact_publishing import drift_counts, publish_drift
+    from .inventory import inventory_path
+    from .recording import record_audit
+
     root, path = find_root(), inventory_path(inventory).resolve()
     plans = _review(root, path, limit, fmt)
     entries = [Entry(hp.host, "drift-check", "hub", "failed" if hp.error else "ok", 0.0,
@@ -274,13 +311,12 @@ def drift(inventory, limit, fmt):
     _review_exit(plans)
 
 
-main.add_command(audit_commands)
-from .preflight.cli import preflight as preflight_command  # noqa: E402 (beside its registration: merges stay trivial)
-main.add_command(preflight_command)
-from .backup.cli import COMMANDS as backup_commands  # noqa: E402
-for _command in backup_commands:
-    main.add_command(_command)
-main.add_command(status_command)
+# Commands of other modules, imported only when used.
+main.add_lazy("audit", "vsa_ops.audit.cli:audit")
+main.add_lazy("preflight", "vsa_ops.preflight.cli:preflight")
+for _name in ("backup", "backups", "restore"):
+    main.add_lazy(_name, f"vsa_ops.backup.cli:{_name}")
+main.add_lazy("status", "vsa_ops.status.cli:status")
 
 
 def run() -> None:

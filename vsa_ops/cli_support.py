@@ -13,7 +13,24 @@ from .errors import VsaError
 
 class Command(click.Group):
     """A command group whose expected failures (VsaError) end as short messages on stderr and exit 1;
-    anything else is a bug and keeps its traceback."""
+    anything else is a bug and keeps its traceback. Commands added with ``add_lazy`` are imported only
+    when used (or listed by ``--help``): a command loads only the modules it needs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, str] = {}  # command name -> "module:attribute" of the click command
+
+    def add_lazy(self, name: str, target: str) -> None:
+        self.lazy[name] = target
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in self.lazy:
+            module, attribute = self.lazy[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:

@@ -5,11 +5,11 @@ of the command that did the work."""
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from . import metrics
 from .config.storage import REVERSE_PROXY
 from .inventory import host_config
 from .pyinfra_glue.connections import Sessions, connected
@@ -18,24 +18,45 @@ from .pyinfra_glue.runner import DeployRun
 Echo = Callable[[str], None] | None
 
 
+# Between the certificates' listing and the certificates file as the host has it now.
+_CURRENT_MARK = "== vsa-ops: the certificates file now"
+
+
 def _publish(sessions: Sessions, files_for: Callable[[str], Mapping[str, str | None]], echo: Echo,
              certificates: Callable[[str], bool] = lambda name: False) -> None:
-    """Writes each host's files (name -> text; None removes the file) in one remote command, after
-    reading its certificates' expiry where ``certificates(host name)`` asks for it."""
+    """Writes each host's files (name -> text; None removes the file) in one remote command. Where
+    ``certificates(host name)`` asks for it, the same command also lists the certificates and prints
+    the certificates file as it is; that file is rewritten, in a second command, only when the
+    certificates' expiry changed (a new, renewed or deleted certificate)."""
+    from . import metrics  # here, not at the top: a no-op deploy publishes nothing and needs no x509
+
     for name, session in sessions.items():
         if isinstance(session, str):
             continue  # the command already reported an unreachable host
         host, run = session
         folder = host_config(host).observability.node_exporter.textfile_directory
         files = dict(files_for(name))
-        if certificates(name):
-            ok, output = run(metrics.certificates_command(f"{REVERSE_PROXY}/letsencrypt"))
-            if ok:
-                files[metrics.CERTIFICATES_FILE] = metrics.certificate_metrics(metrics.certificate_expiries(output))
         commands = [metrics.remove_command(folder, file) if text is None else metrics.write_command(folder, file, text)
                     for file, text in files.items()]
-        if commands and not run(" && ".join(f"{{ {command}; }}" for command in commands))[0] and echo:
-            echo(f"vsa-ops: metrics on {name}: could not write {', '.join(files)} in {folder}")
+        writes = " && ".join(f"{{ {command}; }}" for command in commands)
+        failed = []
+        if certificates(name):
+            current = shlex.quote(f"{folder}/{metrics.CERTIFICATES_FILE}")
+            ok, output = run(f"{{ {writes or 'true'}; }}; s=$?; {metrics.certificates_command(f'{REVERSE_PROXY}/letsencrypt')}; "
+                             f"echo {shlex.quote(_CURRENT_MARK)}; cat {current} 2>/dev/null; exit $s")
+            failed += [] if ok else list(files)
+            # pyinfra gives the output as lines joined by newlines, without the last one
+            listing, found, now = output.partition(_CURRENT_MARK)
+            text = metrics.certificate_metrics(metrics.certificate_expiries(listing)) if found else None
+            if text is None:  # the listing did not run to its end: the file stays as it is
+                failed.append(metrics.CERTIFICATES_FILE)
+            elif text.strip("\n") != now.strip("\n") and \
+                    not run(metrics.write_command(folder, metrics.CERTIFICATES_FILE, text))[0]:
+                failed.append(metrics.CERTIFICATES_FILE)
+        elif commands and not run(writes)[0]:
+            failed += list(files)
+        if failed and echo:
+            echo(f"vsa-ops: metrics on {name}: could not write {', '.join(failed)} in {folder}")
 
 
 def publish_deploy(run: DeployRun, echo: Echo = None) -> None:
@@ -47,12 +68,19 @@ def publish_deploy(run: DeployRun, echo: Echo = None) -> None:
     def changed(name: str) -> bool:
         return name in failed or summaries.get(name) != "no changes"
 
-    _publish(run.sessions(), lambda name: {metrics.DEPLOY_FILE: metrics.deploy_metrics(name not in failed, at)}
+    sessions = run.sessions()
+    if not any(changed(name) for name in sessions):
+        return
+    from . import metrics
+
+    _publish(sessions, lambda name: {metrics.DEPLOY_FILE: metrics.deploy_metrics(name not in failed, at)}
              if changed(name) else {}, echo, certificates=changed)
 
 
 def publish_site(run: DeployRun, domain: str, probes: Mapping[str, bool] | None, echo: Echo = None) -> None:
     """A site's last probe on each host (``probes``: host name -> ok), or None when the site is gone."""
+    from . import metrics
+
     at = time.time()
     _publish(run.sessions(), lambda name: {metrics.site_file(domain): None if probes is None else
                                            metrics.site_metrics(domain, probes.get(name, False), at)},
@@ -61,6 +89,8 @@ def publish_site(run: DeployRun, domain: str, probes: Mapping[str, bool] | None,
 
 def publish_drift(root: Path, inventory_file: Path, changes: Mapping[str, int], echo: Echo = None) -> None:
     """Each checked host's drift: the number of changes a deploy would make."""
+    from . import metrics
+
     at = time.time()
     with connected(inventory_file, root, names=list(changes)) as sessions:
         _publish(sessions, lambda name: {metrics.DRIFT_FILE: metrics.drift_metrics(changes[name], at)}, echo)

@@ -90,14 +90,22 @@ class _Failures(BaseStateCallback):
         self.steps.setdefault(host.name, (names[0] if names else op_hash).removeprefix(_DEPLOY_PREFIX))
 
 
+Manifests = dict[str, Manifest]
+
+
 @contextmanager
 def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, request: DeployRequest,
-              manifests: dict[str, Manifest] | None = None, echo: Callable[[str], None] | None = None,
+              manifests: Manifests | Callable[[], Manifests] | None = None, echo: Callable[[str], None] | None = None,
               inventory=None) -> Iterator[DeployRun]:
     """Connect, run the project's deploy.py with ``request`` (and each host's manifest from
     ``manifests``, when given) in every host's data, and keep the hosts connected for the block. A
     failed run gives back its lock before the block starts (its last operation, the release, did
-    not run)."""
+    not run).
+
+    ``manifests`` may be a function that renders them: it then runs in a thread of its own while the
+    hosts connect (rendering is the controller's CPU, connecting mostly waits on the network), and a
+    failure to render (configuration, secrets, templates) disconnects and is raised before any
+    operation is even prepared: nothing has changed on any host."""
     import pyinfra
     from pyinfra.api import Config, State
     from pyinfra.api.connect import connect_all, disconnect_all
@@ -115,8 +123,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
     inventory = inventory or load_inventory(inventory_file, root)
     hosts = limited(inventory, limits)
     refuse_plan_identity(hosts, "deploy")
-    for host in hosts:
-        setattr(host.data, REQUEST_KEY, replace(request, manifest=(manifests or {}).get(host.name)))
+    rendering = _Rendering(manifests)
     config = Config()
     state = State(check_for_changes=False)  # -y: no separate change detection, the deploy plans itself
     state.cwd = str(root)
@@ -132,7 +139,12 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
             try:
                 logger.info("--> Connecting to hosts...")
                 state.set_stage(StateStage.Connect)
-                connect_all(state)
+                try:
+                    connect_all(state)
+                finally:
+                    rendered = rendering.result(lambda: disconnect_all(state))
+                for host in hosts:
+                    setattr(host.data, REQUEST_KEY, replace(request, manifest=rendered.get(host.name)))
                 logger.info("--> Preparing operations...")
                 state.set_stage(StateStage.Prepare)
                 config.lock_current_state()
@@ -173,11 +185,45 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
                 yield run
             finally:
                 disconnect_all(state)
+    except _RenderFailed as failed:
+        raise failed.error from None
     finally:
         pyinfra.is_cli = was_cli
         for host in hosts:  # the request and outcome belong to this run only
             host.data.override_datas.pop(REQUEST_KEY, None)
             host.data.override_datas.pop(OUTCOME_KEY, None)
+
+
+class _Rendering:
+    """The hosts' manifests: given, or rendered by a function in a native thread (gevent's pool) that
+    runs while the calling greenlet connects the hosts."""
+
+    def __init__(self, manifests: Manifests | Callable[[], Manifests] | None):
+        self.given, self.pending = (None, None) if callable(manifests) else (manifests or {}, None)
+        if callable(manifests):
+            from gevent import get_hub
+
+            self.pending = get_hub().threadpool.spawn(manifests)
+
+    def result(self, on_failure: Callable[[], None]) -> Manifests:
+        if self.pending is None:
+            return self.given
+        try:
+            return self.pending.get()
+        except Exception as error:
+            on_failure()
+            raise _RenderFailed(error) from error
+        except BaseException:
+            on_failure()
+            raise
+
+
+class _RenderFailed(Exception):
+    """Carries a render's failure past the deploy's own error handling, to the caller unchanged."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
 
 
 def release_lock(run: DeployRun, run_id: str) -> None:
