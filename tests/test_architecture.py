@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("services", ("vsa_ops.audit", "vsa_ops.recording", "vsa_ops.fact_publishing", "vsa_ops.domain_changes",
                   "vsa_ops.listings", "vsa_ops.plan_review", "vsa_ops.preflight", "vsa_ops.backup", "vsa_ops.status")),
     ("cli", ("vsa_ops.cli", "vsa_ops.cli_support", "vsa_ops.audit.cli", "vsa_ops.preflight.cli", "vsa_ops.backup.cli",
-             "vsa_ops.status.cli")),
+             "vsa_ops.status.cli", "vsa_ops.domains_cli")),
 ]
 PURE = {"base", "config", "model", "render", "assembly"}
 FRAMEWORKS = ("pyinfra", "pyinfra_cli", "gevent", "click", "paramiko")
