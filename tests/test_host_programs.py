@@ -290,6 +290,20 @@ def test_a_failing_step_puts_everything_back(site, failing):
     assert undone.exists() == (failing == "act")
 
 
+@pytest.mark.parametrize("failing", ["check", "validate", "act", None])
+def test_what_was_stopped_before_the_run_runs_again_only_when_the_run_fails(site, failing):
+    # the log shipper's cut-over stops the old shipper before the transaction starts the new one
+    resumed = site / "resumed"
+    actions = [f"resume {encoded(f'touch {resumed}')}", *ACTIONS]
+    if failing:
+        actions.append(f"{failing} {'last ' if failing == 'act' else ''}{encoded('false')} "
+                       f"{encoded('true') + ' ' if failing == 'act' else ''}{encoded('the step failed')}")
+    done = run_program("transaction", site, RUN, f"{RUN} ctl 1 0 me", 5, 900, "", "-", "",
+                       stdin=transaction_stdin(actions, NEW), check=False)
+    assert (done.returncode != 0) == bool(failing)
+    assert resumed.exists() == bool(failing) and leftovers(site) == []
+
+
 def test_the_fingerprint_check_refuses_before_anything_moves(site):
     before = tree(site)
     done = run_program("transaction", site, RUN, f"{RUN} ctl 1 0 me", 5, 900, "", "f" * 64, "",

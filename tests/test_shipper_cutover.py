@@ -327,6 +327,11 @@ def test_a_changed_kind_stops_the_old_shipper_converts_then_starts_the_new(fake_
         ("cursor-loki.source.journal.system_journal", ""): CURSOR}
     assert "compose -p observability" in base64.b64decode(
         next(line.split()[2] for line in sent[4][1].splitlines() if line.startswith("act "))).decode()
+    # a transaction that fails after the cut-over ends its undo by starting the old shipper again
+    resume = [base64.b64decode(line.split()[1]).decode() for line in sent[4][1].splitlines()
+              if line.startswith("resume ")]
+    assert resume == ["docker ps -aq --no-trunc --filter label=com.docker.compose.project=observability "
+                      "--filter label=com.docker.compose.service=promtail | xargs -r docker start > /dev/null"]
 
 
 def test_a_deploy_that_keeps_the_kind_sends_no_cut_over(fake_swap):

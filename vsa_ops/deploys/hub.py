@@ -109,7 +109,8 @@ def converge_hub():
         shipper.cut_over(name=f"log shipper {swap[1]} to {hub.observability.log_shipper.kind}: positions carried over",
                          project=swap[0], old=swap[1], state_dir=hub.observability.log_shipper.state_dir,
                          layout=layout(hub.observability.log_shipper, hub.audit.jsonl))
-    stacks.activate(name=f"files and stacks: {plan.summary()}", plan=plan, manifest=manifest, run=request.run_id)
+    stacks.activate(name=f"files and stacks: {plan.summary()}", plan=plan, manifest=manifest, run=request.run_id,
+                    resume=shipper.resume_command(swap[0], swap[1]) if swap else "")
     if plan.certificates:
         names = [d.name for d in plan.certificates]
         certificates.issue(name=f"certificates for {', '.join(names)}", domains=plan.certificates, certbot=certbot)

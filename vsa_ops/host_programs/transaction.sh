@@ -12,6 +12,8 @@
 #   act WHEN B64CMD B64UNDO B64MESSAGE   a start, restart or reload; its undo runs before (WHEN
 #                                   "first") or after ("last") the files come back
 #   probe SECONDS CONTAINER...      these must still run SECONDS later
+#   resume B64UNDO                  the last undo of a failed run: what a step before this program
+#                                   stopped runs again (the old log shipper of a cut-over)
 #   archive                         then the files: a gzipped tar in base64, paths relative
 #   end                             the last line: the data is complete
 # Every step is checked. Before each change a journal record says how to undo it; on any failure or
@@ -89,6 +91,10 @@ if [ -n "$took" ]; then
 fi
 
 note "run $run"
+while read -r kind undo; do
+    [ "$kind" = resume ] || continue
+    note "undo-last $undo"
+done < "$stage/actions"
 at upload
 mkdir "$stage/files" || fail "the staging folder is full"
 if grep -q '^install ' "$stage/actions"; then

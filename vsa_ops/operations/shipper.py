@@ -8,6 +8,8 @@ shipped once by the new one; containers resume at the second of their last shipp
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 
@@ -43,6 +45,14 @@ def _cut_over(state, host, project: str, old: str, state_dir: str, layout: Layou
     if not ok:
         return failed(" ".join(output.stderr_lines)[:300] or "writing the positions failed")
     return True
+
+
+def resume_command(project: str, old: str) -> str:
+    """Starts the old shipper again: the last undo of a transaction that fails after the cut-over
+    stopped it (no container left, as when compose already replaced it: nothing to start)."""
+    filters = " ".join(f"--filter {shlex.quote(f'label=com.docker.compose.{key}={value}')}"
+                       for key, value in (("project", project), ("service", old)))
+    return f"docker ps -aq --no-trunc {filters} | xargs -r docker start > /dev/null"
 
 
 @operation(is_idempotent=False)

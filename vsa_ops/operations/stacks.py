@@ -74,13 +74,16 @@ def _service_command(action) -> str:
     return _compose(action.stack, "restart", service.name)
 
 
-def transaction_input(plan: Plan, manifest: Manifest, lock: Hold | None = None) -> str:
-    """The program's stdin: one action a line (see transaction.sh), then the archive."""
+def transaction_input(plan: Plan, manifest: Manifest, lock: Hold | None = None, resume: str = "") -> str:
+    """The program's stdin: one action a line (see transaction.sh), then the archive. ``resume``: a
+    command the run's undo ends with (what was stopped before it, to run again if it fails)."""
     changed = [c for c in plan.files if c.needs_upload]
     compose_paths = {stack.compose_path: stack for stack in manifest.stacks}
     new_stacks = [stack for stack in plan.stacks_up
                   if any(c.file.path == stack.compose_path and c.reason == "create" for c in changed)]
     lines = [lock.request().rstrip("\n")] if lock else []
+    if resume:
+        lines.append(f"resume {_encoded(resume)}")
     for change in changed:
         if change.file.path in compose_paths:
             stack = compose_paths[change.file.path]
@@ -140,21 +143,23 @@ def transaction_input(plan: Plan, manifest: Manifest, lock: Hold | None = None) 
 
 
 def transaction_command(plan: Plan, manifest: Manifest, run: str, lock: Hold | None = None,
-                        root: str = "/") -> StringCommand:
+                        root: str = "/", resume: str = "") -> StringCommand:
     """The transaction as one command: the program, and its data on stdin."""
     take = lock.take_arguments() if lock else ("", 0, 0, "", "-", "")
     return StringCommand(program_command("transaction", root, lock.run if lock else run, *take),
-                         _stdin=transaction_input(plan, manifest, lock))
+                         _stdin=transaction_input(plan, manifest, lock, resume))
 
 
 @operation()
-def activate(plan: Plan, manifest: Manifest, run: str = "", lock: Hold | None = None):
+def activate(plan: Plan, manifest: Manifest, run: str = "", lock: Hold | None = None, resume: str = ""):
     """Apply the plan's files and stack changes as one transaction.
 
     + plan: from ``make_plan``
     + manifest: the manifest the plan was made from
     + run: this run's id (names its journal records, backups and staging); the lock's when given
     + lock: take and give back the run lock inside the transaction (when it is the run's only work)
+    + resume: a shell command the undo of a failed run ends with: what an earlier step of the run
+      stopped runs again (the old log shipper of a cut-over)
 
     **Example:**
 
@@ -165,4 +170,4 @@ def activate(plan: Plan, manifest: Manifest, run: str = "", lock: Hold | None = 
     if not (plan.files or plan.removals or plan.stacks_up or plan.services or plan.unfinished):
         host.noop("files and stacks are up to date")
         return
-    yield transaction_command(plan, manifest, run or uuid.uuid4().hex[:10], lock)
+    yield transaction_command(plan, manifest, run or uuid.uuid4().hex[:10], lock, resume=resume)
