@@ -10,14 +10,9 @@ from vsa_ops.pyinfra_glue.gevent_patch import patch
 
 patch()
 
-from pyinfra.api import Config, Inventory, State  # noqa: E402
-from pyinfra.api.connect import connect_all  # noqa: E402
-from pyinfra.api.deploy import add_deploy  # noqa: E402
-from pyinfra.api.operations import run_ops  # noqa: E402
 
 from vsa_ops.backup.service import what_it_overwrites  # noqa: E402
 from vsa_ops.config import hub_config  # noqa: E402
-from vsa_ops.deploys.hub import converge_hub  # noqa: E402
 from vsa_ops.deploys.request import OUTCOME_KEY, REQUEST_KEY, DeployRequest  # noqa: E402
 from vsa_ops.domains import Domain, save_registry  # noqa: E402
 from vsa_ops.planning import SALT  # noqa: E402
@@ -25,6 +20,7 @@ from vsa_ops.project import load_sources  # noqa: E402
 from vsa_ops.render import render_host  # noqa: E402
 
 from tests.conftest import ROOT, SECRETS  # noqa: E402
+from tests.fake_deploy import fake_deploy  # noqa: E402
 from tests.test_deploy_plan import STATE_READ, state_output  # noqa: E402
 from tests.test_plan import converged  # noqa: E402
 
@@ -46,22 +42,8 @@ def deploy_site(tmp_path, monkeypatch):
     def deploy(request: DeployRequest) -> tuple[str, str]:
         data = {"fake_responses": {STATE_READ: state_output(converged(served, salt=SALT))},
                 "vsa_domains_file": str(registry), REQUEST_KEY: request}
-        inventory = Inventory((["@fake/hub"], data))
-        state = State(inventory=inventory, config=Config())
-        connect_all(state)
-        host = next(iter(inventory))
-        sent = []
-        recorded = host.connector.run_shell_command
-
-        def record(command, **arguments):
-            sent.append(str(command))
-            return recorded(command, **arguments)
-
-        monkeypatch.setattr(host.connector, "run_shell_command", record)
-        add_deploy(state, converge_hub)
-        run_ops(state)
-        assert not state.failed_hosts
-        return "\n".join(sent), host.data.get(OUTCOME_KEY).summary
+        _, host, sent = fake_deploy(monkeypatch, data)
+        return "\n".join(command for command, _ in sent), host.data.get(OUTCOME_KEY).summary
 
     return deploy
 

@@ -14,23 +14,19 @@ from vsa_ops.pyinfra_glue.gevent_patch import patch
 
 patch()
 
-from pyinfra.api import Config, Inventory, State  # noqa: E402
-from pyinfra.api.connect import connect_all  # noqa: E402
-from pyinfra.api.deploy import add_deploy  # noqa: E402
-from pyinfra.api.operations import run_ops  # noqa: E402
 
 from vsa_ops.config import hub_config  # noqa: E402
 from vsa_ops.domains import Domain  # noqa: E402
 from vsa_ops.operations.lock import Hold  # noqa: E402
 from vsa_ops.operations.stacks import transaction_command  # noqa: E402
 from vsa_ops.plan import make_plan, managed_paths, owned_directories  # noqa: E402
-from vsa_ops.deploys.hub import converge_hub  # noqa: E402
 from vsa_ops.planning import SALT, unsettled  # noqa: E402
 from vsa_ops.project import load_sources  # noqa: E402
 from vsa_ops.render import render_host  # noqa: E402
 from vsa_ops.state_read import parse_host_state, state_command, state_request  # noqa: E402
 
 from tests.conftest import ROOT, SECRETS  # noqa: E402
+from tests.fake_deploy import fake_deploy  # noqa: E402
 from tests.test_plan import converged  # noqa: E402
 
 STATE_READ = "# vsa-ops state read"  # the state read's program, as its first comment names it
@@ -86,22 +82,8 @@ def fake_run(monkeypatch):
         monkeypatch.setenv(key, value)
 
     def run(state):
-        inventory = Inventory((["@fake/hub"], {"fake_responses": {STATE_READ: state_output(state)}}))
-        pyinfra_state = State(inventory=inventory, config=Config())
-        connect_all(pyinfra_state)
-        host = next(iter(inventory))
-        sent = []
-        recorded = host.connector.run_shell_command
-
-        def record(command, **arguments):
-            sent.append(f"{command}\n{readable(arguments.get('_stdin') or '')}")
-            return recorded(command, **arguments)
-
-        monkeypatch.setattr(host.connector, "run_shell_command", record)
-        add_deploy(pyinfra_state, converge_hub)
-        run_ops(pyinfra_state)
-        assert not pyinfra_state.failed_hosts
-        return sent
+        _, _, sent = fake_deploy(monkeypatch, {"fake_responses": {STATE_READ: state_output(state)}})
+        return [f"{command}\n{readable(arguments.get('_stdin') or '')}" for command, arguments in sent]
 
     return run
 

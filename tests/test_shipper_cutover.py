@@ -251,12 +251,7 @@ def fake_swap(monkeypatch):
     from vsa_ops.planning import SALT
     from vsa_ops.project import load_sources
     from vsa_ops.render import render_host
-    from pyinfra.api import Config, Inventory, State
-    from pyinfra.api.connect import connect_all
-    from pyinfra.api.exceptions import PyinfraError
-    from pyinfra.api.deploy import add_deploy
-    from pyinfra.api.operations import run_ops
-    from vsa_ops.deploys.hub import converge_hub
+    from tests.fake_deploy import fake_deploy
     import base64
 
     monkeypatch.setenv("VSA_PROJECT", str(ROOT))
@@ -273,25 +268,11 @@ def fake_swap(monkeypatch):
                                      '{"com.docker.compose.project":"observability",'
                                      '"com.docker.compose.service":"loki"}]')])
         responses = {STATE_READ: state_output(state), "# vsa-ops log shipper cut-over": read}
-        inventory = Inventory((["@fake/hub"], {"fake_responses": responses, "fake_delay": 0, **host_data}))
-        pyinfra_state = State(inventory=inventory, config=Config())
-        connect_all(pyinfra_state)
-        host = next(iter(inventory))
-        sent, sudo = [], []
-        recorded = host.connector.run_shell_command
-
-        def record(command, **arguments):
-            sent.append((str(command), arguments.get("_stdin") or ""))
-            sudo.append(bool(arguments.get("_sudo")))
-            return recorded(command, **arguments)
-
-        monkeypatch.setattr(host.connector, "run_shell_command", record)
-        add_deploy(pyinfra_state, converge_hub)
-        try:
-            run_ops(pyinfra_state)
-        except PyinfraError:  # no host left: the one host failed
-            assert fails
+        pyinfra_state, _, commands = fake_deploy(monkeypatch, {"fake_responses": responses, "fake_delay": 0,
+                                                               **host_data}, may_fail=True)
         assert bool(pyinfra_state.failed_hosts) == fails
+        sent = [(command, arguments.get("_stdin") or "") for command, arguments in commands]
+        sudo = [bool(arguments.get("_sudo")) for _, arguments in commands]
         if host_data.get("_sudo"):
             assert all(sudo), "the cut-over's commands run as the deploy's own: under sudo when the host's data asks"
         return sent

@@ -84,17 +84,14 @@ def remove_domain(domain, keep_cert, inventory, no_apply):
 @click.option("--json", "as_json", is_flag=True)
 def domains(inventory, as_json):
     """Each declared domain with its live state on the hosts serving it."""
-    from . import listings
-    from .inventory import inventory_path
+    from .listings import domain_status
 
-    rows, unread = listings.domain_status(find_root(), inventory_path(inventory).resolve())
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-    for r in [] if as_json else rows:
+    def line(r: dict) -> str:
         cert = f"{r['issuer']} until {r['expires']} ({r['days_left']} days)" if r["issuer"] else "no certificate"
-        click.echo(f"{r['domain']} on {r['host']}: vhost {'yes' if r['vhost'] else 'no'}, {cert}, "
-                   f"auth {'on' if r['auth'] else 'off'}, upstream {r['upstream']}")
-    _unread(unread)
+        return (f"{r['domain']} on {r['host']}: vhost {'yes' if r['vhost'] else 'no'}, {cert}, "
+                f"auth {'on' if r['auth'] else 'off'}, upstream {r['upstream']}")
+
+    _listing(domain_status, line, inventory, as_json)
 
 
 @click.command()
@@ -102,20 +99,20 @@ def domains(inventory, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def certs(inventory, as_json):
     """Certificates on every host, the soonest to expire first."""
-    from . import listings
+    from .listings import certificate_inventory
+
+    _listing(certificate_inventory, lambda r: f"{r['host']} {r['name']}: {r['days_left']} days left "
+                                              f"(until {r['expires']}), {r['issuer']}", inventory, as_json)
+
+
+def _listing(read, line, inventory: str | None, as_json: bool) -> None:
+    """Rows from every host as JSON or one line each; a listing that misses hosts says which and why
+    on stderr, and exits 1."""
     from .inventory import inventory_path
 
-    rows, unread = listings.certificate_inventory(find_root(), inventory_path(inventory).resolve())
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-    for r in [] if as_json else rows:
-        click.echo(f"{r['host']} {r['name']}: {r['days_left']} days left (until {r['expires']}), {r['issuer']}")
-    _unread(unread)
-
-
-def _unread(hosts: dict[str, str]) -> None:
-    """A listing that misses hosts says which and why, and exits 1."""
-    for name, why in hosts.items():
+    rows, unread = read(find_root(), inventory_path(inventory).resolve())
+    click.echo(json.dumps(rows, indent=2) if as_json else "\n".join(line(r) for r in rows), nl=as_json or bool(rows))
+    for name, why in unread.items():
         click.echo(f"vsa-ops: {name}: {why}", err=True)
-    if hosts:
+    if unread:
         sys.exit(1)
