@@ -26,3 +26,16 @@ def test_match_exec_still_runs_through_invoke():
                  "config = paramiko.SSHConfig.from_text('Match exec \"exit 0\"\\n  User alice\\n'); "
                  "print(config.lookup('x').get('user'), 'invoke.tasks' in sys.modules)")
     assert found == "alice True"
+
+
+def test_deploy_loads_neither_the_site_commands_nor_the_status_or_backup_services():
+    # README "Speed": each command imports only what it uses. The deploy's body imports all it needs
+    # before the missing inventory stops it.
+    loaded = _run("import sys\nfrom vsa_ops.cli import main\n"
+                  "try:\n    main(['deploy', '-i', '/nonexistent/inventory.py'], standalone_mode=False)\n"
+                  "except SystemExit:\n    pass\n"
+                  "print(' '.join(sorted(m for m in sys.modules if m.startswith('vsa_ops.'))))").split()
+    assert "vsa_ops.host_manifest" in loaded and "vsa_ops.pyinfra_glue.runner" in loaded  # it did get that far
+    unwanted = ("vsa_ops.domain_changes", "vsa_ops.domains_cli", "vsa_ops.listings", "vsa_ops.probe",
+                "vsa_ops.status", "vsa_ops.preflight", "vsa_ops.backup.service", "vsa_ops.backup.cli")
+    assert [m for m in loaded if m.startswith(unwanted)] == []
