@@ -147,6 +147,7 @@ def test_the_probe_asks_a_prefixed_upstream_for_a_path_beyond_the_root(prefix, p
 
 # What the vhost's own error page adds to NGINX's 502/504 when the upstream does not answer.
 MARKED = {**HEADERS, "X-Vsa-Upstream": "unreachable"}
+LIMITED = {**HEADERS, "X-Vsa-Limit": "limited"}  # the site's rate limit: NGINX's own 429
 
 
 def _plain(rate_limit="perip"):
@@ -166,7 +167,8 @@ def _probe(server, domain=None, **kwargs):
     (502, HEADERS, "upstream answers 502", []),  # the app's own 502 passes through unmarked
     (404, HEADERS, "upstream answers 404", []),
     (500, HEADERS, "upstream answers 500", []),
-    (429, HEADERS, None, ["rate limited: plain.vsa.test answers 429 (the limit for this address is spent) after 0 s"]),
+    (429, LIMITED, None, ["rate limited: plain.vsa.test answers 429 (the limit for this address is spent) after 0 s"]),
+    (429, HEADERS, "upstream answers 429", []),  # the app's own 429: the vhost serves, it stays
     (421, HEADERS, None, ["the default server answers 421: no vhost for plain.vsa.test yet after 0 s"]),
 ])
 def test_only_a_2xx_or_3xx_answer_is_serving(status, headers, upstream, problems):
@@ -175,7 +177,7 @@ def test_only_a_2xx_or_3xx_answer_is_serving(status, headers, upstream, problems
     try:
         result = _probe(server, settle=0)
         assert (result.ok, result.upstream, result.problems) == (status < 400, upstream, problems)
-        assert result.vhost_ok is (status not in (421, 429))
+        assert result.vhost_ok is (not problems)
     finally:
         server.shutdown()
 
@@ -252,7 +254,7 @@ def test_retries_back_off_and_stay_within_the_site_rate_limit(rate_limit, rate, 
 
     def answer(handler):
         answers.append(502 if limit.admit() else 429)
-        return answers[-1], MARKED if answers[-1] == 502 else HEADERS, b""
+        return answers[-1], MARKED if answers[-1] == 502 else LIMITED, b""
 
     server = _server(answer)
     try:

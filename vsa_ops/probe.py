@@ -6,9 +6,9 @@ upstream has a prefix.
 It tells apart NGINX not serving the new vhost yet (old workers after the asynchronous reload: no
 handshake for the name, the default server's 421 or closed connection, an old certificate), the vhost
 serving while its upstream does not answer (NGINX's own 502/504, which the vhost marks with
-X-Vsa-Upstream), and the site serving. A 429, and any other 4xx or 5xx than the 401 a basic-auth site
-owes a client without the password, is never serving. Retries back off and stay within the site's own
-rate limit."""
+X-Vsa-Upstream), the site's rate limit (NGINX's 429, marked with X-Vsa-Limit: retried), and the site
+serving. A 429, and any other 4xx or 5xx than the 401 a basic-auth site owes a client without the
+password, is never serving. Retries back off and stay within the site's own rate limit."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ FIRST_RETRY = 0.05
 LONGEST_RETRY = 1.0
 # The vhost's own page for a 502/504 NGINX answers when the upstream does not (templates/vhost.conf.j2).
 UPSTREAM_MARK = "x-vsa-upstream"
+# ... and for its rate limit's answer (an app's own 429 has no such header: it is the upstream's answer).
+LIMIT_MARK = "x-vsa-limit"
 
 HSTS = "strict-transport-security"
 # On every answer of every site, errors and redirects included.
@@ -202,7 +204,7 @@ def _not_counted(result: Probe, budget: RequestBudget, answer: Answer) -> bool:
     serve the name yet) or the rate limit's."""
     if answer.status == 421:
         result.pending = f"the default server answers 421: no vhost for {result.domain} yet"
-    elif answer.status == 429:
+    elif answer.status == 429 and answer.headers.get(LIMIT_MARK) == "limited":
         budget.spent_elsewhere()
         result.pending = f"rate limited: {result.domain} answers 429 (the limit for this address is spent)"
     return result.pending is not None
