@@ -89,13 +89,20 @@ class RequestBudget:
         self.tokens, self._clock, self._sleep = self.capacity, clock, sleep
         self._at = clock()
 
+    def wait(self) -> float:
+        """Seconds until one more request fits."""
+        if self.rate is None:
+            return 0.0
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._at) * self.rate)
+        self._at = now
+        return max(0.0, (1 - self.tokens) / self.rate)
+
     def spend(self) -> None:
         """Wait until one more request fits, and count it."""
         if self.rate is None:
             return
-        now = self._clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self._at) * self.rate)
-        self._at = now
+        self.wait()
         if self.tokens < 1:
             self._sleep((1 - self.tokens) / self.rate)
             self.tokens, self._at = 1.0, self._clock()
@@ -251,7 +258,8 @@ def probe_until_ok(*args, settle: float = SETTLE_SECONDS, budget: RequestBudget 
     deadline, delay = time.monotonic() + settle, FIRST_RETRY
     while True:
         result = probe_domain(*args, budget=budget, **kwargs)
-        if result.ok or time.monotonic() + delay > deadline:
+        # a slow site's limit (1r/m) may put the next request beyond the deadline: no try waits for it
+        if result.ok or time.monotonic() + max(delay, budget.wait()) > deadline:
             break
         time.sleep(delay)
         delay = min(2 * delay, LONGEST_RETRY)
