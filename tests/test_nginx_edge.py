@@ -39,13 +39,17 @@ DOMAINS = [
     Domain(name="slow.example.com", upstream="echo:8080", rate_limit="120r/m/0"),
     Domain(name="spoof.example.com", upstream="liar:8080", tls=False, rate_limit="off"),
     Domain(name="busy.example.com", upstream="liar:8080", tls=False, rate_limit="off"),
+    Domain(name="sleepy.example.com", upstream="liar:8080", rate_limit="off"),
 ]
 # An app that answers errors itself, by the Host NGINX forwards: 502 with the probe's mark, or 429.
 LIAR = """
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Liar(BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.headers.get("Host", "").startswith("sleepy."):
+            time.sleep(20)  # an app still starting: it accepts, and answers late
         spoof = self.headers.get("Host", "").startswith("spoof.")
         self.send_response(502 if spoof else 429)
         if spoof:
@@ -304,3 +308,14 @@ def test_nginx_own_429_is_marked_and_the_probe_waits_for_it(edge):
     assert result.problems == ["rate limited: own.example.com answers 429 (the limit for this address is spent) "
                                "after 0 s"]
     time.sleep(1.5)  # let the zone drain for the tests after this one
+
+
+def test_an_upstream_that_answers_late_is_kept_as_not_answering(edge):
+    """NGINX waits 60 s for an upstream that accepts and does not answer; the probe gives up after 10 s.
+    Before: "HTTPS request failed: timed out", a vhost problem, and add-domain rolled the site back."""
+    from vsa_ops.probe import probe_until_ok
+
+    sleepy = next(d for d in DOMAINS if d.name == "sleepy.example.com")
+    result = probe_until_ok("127.0.0.1", edge["ports"][443], edge["ports"][80], sleepy, settle=0,
+                            ca_file=str(edge["ca"] / sleepy.name / "fullchain.pem"))
+    assert (result.problems, result.upstream, result.vhost_ok) == ([], "upstream not answering within 10 s", True)

@@ -113,6 +113,11 @@ class RequestBudget:
         self.tokens, self._at = 0.0, self._clock()
 
 
+class NoAnswer(TimeoutError):
+    """Connected (and the TLS handshake done), the request sent, no answer in time: through a vhost,
+    NGINX still waiting for its upstream (it gives up at proxy_read_timeout, 60 s, with a marked 504)."""
+
+
 def request(address: str, port: int, domain: str, *, tls: bool, ca_file: str | None = None, path: str = "/",
             user: str | None = None, password: str | None = None, timeout: float = 10) -> tuple[Answer, bytes | None]:
     """One GET to ``address:port`` for ``domain`` (SNI and Host); returns the answer and the peer cert."""
@@ -128,11 +133,14 @@ def request(address: str, port: int, domain: str, *, tls: bool, ca_file: str | N
         certificate = connection.sock.getpeercert(binary_form=True)
     else:
         connection = http.client.HTTPConnection(address, port, timeout=timeout)
+        connection.connect()
         certificate = None
     try:
         connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         answer = Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read(65536))
+    except TimeoutError:
+        raise NoAnswer(timeout) from None
     finally:
         connection.close()
     return answer, certificate
@@ -187,6 +195,9 @@ def probe_domain(address: str, https_port: int, http_port: int, domain, *, ca_fi
                 return result
             if refused.status != 401:
                 result.problems.append(f"with a wrong password the answer is {refused.status}, not 401")
+    except NoAnswer as error:
+        result.upstream = f"upstream not answering within {error.args[0]:g} s"
+        return result
     except ssl.SSLCertVerificationError as error:
         result.pending = f"the certificate served for {domain.name} does not verify: {error.verify_message}"
         return result
