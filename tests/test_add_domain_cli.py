@@ -187,3 +187,4 @@ def test_the_registry_rate_limit_is_validated_on_read(project, entry, ok):
     assert (result.returncode == 0) is ok, result.stderr
     if not ok:
         assert result.stderr.startswith("vsa-ops: domains.yml: api.example.com.rate_limit: must be off"), result.stderr
+        assert f"(value {yaml.safe_load(entry)!r})" in result.stderr  # README: the line names the value
