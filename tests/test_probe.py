@@ -170,6 +170,7 @@ def _probe(server, domain=None, **kwargs):
     (500, HEADERS, "upstream answers 500", []),
     (429, LIMITED, None, ["rate limited: plain.vsa.test answers 429 (the limit for this address is spent) after 0 s"]),
     (429, HEADERS, "upstream answers 429", []),  # the app's own 429: the vhost serves, it stays
+    (503, LIMITED, None, ["rate limited: plain.vsa.test answers 503 (the limit for this address is spent) after 0 s"]),
     (421, HEADERS, None, ["the default server answers 421: no vhost for plain.vsa.test yet after 0 s"]),
 ])
 def test_only_a_2xx_or_3xx_answer_is_serving(status, headers, upstream, problems):

@@ -222,9 +222,10 @@ def _not_counted(result: Probe, budget: RequestBudget, answer: Answer) -> bool:
     serve the name yet) or the rate limit's."""
     if answer.status == 421:
         result.pending = f"the default server answers 421: no vhost for {result.domain} yet"
-    elif answer.status == 429 and answer.headers.get(LIMIT_MARK) == "limited":
+    elif answer.headers.get(LIMIT_MARK) == "limited":  # 429, or what limit_req_status says
         budget.spent_elsewhere()
-        result.pending = f"rate limited: {result.domain} answers 429 (the limit for this address is spent)"
+        result.pending = (f"rate limited: {result.domain} answers {answer.status} (the limit for this address "
+                          f"is spent)")
     return result.pending is not None
 
 
