@@ -303,6 +303,7 @@ def test_nginx_own_429_is_marked_and_the_probe_waits_for_it(edge):
     limited = [a for a in answers if a.status == 429]
     assert limited and all(a.headers.get(LIMIT_MARK) == "limited" for a in limited)
     assert all(header in limited[0].headers for header in EVERY_ANSWER)
+    assert http(edge, "own.example.com", "/.vsa-ops/rate-limited").status == 404  # internal only (not limited)
     own = next(d for d in DOMAINS if d.name == "own.example.com")
     result = probe_until_ok("127.0.0.1", edge["ports"][443], edge["ports"][80], own, settle=0)
     assert result.problems == ["rate limited: own.example.com answers 429 (the limit for this address is spent) "
