@@ -37,7 +37,28 @@ DOMAINS = [
     Domain(name="open.example.com", upstream="echo:8080", tls=False, rate_limit="off"),
     Domain(name="own.example.com", upstream="echo:8080", tls=False, rate_limit="5r/s/3"),
     Domain(name="slow.example.com", upstream="echo:8080", rate_limit="120r/m/0"),
+    Domain(name="spoof.example.com", upstream="liar:8080", tls=False, rate_limit="off"),
+    Domain(name="busy.example.com", upstream="liar:8080", tls=False, rate_limit="off"),
+    Domain(name="sleepy.example.com", upstream="liar:8080", rate_limit="off"),
 ]
+# An app that answers errors itself, by the Host NGINX forwards: 502 with the probe's mark, or 429.
+LIAR = """
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Liar(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get("Host", "").startswith("sleepy."):
+            time.sleep(20)  # an app still starting: it accepts, and answers late
+        spoof = self.headers.get("Host", "").startswith("spoof.")
+        self.send_response(502 if spoof else 429)
+        if spoof:
+            self.send_header("X-Vsa-Upstream", "unreachable")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+ThreadingHTTPServer(("", 8080), Liar).serve_forever()
+"""
 LOAD_ZONE = [{"reverse_proxy": {"nginx": {"rate_limit_zones": {"load": {"rate": "2000r/s", "burst": 2000}}}}}]
 
 
@@ -67,10 +88,15 @@ def edge(render_module, tmp_path_factory):
         os.chown(folder, 101, 101)  # as the deploy leaves them: the master needs DAC_OVERRIDE to open its logs
     tag = uuid.uuid4().hex[:8]
     network, echo, nginx = f"vsa-edge-{tag}", f"vsa-edge-echo-{tag}", f"vsa-edge-nginx-{tag}"
+    liar = f"vsa-edge-liar-{tag}"
+    (out / "liar.py").write_text(LIAR)
     container = hub_config([]).reverse_proxy.nginx.container
     _docker("network", "create", network)
     try:
         _docker("run", "-d", "--name", echo, "--network", network, "--network-alias", "echo", images["echo"])
+        _docker("run", "-d", "--name", liar, "--network", network, "--network-alias", "liar",
+                "-v", f"{out / 'liar.py'}:/lab/liar.py:ro", "--entrypoint", "python3", images["echo"], "-u",
+                "/lab/liar.py")
         mounts = [("nginx/conf.d", "/etc/nginx/conf.d"), ("nginx/snippets", "/etc/nginx/snippets"),
                   ("nginx/auth", "/etc/nginx/auth"), ("letsencrypt", "/etc/letsencrypt"),
                   ("certbot-www", "/var/www/certbot"), ("logs", "/var/log/nginx")]
@@ -91,7 +117,7 @@ def edge(render_module, tmp_path_factory):
                 time.sleep(0.2)
         yield {"ports": ports, "ca": rp / "letsencrypt/live", "nginx": nginx}
     finally:
-        subprocess.run(["docker", "rm", "-f", echo, nginx], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", echo, liar, nginx], capture_output=True)
         subprocess.run(["docker", "network", "rm", network], capture_output=True)
 
 
@@ -254,3 +280,43 @@ def test_a_name_nginx_does_not_serve_yet_is_named_as_such_by_the_probe(edge):
                             Domain(name="new.example.com", upstream="echo:8080", tls=False), settle=0)
     assert result.problems == ["NGINX closes the connection without an answer: no vhost for new.example.com yet "
                                "after 0 s"]
+
+
+def test_an_app_cannot_pass_for_nginx_own_answers(edge):
+    """An app that answers 502 itself with the mark, or 429 of its own: the mark never passes through, and
+    the probe names the upstream's answer and keeps the vhost (before: "not answering", and a rollback
+    for the app's 429 taken for the site's rate limit)."""
+    from vsa_ops.probe import UPSTREAM_MARK, probe_until_ok
+
+    assert UPSTREAM_MARK not in http(edge, "spoof.example.com").headers
+    for name, status in (("spoof.example.com", 502), ("busy.example.com", 429)):
+        domain = next(d for d in DOMAINS if d.name == name)
+        result = probe_until_ok("127.0.0.1", edge["ports"][443], edge["ports"][80], domain, settle=0)
+        assert (result.problems, result.upstream, result.vhost_ok) == ([], f"upstream answers {status}", True)
+
+
+def test_nginx_own_429_is_marked_and_the_probe_waits_for_it(edge):
+    """The rate limit's 429 carries a mark and every security header; the probe counts it as pending."""
+    from vsa_ops.probe import LIMIT_MARK, probe_until_ok
+
+    answers = [http(edge, "own.example.com") for _ in range(20)]
+    limited = [a for a in answers if a.status == 429]
+    assert limited and all(a.headers.get(LIMIT_MARK) == "limited" for a in limited)
+    assert all(header in limited[0].headers for header in EVERY_ANSWER)
+    assert http(edge, "own.example.com", "/.vsa-ops/rate-limited").status == 404  # internal only (not limited)
+    own = next(d for d in DOMAINS if d.name == "own.example.com")
+    result = probe_until_ok("127.0.0.1", edge["ports"][443], edge["ports"][80], own, settle=0)
+    assert result.problems == ["rate limited: own.example.com answers 429 (the limit for this address is spent) "
+                               "after 0 s"]
+    time.sleep(1.5)  # let the zone drain for the tests after this one
+
+
+def test_an_upstream_that_answers_late_is_kept_as_not_answering(edge):
+    """NGINX waits 60 s for an upstream that accepts and does not answer; the probe gives up after 10 s.
+    Before: "HTTPS request failed: timed out", a vhost problem, and add-domain rolled the site back."""
+    from vsa_ops.probe import probe_until_ok
+
+    sleepy = next(d for d in DOMAINS if d.name == "sleepy.example.com")
+    result = probe_until_ok("127.0.0.1", edge["ports"][443], edge["ports"][80], sleepy, settle=0,
+                            ca_file=str(edge["ca"] / sleepy.name / "fullchain.pem"))
+    assert (result.problems, result.upstream, result.vhost_ok) == ([], "upstream not answering within 10 s", True)

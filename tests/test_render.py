@@ -202,3 +202,22 @@ def test_logrotate_rotates_the_nginx_logs_as_nginx_and_reopens_them(render):
     assert "/srv/flowbiz/reverse-proxy/logs/domains/*.access.json" in text
     assert "su 101 101" in text and "docker kill --signal=USR1 reverse-proxy-nginx" in text
     assert "audit.jsonl {" not in text  # the chained audit trail is never rotated
+
+
+def test_a_site_with_its_own_rate_has_its_own_zone_and_only_it(render):
+    """README "Rate limits per site": the site's own zone, named site.<domain>, of site_zone_size, BURST one
+    second's worth when not given (at least 1); a named zone or off defines no zone."""
+    sites = [Domain(name="api.example.com", upstream="demo-app:8080", rate_limit="50r/s"),
+             Domain(name="hook.example.com", upstream="demo-app:8080", rate_limit="30r/m"),
+             Domain(name="shop.example.com", upstream="demo-app:8080", rate_limit="auth"),
+             Domain(name="open.example.com", upstream="demo-app:8080", rate_limit="off")]
+    manifest = render(domains=sites)
+
+    def vhost(name):
+        return manifest.file(f"/srv/flowbiz/reverse-proxy/nginx/conf.d/{name}.conf").content
+    assert "limit_req_zone $binary_remote_addr zone=site.api.example.com:1m rate=50r/s;" in vhost("api.example.com")
+    assert "limit_req zone=site.api.example.com burst=50 nodelay;" in vhost("api.example.com")
+    assert "limit_req zone=site.hook.example.com burst=1 nodelay;" in vhost("hook.example.com")
+    assert "limit_req_zone" not in vhost("shop.example.com") + vhost("open.example.com")
+    assert "limit_req zone=auth burst=10 nodelay;" in vhost("shop.example.com")
+    assert "limit_req " not in vhost("open.example.com")

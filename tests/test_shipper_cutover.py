@@ -327,3 +327,62 @@ def test_a_cut_over_that_cannot_convert_starts_the_old_shipper_again_and_stops_t
     assert [step(c) for c, _ in sent] == ["state read", "run lock", "log shipper cut-over, the host's half: read",
                                           "log shipper cut-over, the host's half: start"]
     assert "start observability promtail" in sent[3][0]
+
+
+# --- the host program's read half, against a stand-in `docker` command ------------------------------
+
+DOCKER = """#!/bin/sh
+case "$1 $2" in
+    "ps -aq") case "$*" in *label=*) echo 0123abcd ;; esac ;;
+    "inspect --format") case "$3" in *Mounts*) printf '/var/lib/promtail\\t%s\\n' "$VOLUME" ;; esac ;;
+    "stop "*) ;;
+    *) exit 1 ;;
+esac
+"""
+
+
+def read(tmp_path, folder):
+    import os
+
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "docker").write_text(DOCKER)
+    (tools / "docker").chmod(0o755)
+    environment = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "VOLUME": str(folder)}
+    done = subprocess.run(["sh", "-c", program_command("shipper_cutover", str(tmp_path), "read", "observability",
+                                                       "promtail", "/var/lib/promtail", INSPECT_FORMAT)],
+                          env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return parse_read(done.stdout)
+
+
+def test_the_read_half_reads_no_file_through_a_link_a_newline_in_a_name_points_at(tmp_path):
+    """The shippers write their volume as root: a folder named "x<newline>positions.yaml<newline>y" made
+    `read` see a line "positions.yaml", and base64 then read the symbolic link of that name (find had
+    skipped it as no regular file): any root-only file of the host went to the controller, its text in
+    the YAML error the cut-over prints."""
+    folder, secret = tmp_path / "volume", tmp_path / "shadow"
+    secret.write_text("root: $y$j9T$secret-hash\n")
+    folder.mkdir()
+    (folder / "positions.yaml").symlink_to(secret)
+    (folder / "x\npositions.yaml\ny").mkdir()
+    (folder / "x\npositions.yaml\ny/positions.yaml").write_text("positions: {}\n")
+    (folder / "loki.source.file.nginx_access").mkdir()
+    (folder / "loki.source.file.nginx_access/positions.yml").write_text(ALLOY_FILE := "positions: {}\n")
+    found = read(tmp_path, folder)
+    assert found.folder == str(folder)
+    assert not any("secret" in text for text in found.files.values()), found.files
+    assert found.files == {"loki.source.file.nginx_access/positions.yml": ALLOY_FILE}
+
+
+def test_a_positions_file_in_a_folder_with_a_space_reads_whole(tmp_path):
+    """Before: the record was split at the name's first space; the rest decoded as base64 (garbage, or a
+    binascii.Error that no handler caught: the old shipper stayed stopped)."""
+    from tests.test_deploy_plan import framed
+
+    folder = tmp_path / "volume"
+    (folder / "a b").mkdir(parents=True)
+    (folder / "a b/positions.yml").write_text("positions: {}\n")
+    assert read(tmp_path, folder).files == {"a b/positions.yml": "positions: {}\n"}
+    with pytest.raises(PositionsError):
+        parse_read(framed([("positions", "positions.yaml not*base64")]))

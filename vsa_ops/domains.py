@@ -184,8 +184,11 @@ class Domain(Model):
         return [self.name, *self.aliases]
 
     def request_limit(self, nginx: Nginx) -> RequestLimit | None:
-        """The limit its location applies (None: off); LookupError for a zone ``nginx`` lacks."""
-        return request_limit(self.rate_limit, self.name, nginx.rate_limit_zones)
+        """The limit its location applies (None: off); LookupError for a zone ``nginx`` lacks. Never the
+        login zone: every basic-auth site applies it besides (twice is a vhost NGINX refuses), and on a
+        site without auth it counts nothing (its key is empty without credentials)."""
+        zones = {name: zone for name, zone in nginx.rate_limit_zones.items() if name != nginx.login_zone}
+        return request_limit(self.rate_limit, self.name, zones)
 
 
 # The registry: every domain the hubs serve, in the project's domains.yml (or the file an inventory

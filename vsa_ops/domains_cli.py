@@ -60,7 +60,7 @@ def add_domain(domain, upstream, aliases, auth_user, no_tls, hosts, pass_auth, i
     for probe in probes:
         expiry = f", certificate by {probe.issuer} until {probe.not_after:%Y-%m-%d}" if probe.not_after else ""
         state = "serving" if probe.ok else f"added, {probe.upstream}"
-        click.echo(f"{site.name}: {state}, status {probe.status}{expiry}")
+        click.echo(f"{site.name}: {state}{f', status {probe.status}' if probe.status else ''}{expiry}")
 
 
 @click.command("remove-domain")

@@ -6,9 +6,9 @@ upstream has a prefix.
 It tells apart NGINX not serving the new vhost yet (old workers after the asynchronous reload: no
 handshake for the name, the default server's 421 or closed connection, an old certificate), the vhost
 serving while its upstream does not answer (NGINX's own 502/504, which the vhost marks with
-X-Vsa-Upstream), and the site serving. A 429, and any other 4xx or 5xx than the 401 a basic-auth site
-owes a client without the password, is never serving. Retries back off and stay within the site's own
-rate limit."""
+X-Vsa-Upstream), the site's rate limit (NGINX's 429, marked with X-Vsa-Limit: retried), and the site
+serving. A 429, and any other 4xx or 5xx than the 401 a basic-auth site owes a client without the
+password, is never serving. Retries back off and stay within the site's own rate limit."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ FIRST_RETRY = 0.05
 LONGEST_RETRY = 1.0
 # The vhost's own page for a 502/504 NGINX answers when the upstream does not (templates/vhost.conf.j2).
 UPSTREAM_MARK = "x-vsa-upstream"
+# ... and for its rate limit's answer (an app's own 429 has no such header: it is the upstream's answer).
+LIMIT_MARK = "x-vsa-limit"
 
 HSTS = "strict-transport-security"
 # On every answer of every site, errors and redirects included.
@@ -87,13 +89,20 @@ class RequestBudget:
         self.tokens, self._clock, self._sleep = self.capacity, clock, sleep
         self._at = clock()
 
+    def wait(self) -> float:
+        """Seconds until one more request fits."""
+        if self.rate is None:
+            return 0.0
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._at) * self.rate)
+        self._at = now
+        return max(0.0, (1 - self.tokens) / self.rate)
+
     def spend(self) -> None:
         """Wait until one more request fits, and count it."""
         if self.rate is None:
             return
-        now = self._clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self._at) * self.rate)
-        self._at = now
+        self.wait()
         if self.tokens < 1:
             self._sleep((1 - self.tokens) / self.rate)
             self.tokens, self._at = 1.0, self._clock()
@@ -102,6 +111,11 @@ class RequestBudget:
     def spent_elsewhere(self) -> None:
         """A 429: the site's budget for this address went to someone else; start again from empty."""
         self.tokens, self._at = 0.0, self._clock()
+
+
+class NoAnswer(TimeoutError):
+    """Connected (and the TLS handshake done), the request sent, no answer in time: through a vhost,
+    NGINX still waiting for its upstream (it gives up at proxy_read_timeout, 60 s, with a marked 504)."""
 
 
 def request(address: str, port: int, domain: str, *, tls: bool, ca_file: str | None = None, path: str = "/",
@@ -119,11 +133,14 @@ def request(address: str, port: int, domain: str, *, tls: bool, ca_file: str | N
         certificate = connection.sock.getpeercert(binary_form=True)
     else:
         connection = http.client.HTTPConnection(address, port, timeout=timeout)
+        connection.connect()
         certificate = None
     try:
         connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         answer = Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read(65536))
+    except TimeoutError:
+        raise NoAnswer(timeout) from None
     finally:
         connection.close()
     return answer, certificate
@@ -178,6 +195,9 @@ def probe_domain(address: str, https_port: int, http_port: int, domain, *, ca_fi
                 return result
             if refused.status != 401:
                 result.problems.append(f"with a wrong password the answer is {refused.status}, not 401")
+    except NoAnswer as error:
+        result.upstream = f"upstream not answering within {error.args[0]:g} s"
+        return result
     except ssl.SSLCertVerificationError as error:
         result.pending = f"the certificate served for {domain.name} does not verify: {error.verify_message}"
         return result
@@ -202,9 +222,10 @@ def _not_counted(result: Probe, budget: RequestBudget, answer: Answer) -> bool:
     serve the name yet) or the rate limit's."""
     if answer.status == 421:
         result.pending = f"the default server answers 421: no vhost for {result.domain} yet"
-    elif answer.status == 429:
+    elif answer.headers.get(LIMIT_MARK) == "limited":  # 429, or what limit_req_status says
         budget.spent_elsewhere()
-        result.pending = f"rate limited: {result.domain} answers 429 (the limit for this address is spent)"
+        result.pending = (f"rate limited: {result.domain} answers {answer.status} (the limit for this address "
+                          f"is spent)")
     return result.pending is not None
 
 
@@ -249,7 +270,8 @@ def probe_until_ok(*args, settle: float = SETTLE_SECONDS, budget: RequestBudget 
     deadline, delay = time.monotonic() + settle, FIRST_RETRY
     while True:
         result = probe_domain(*args, budget=budget, **kwargs)
-        if result.ok or time.monotonic() + delay > deadline:
+        # a slow site's limit (1r/m) may put the next request beyond the deadline: no try waits for it
+        if result.ok or time.monotonic() + max(delay, budget.wait()) > deadline:
             break
         time.sleep(delay)
         delay = min(2 * delay, LONGEST_RETRY)

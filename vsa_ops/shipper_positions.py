@@ -265,8 +265,11 @@ def parse_read(output: str) -> OldShipper:
         if tag == "folder":
             folder = value
         elif tag == "positions":
-            name, _, encoded = value.partition(" ")
-            files[name] = base64.b64decode(encoded).decode("utf-8", "surrogateescape")
+            name, _, encoded = value.rpartition(" ")  # base64 has no space; a folder's name may
+            try:
+                files[name] = base64.b64decode(encoded, validate=True).decode("utf-8", "surrogateescape")
+            except ValueError:
+                raise PositionsError(f"{name}: not read whole from the host") from None
         elif tag == "container":
             containers.append(Container.from_inspect(value))
     return OldShipper(folder, files, containers)

@@ -15,6 +15,8 @@
 
 cd "${1:-/}" || exit 1
 mode=$2
+newline='
+'
 
 fail() { say "$*"; exit 1; }
 
@@ -25,8 +27,12 @@ shipper_ids() {
 
 records() {
     printf 'folder %s\0' "$1"
-    find "$1" -mindepth 1 -maxdepth 2 -type f \( -name positions.yaml -o -name positions.yml \) -printf '%P\n' |
+    # One name a line: a name with a newline (the shippers write this folder as root) would read as
+    # other names, such as a link find skipped; none is taken, and no file is read through a link.
+    find "$1" -mindepth 1 -maxdepth 2 ! -path "*$newline*" -type f \( -name positions.yaml -o -name positions.yml \) \
+        -printf '%P\n' |
         while IFS= read -r file; do
+            if [ -L "$1/$file" ] || [ -L "$1/${file%/*}" ]; then continue; fi
             printf 'positions %s %s\0' "$file" "$(base64 -w0 "$1/$file")"
         done
     docker ps -aq --no-trunc | xargs -r docker inspect --format "$2" | tr '\n' '\0' | sed -z 's/^/container /'
