@@ -147,6 +147,9 @@ def test_no_op_converge_runs_one_remote_command_whatever_the_number_of_files(dep
     assert "no changes" in large_log
     assert commands_run(small_log) == commands_run(large_log) == 1, (small_log[-2000:], large_log[-2000:])
     lab.sh("cd /srv/flowbiz/extra && docker compose -p extra down >/dev/null 2>&1; rm -rf /srv/flowbiz/extra")
+    # the host as the lab's own project has it (the plan identity's path list named the extra stack)
+    lab.deploy()
+    assert "no changes" in logged(lab.deploy())
 
 
 def test_changing_one_setting_restarts_only_that_service(deployed, tmp_path):
