@@ -21,7 +21,14 @@ cd "$root" || { say "no folder $root"; exit 1; }
 work=$(mktemp -d) || exit 1
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
-cat > "$work/request"
+# Plan mode: a request no manifest comes near (the key's holder must not fill the disk as root).
+MAX_PLAN_REQUEST=8388608
+if [ -n "$plan" ]; then
+    head -c $((MAX_PLAN_REQUEST + 1)) > "$work/request"
+    [ "$(wc -c < "$work/request")" -le "$MAX_PLAN_REQUEST" ] || { say "plan mode: a request over 8 MiB refused"; exit 1; }
+else
+    cat > "$work/request"
+fi
 
 # Plan mode: the request narrowed; $work/blind: files with no digest.
 narrow_request() {
@@ -36,13 +43,17 @@ narrow_request() {
           if (ok) print k " " substr(p, 2) }' "$work/request" > "$work/managed"
     # no symlink on the way, nor at the end
     base=$(pwd -P)
-    cut -c3- "$work/managed" | xargs -r -d '\n' realpath -m -- > "$work/real"
-    awk -v b="${base%/}" 'NR == FNR { r[FNR] = $0; next } b "/" substr($0, 3) == r[FNR]' \
+    # One line per path: a resolved path holding a newline (a planted link's target) becomes "/",
+    # which no request path equals; the counts must agree, or a line would be judged by its neighbour's.
+    cut -c3- "$work/managed" | xargs -r -d '\n' realpath -m -z -- | sed -z 's/^.*\n.*$/\//' | tr '\0' '\n' \
+        > "$work/real"
+    [ "$(wc -l < "$work/real")" = "$(wc -l < "$work/managed")" ] || { say "plan mode: a path did not resolve"; exit 1; }
+    awk -v b="${base%/}" 'FILENAME == ARGV[1] { r[FNR] = $0; next } b "/" substr($0, 3) == r[FNR]' \
         "$work/real" "$work/managed" > "$work/plain"
     sed -n 's,^[ft] ,,p' "$work/plain" | xargs -r -d '\n' stat --printf '%F|%a|%n\n' -- 2>/dev/null |
         awk -F'|' '$1 ~ /^regular/ && $2 ~ /[4567]$/ { sub(/^[^|]*[|][^|]*[|]/, ""); print }' > "$work/readable"
     : > "$work/blind"
-    awk -v bl="$work/blind" 'NR == FNR { r[$0] = 1; next } { k = substr($0, 1, 1); p = substr($0, 3) }
+    awk -v bl="$work/blind" 'FILENAME == ARGV[1] { r[$0] = 1; next } { k = substr($0, 1, 1); p = substr($0, 3) }
         k == "s" || (k == "f" && !(p in r)) { print "d " p; print p > bl; next }
         k != "t" || p in r' "$work/readable" "$work/plain" > "$work/request"
 }
