@@ -336,3 +336,26 @@ def test_a_host_answer_is_read_line_by_line():
     assert silent.error == "ssh: connect to host refused"
     counts = holds(parse("hub", True, "holds postgres_rows 3\nholds certificates 2\nholds grafana_files x\n", 0))
     assert counts == {"postgres_rows": 3, "certificates": 2}
+
+
+def test_two_runs_on_one_host_do_not_overlap(bench):
+    # README: "Two runs on one host do not overlap (a lock in the staging folder)."
+    import fcntl
+
+    (bench.base / "staging/state").mkdir(parents=True, exist_ok=True)
+    with open(bench.base / "staging/state/run.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert bench("run") == (1, ["error another backup is running on this host"])
+
+
+def test_a_restore_of_another_hosts_snapshot_is_refused(bench):
+    code, lines = bench("run")
+    snapshot = _fields(lines)["snapshot"]
+    assert code == 0 and snapshot
+    host_env = bench.base / "etc/host.env"
+    host_env.write_text("RESTIC_HOST=other\n")
+    try:
+        code, lines = bench("restore", snapshot)
+    finally:
+        host_env.write_text("RESTIC_HOST=hub\n")
+    assert (code, lines) == (1, [f"error no snapshot {snapshot} of host other in the repository (see vsa-ops backups)"])

@@ -107,3 +107,22 @@ def test_a_host_without_a_spool_costs_one_command_and_chains_nothing(scratch, tm
 
     assert spool.ingest_host(counted, host, audit.Masker([]), _sign, str(tmp_path / "none")) == (0, None)
     assert len(calls) == 1 and not jsonl.exists()
+
+
+def test_odd_spool_entries_neither_block_the_spool_nor_come_back_on_every_contact(scratch):
+    # Names the shell's filter took but the controller's did not (too many digits, sorted first), a
+    # folder, a symlink and a FIFO named like entries: none is read, none blocks the real runs behind.
+    host, run, folder, jsonl = scratch
+    for n in range(spool.PER_READ):
+        (folder / f"{n:013d}-1.run").write_text(f"started {STARTED}\nresult ok\n")
+    (folder / "1-1.run").mkdir()
+    (folder / "2-1.run").symlink_to(folder / f"{STARTED}-7.run")
+    os.mkfifo(folder / "3-1.run")
+    masker = audit.Masker([])
+
+    def bounded(command: str) -> tuple[bool, str]:  # a read of the FIFO would wait for ever
+        result = subprocess.run(["timeout", "20", "sh", "-c", command], capture_output=True, text=True)
+        return result.returncode == 0, result.stdout
+    assert spool.ingest_host(bounded, host, masker, _sign, str(folder)) == (3, None)
+    assert spool.ingest_host(bounded, host, masker, _sign, str(folder)) == (0, None)
+    assert len(jsonl.read_text().splitlines()) == 3

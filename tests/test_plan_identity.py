@@ -5,6 +5,7 @@ CI workflow that uses it."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -284,3 +285,29 @@ def test_a_deploy_stops_when_the_host_answers_as_the_plan_identity(render, monke
     with pytest.raises(PlanIdentityError, match="answered as the plan identity"):
         planning.plan_host(host[0], manifest)
     assert planning.plan_host(host[0], manifest, review=True)[2].empty  # a review goes on
+
+
+def test_a_symlink_whose_target_holds_a_newline_lets_no_path_through_a_symlink(host):
+    # A container that writes in a managed data folder plants a link whose target holds a newline: the
+    # symlink check must still see each requested path's own resolution, not the next line's.
+    site = host / "srv/site"
+    (site / "nl").symlink_to(f"/nope\n{host.resolve()}/srv/site/data/private")
+    request = "f /srv/site/a.conf\nd /srv/site/nl\nd /srv/site/data/private\no /srv/site/data\nd /srv/site/pw\n"
+    state = parse_host_state(state_sh("plan", str(host), stdin=request).splitlines())
+    assert set(state.paths) == {"/srv/site/a.conf", "/srv/site/pw"}  # the link itself and what lies behind: no
+
+
+def test_plan_mode_refuses_a_request_larger_than_any_manifest(host):
+    # The plan key's holder (a pull request) must not fill the host's disk as root with one endless request.
+    script = program_command("state", "plan", str(host))
+    big = subprocess.run(["sh", "-c", f"yes 'd /srv/site/a.conf' | head -c 20000000 | sh -c {shlex.quote(script)}"],
+                         capture_output=True, timeout=120)
+    assert big.returncode == 1 and b"request over 8 MiB" in big.stderr, big.stderr
+    assert big.stdout == b""
+    assert parse_host_state(state_sh("plan", str(host), stdin="d /srv/site/a.conf\n" * 100000).splitlines()).paths
+
+
+def test_a_plan_request_of_metadata_only_is_answered(host):
+    # no file in the request is world-readable: the metadata of each is still read
+    state = parse_host_state(state_sh("plan", str(host), stdin="d /srv/site\nd /srv/site/pw\n").splitlines())
+    assert set(state.paths) == {"/srv/site", "/srv/site/pw"}

@@ -229,7 +229,9 @@ restore() {
 	mkdir -p "$STATE"
 	exec 8>"$STATE/run.lock"
 	flock -w 600 8 || fail "a backup is running on this host"
-	id=$(restic snapshots --json --host "$RESTIC_HOST" "$id" 2>"$STATE/restore.err" | jq -r '.[-1].id // empty')
+	# restic ignores --host for a snapshot named by id: another host's data must not land here
+	id=$(restic snapshots --json --host "$RESTIC_HOST" "$id" 2>"$STATE/restore.err" |
+		jq -r --arg host "$RESTIC_HOST" '[.[] | select(.hostname == $host)] | .[-1].id // empty')
 	[ -n "$id" ] || fail "no snapshot ${1:-latest} of host $RESTIC_HOST in the repository${1:+ (see vsa-ops backups)}"
 	target=$STAGING/restore
 	rm -rf "$target"

@@ -44,8 +44,11 @@ _EARLIEST = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc).timestamp()
 def read_command(spool: str = SPOOL) -> str:
     """Prints ``entry NAME BASE64`` for the oldest spooled runs (their names start with the run's start)."""
     spool = shlex.quote(spool)
+    # Only names the controller takes (_NAME), only regular files: a name it skips, a folder it cannot
+    # delete, or a FIFO it would wait on for ever must not stand before the real runs every time.
     return (f"[ -d {spool} ] || exit 0; cd {spool} || exit 1; "
-            f"for f in $(ls | grep -E '^[0-9]+-[0-9]+\\.run$' | sort -n | head -n {PER_READ}); do "
+            f"for f in $(ls | grep -E '^[0-9]{{1,12}}-[0-9]{{1,10}}\\.run$' | sort -n); do "
+            f'[ -f "$f" ] && [ ! -L "$f" ] && echo "$f"; done | head -n {PER_READ} | while read -r f; do '
             f'echo "entry $f $(head -c 4096 "$f" | base64 -w0)"; done')
 
 

@@ -1,14 +1,10 @@
 #!/bin/sh
 # vsa-ops state read: everything a manifest manages on this host, in one command.
-# Arguments: ROOT SALT, or "plan" (plan mode). Stdin: the request, one "KIND PATH" line each: d (a
-# directory: metadata), f (a file: metadata and digest), s (a file holding a secret: digest after
-# SALT), o (a folder whose files are listed), c (the certificates' folder), a (the audit log: its last
-# line), t (a file's text; a request with a t line gets only texts).
-# Plan mode (the plan identity's forced command, by sudo): paths only inside PLAN_PATHS' folders (d)
-# with no symlink; a digest or text only of its files (f, or in an o folder) that are world-readable
-# and not secret (else "sha -"); no audit line.
-# Stdout: NUL-terminated "TAG VALUE" records, gzipped, in base64 on one line: no file name, however
-# hostile (newlines, invalid UTF-8), can make one record look like another.
+# Args: ROOT SALT, or "plan". Stdin: "KIND PATH" lines: d (metadata), f (and digest), s (secret: digest
+# after SALT), o (folder: its files listed), c (certificates' folder), a (audit log: last line), t (text
+# only). Plan mode (the plan identity's forced command, by sudo): paths in PLAN_PATHS' folders, no
+# symlink; digest or text only of its world-readable files (else "sha -"); no audit line.
+# Stdout: NUL-terminated "TAG VALUE" records, gzip, base64, one line: no file name fakes a record.
 # shellcheck shell=sh
 
 root=${1:-/}
@@ -21,7 +17,9 @@ cd "$root" || { say "no folder $root"; exit 1; }
 work=$(mktemp -d) || exit 1
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
-cat > "$work/request"
+# plan: no 8 MiB request (none is near): the key's holder fills no disk
+if [ -n "$plan" ]; then head -c 8388609; else cat; fi > "$work/request"
+[ -z "$plan" ] || [ "$(wc -c < "$work/request")" -le 8388608 ] || { say "plan mode: request over 8 MiB"; exit 1; }
 
 # Plan mode: the request narrowed; $work/blind: files with no digest.
 narrow_request() {
@@ -36,13 +34,15 @@ narrow_request() {
           if (ok) print k " " substr(p, 2) }' "$work/request" > "$work/managed"
     # no symlink on the way, nor at the end
     base=$(pwd -P)
-    cut -c3- "$work/managed" | xargs -r -d '\n' realpath -m -- > "$work/real"
-    awk -v b="${base%/}" 'NR == FNR { r[FNR] = $0; next } b "/" substr($0, 3) == r[FNR]' \
+    # one line a path (a planted link target's newline makes it "/")
+    cut -c3- "$work/managed" | xargs -r -d '\n' realpath -m -z -- | sed -z 's/^.*\n.*$/\//' | tr '\0' '\n' > "$work/real"
+    [ "$(wc -l < "$work/real")" = "$(wc -l < "$work/managed")" ] || exit 1
+    awk -v b="${base%/}" 'FILENAME == ARGV[1] { r[FNR] = $0; next } b "/" substr($0, 3) == r[FNR]' \
         "$work/real" "$work/managed" > "$work/plain"
     sed -n 's,^[ft] ,,p' "$work/plain" | xargs -r -d '\n' stat --printf '%F|%a|%n\n' -- 2>/dev/null |
         awk -F'|' '$1 ~ /^regular/ && $2 ~ /[4567]$/ { sub(/^[^|]*[|][^|]*[|]/, ""); print }' > "$work/readable"
     : > "$work/blind"
-    awk -v bl="$work/blind" 'NR == FNR { r[$0] = 1; next } { k = substr($0, 1, 1); p = substr($0, 3) }
+    awk -v bl="$work/blind" 'FILENAME == ARGV[1] { r[$0] = 1; next } { k = substr($0, 1, 1); p = substr($0, 3) }
         k == "s" || (k == "f" && !(p in r)) { print "d " p; print p > bl; next }
         k != "t" || p in r' "$work/readable" "$work/plain" > "$work/request"
 }
@@ -74,8 +74,7 @@ records() {
     done
     [ -d dev/disk/by-label ] && find dev/disk/by-label -mindepth 1 -maxdepth 1 -printf 'label %f\0'
     findmnt -rn -o TARGET,SOURCE 2>/dev/null | tr '\n' '\0' | sed -z 's/^/mount /'
-    # The LABEL and UUID names of the device mounted at / (a btrfs subvolume's "[/@]" stripped, the
-    # device's symlinks followed): an fstab line for / may only name one of these.
+    # LABEL and UUID names of /'s device (btrfs "[/@]" stripped, links followed): all fstab's / may name
     rootdev=$(findmnt -rn -o SOURCE / 2>/dev/null | sed 's/\[.*//')
     rootdev=$(readlink -f "$rootdev" 2>/dev/null)
     if [ -b "$rootdev" ]; then
@@ -94,8 +93,7 @@ records() {
             '{{.Label "com.docker.compose.project"}}|{{.Label "com.docker.compose.service"}}|{{.State}}' \
             2>/dev/null | tr '\n' '\0' | sed -z 's/^/container /'
     fi
-    # Where the docker CLI finds its compose v2 plugin: finding the file costs nothing, while
-    # `docker compose version` starts a 60 MB binary.
+    # compose's plugin file: `docker compose version` starts a 60 MB binary
     for plugin in /usr/local/lib/docker/cli-plugins /usr/local/libexec/docker/cli-plugins \
             /usr/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins "$HOME/.docker/cli-plugins"; do
         if [ -x "$plugin/docker-compose" ]; then printf 'compose %s\0' "$plugin/docker-compose"; break; fi
