@@ -311,3 +311,21 @@ def test_a_plan_request_of_metadata_only_is_answered(host):
     # no file in the request is world-readable: the metadata of each is still read
     state = parse_host_state(state_sh("plan", str(host), stdin="d /srv/site\nd /srv/site/pw\n").splitlines())
     assert set(state.paths) == {"/srv/site", "/srv/site/pw"}
+
+
+def test_drift_over_a_mixed_inventory_records_the_hosts_it_may_write_to(monkeypatch):
+    from click.testing import CliRunner
+
+    from vsa_ops import fact_publishing, plan_review, recording
+    from vsa_ops.cli import main
+    from vsa_ops.plan_report import HostPlan
+
+    plans = [HostPlan("root-host", None, error="unreachable"), HostPlan("ci-host", None, error="x", read_only=True)]
+    recorded, published = [], []
+    monkeypatch.setattr(plan_review, "plan_hosts", lambda root, path, limit: plans)
+    monkeypatch.setattr(recording, "record_audit", lambda root, path, entries, echo=None: recorded.extend(entries))
+    monkeypatch.setattr(fact_publishing, "publish_drift",
+                        lambda root, path, counts, echo=None: published.append(counts))
+    result = CliRunner().invoke(main, ["drift", "-i", str(ROOT / "inventory.py")])
+    assert [entry.vps_id for entry in recorded] == ["root-host"] and published == [{}]
+    assert "drift on ci-host as the plan identity: no audit record" in result.output

@@ -191,13 +191,17 @@ def drift(inventory, limit, fmt):
 
     root, path = find_root(), inventory_path(inventory).resolve()
     plans = _review(root, path, limit, fmt)
-    entries = [Entry(hp.host, "drift-check", "hub", "failed" if hp.error else "ok", 0.0,
-                     hp.changes or ["no drift"], hp.error) for hp in plans]
-    if any(hp.read_only for hp in plans):  # its key runs nothing but the state reader
-        click.echo("vsa-ops: drift as the plan identity: no audit record and no drift metric written", err=True)
-    else:
+    # The plan identity's key runs nothing but the state reader: its hosts get no record and no metric.
+    writable = [hp for hp in plans if not hp.read_only]
+    for hp in plans:
+        if hp.read_only:
+            click.echo(f"vsa-ops: drift on {hp.host} as the plan identity: no audit record and no drift metric "
+                       "written", err=True)
+    if writable:
+        entries = [Entry(hp.host, "drift-check", "hub", "failed" if hp.error else "ok", 0.0,
+                         hp.changes or ["no drift"], hp.error) for hp in writable]
         record_audit(root, path, entries, echo=lambda line: click.echo(line, err=True))
-        publish_drift(root, path, drift_counts(plans), echo=lambda line: click.echo(line, err=True))
+        publish_drift(root, path, drift_counts(writable), echo=lambda line: click.echo(line, err=True))
     _review_exit(plans)
 
 
