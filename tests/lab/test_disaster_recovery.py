@@ -131,6 +131,13 @@ def test_a_destroyed_host_serves_again_with_its_certificates_rows_and_audit_trai
     again = vsa("restore", "-i", str(lab.inventory), "--limit", lab.name, check=False)
     assert again.returncode == 1 and "already holds data" in again.stderr and "2 certificates" in again.stderr
     RESULT.write_text(json.dumps({"recovery_seconds": round(recovery, 1)}) + "\n")
+    # --force overwrites what the host holds now with the snapshot, and the trail goes on intact.
+    lab.sh("docker exec dashboard-postgres psql -U dashboard -d dashboard -qc \"INSERT INTO drill_sites VALUES ('d')\"")
+    vsa("restore", "-i", str(lab.inventory), "--limit", lab.name, "--force")
+    assert _rows(lab) == "a,b,c"
+    assert {name: _serial(lab, name) for name in TLS_SITES} == serials and _issued() == issued
+    assert (_auth_status(lab, PASSWORD), _auth_status(lab, None)) == (200, 401)
+    assert f"{lab.name}: intact" in vsa("audit", "verify", "-i", str(lab.inventory)).stdout
 
 
 def test_a_scheduled_backup_is_chained_into_the_audit_trail_by_the_next_command_once(lab):
