@@ -67,6 +67,20 @@ def tool(request):
 
 
 @pytest.fixture
+def local_host(tmp_path, tool, monkeypatch):
+    """A project whose one host is this machine (pyinfra's @local), its audit files under tmp_path:
+    (project folder, audit JSONL, audit database)."""
+    for name in ("sh", "flock", "dd", "base64", "gzip", "sha256sum", "tail", "sqlite3"):
+        tool(name)
+    jsonl, database = tmp_path / "log" / "audit.jsonl", tmp_path / "lib" / "audit.db"
+    settings = {"vsa": {"audit": {"jsonl": str(jsonl), "database": str(database)}}}
+    (tmp_path / "inventory.py").write_text(f"hubs = [('@local', {settings!r})]\n")
+    for name in [n for n in os.environ if n.startswith("VSA_")]:
+        monkeypatch.delenv(name)
+    return tmp_path, jsonl, database
+
+
+@pytest.fixture
 def docker_engine(request, tool):
     tool("docker")
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:

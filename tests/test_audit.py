@@ -144,19 +144,6 @@ def test_append_refuses_a_bad_field_before_touching_any_host(tmp_path):
         audit.append(tmp_path / "no-inventory.py", tmp_path, [bad], who=WHO)
 
 
-@pytest.fixture
-def local_host(tmp_path, tool, monkeypatch):
-    """A project whose one host is this machine (pyinfra's @local), its audit files under tmp_path."""
-    for name in ("sh", "flock", "dd", "base64", "gzip", "sha256sum", "tail"):
-        tool(name)
-    jsonl, database = tmp_path / "log" / "audit.jsonl", tmp_path / "lib" / "audit.db"
-    settings = {"vsa": {"audit": {"jsonl": str(jsonl), "database": str(database)}}}
-    (tmp_path / "inventory.py").write_text(f"hubs = [('@local', {settings!r})]\n")
-    for name in [n for n in os.environ if n.startswith("VSA_")]:
-        monkeypatch.delenv(name)
-    return tmp_path, jsonl
-
-
 def record_after_failure(project: Path, jsonl: Path, error: str) -> tuple[dict, list[str]]:
     """What a command that did its work and then failed leaves in the audit log, and what it printed."""
     from vsa_ops.recording import record_audit
@@ -169,7 +156,7 @@ def record_after_failure(project: Path, jsonl: Path, error: str) -> tuple[dict, 
 
 
 def test_a_declared_secret_in_a_record_is_masked_and_the_record_written(local_host, monkeypatch):
-    project, jsonl = local_host
+    project, jsonl, _ = local_host
     monkeypatch.setenv("VSA_POSTGRES_PASSWORD", SECRET)
     record, said = record_after_failure(project, jsonl, f"psql: password {SECRET} rejected")
     assert record["error"] == "psql: password [secret] rejected"
@@ -178,7 +165,7 @@ def test_a_declared_secret_in_a_record_is_masked_and_the_record_written(local_ho
 
 
 def test_another_variable_in_a_record_is_written_unchanged(local_host, monkeypatch):
-    project, jsonl = local_host
+    project, jsonl, _ = local_host
     monkeypatch.setenv("VSA_HUB_ADDRESS", "hub-203.0.113.7")
     record, said = record_after_failure(project, jsonl, "ssh: hub-203.0.113.7 refused the connection")
     assert record["error"] == "ssh: hub-203.0.113.7 refused the connection"

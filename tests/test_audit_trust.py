@@ -117,17 +117,11 @@ def test_pinned_keys_of_other_controllers_verify(controller, tmp_path):
 
 
 @pytest.fixture
-def project(tmp_path, tool, controller, monkeypatch):
-    for name in ("sh", "flock", "dd", "base64", "gzip", "sha256sum", "tail", "sqlite3"):
-        tool(name)
-    jsonl, database = tmp_path / "log" / "audit.jsonl", tmp_path / "lib" / "audit.db"
-    settings = {"vsa": {"audit": {"jsonl": str(jsonl), "database": str(database)}}}
-    (tmp_path / "inventory.py").write_text(f"hubs = [('@local', {settings!r})]\n")
-    for name in [n for n in os.environ if n.startswith("VSA_")]:
-        monkeypatch.delenv(name)
-    for result in audit.append(tmp_path / "inventory.py", tmp_path, entries(5, "@local"), who=WHO).values():
+def project(local_host, controller):
+    root, jsonl, database = local_host
+    for result in audit.append(root / "inventory.py", root, entries(5, "@local"), who=WHO).values():
         assert result.ok and result.warning is None, result
-    return tmp_path, jsonl, database
+    return root, jsonl, database
 
 
 def verify(project: Path) -> tuple[int, str]:
