@@ -101,7 +101,6 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
     from .fact_publishing import publish_deploy
     from .host_manifest import host_manifest
     from .inventory import InventoryError, inventory_path, limited
-    from .plan_identity import refuse_plan_identity
     from .pyinfra_glue.inventory_files import load_inventory
     from .pyinfra_glue.runner import deploying
     from .recording import record_audit
@@ -112,7 +111,6 @@ def deploy(inventory: str | None, limit: str | None, force_fstab: bool, lock_wai
     hosts = limited(inventory_hosts, [limit] if limit else None)
     if not hosts:
         raise InventoryError(f"--limit: no host or group {limit!r} in the inventory")
-    refuse_plan_identity(hosts, "deploy")
     # Configuration, secrets and templates are checked for every host before any operation is
     # prepared (rendered while the hosts connect); the deploy starts from these manifests.
     def manifests():
