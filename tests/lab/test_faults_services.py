@@ -77,6 +77,13 @@ def assert_as_before(lab, before: str) -> None:
     assert leftovers(lab) == ""
 
 
+def assert_refused_as_before(lab, result, message: str, before: str) -> None:
+    """A run that failed in the way ``message`` says and left the host as it was."""
+    assert result.returncode == 1
+    assert message in result.stdout + result.stderr
+    assert_as_before(lab, before)
+
+
 def assert_converges(lab, **kwargs) -> None:
     lab.deploy(**kwargs)
     assert "no changes" in lab.deploy(**kwargs).stdout
@@ -110,10 +117,8 @@ def test_a_change_nginx_refuses_is_rolled_back_and_every_site_serves(hub, projec
     snippet = project / "stacks" / "reverse-proxy" / "nginx" / "snippets" / "proxy.conf.j2"
     snippet.write_text(snippet.read_text() + "no_such_directive on;\n")
     result = hub.deploy(check=False, env={"VSA_PROJECT": str(project)})
-    assert result.returncode == 1
-    assert "reverse-proxy-nginx: nginx -t -q failed" in result.stdout + result.stderr
     assert "rolling back" in result.stdout + result.stderr
-    assert_as_before(hub, before)
+    assert_refused_as_before(hub, result, "reverse-proxy-nginx: nginx -t -q failed", before)
     assert "no changes" in hub.deploy().stdout
 
 
@@ -121,10 +126,8 @@ def test_an_image_nobody_has_fails_before_the_host_is_touched(hub, project):
     before = managed(hub)
     env = user_stack(project, "    image: vsa-lab/no-such-image:1\n")
     result = hub.deploy(check=False, env=env)
-    assert result.returncode == 1
-    assert ("images on neither the host nor this controller, and vsa.docker.pull is 'never': "
-            "vsa-lab/no-such-image:1") in result.stdout + result.stderr
-    assert_as_before(hub, before)
+    assert_refused_as_before(hub, result, "images on neither the host nor this controller, and vsa.docker.pull is "
+                                          "'never': vsa-lab/no-such-image:1", before)
     assert "no changes" in hub.deploy().stdout
 
 
@@ -133,9 +136,7 @@ def test_compose_up_failing_is_rolled_back(hub, project):
     # NGINX already publishes port 80: Docker refuses to start a second container on it.
     env = user_stack(project, "    image: vsa-lab/demo-app:1\n    ports: ['80:8080']\n")
     result = hub.deploy(check=False, env=env)
-    assert result.returncode == 1
-    assert "docker compose up failed for stack faulty" in result.stdout + result.stderr
-    assert_as_before(hub, before)
+    assert_refused_as_before(hub, result, "docker compose up failed for stack faulty", before)
     assert USER_STACK not in hub.sh("docker ps -a --format '{{.Names}}'")
     assert "no changes" in hub.deploy().stdout
 
@@ -144,9 +145,7 @@ def test_a_service_that_exits_at_once_is_rolled_back(hub, project):
     before = managed(hub)
     env = user_stack(project, "    image: vsa-lab/demo-app:1\n    entrypoint: ['sh', '-c', 'exit 1']\n")
     result = hub.deploy(check=False, env=env)
-    assert result.returncode == 1
-    assert f"{USER_STACK}-app is not running after the change" in result.stdout + result.stderr
-    assert_as_before(hub, before)
+    assert_refused_as_before(hub, result, f"{USER_STACK}-app is not running after the change", before)
     assert USER_STACK not in hub.sh("docker ps -a --format '{{.Names}}'")
     assert "no changes" in hub.deploy().stdout
 
