@@ -265,23 +265,27 @@ def save_registry(path: Path, domains: dict[str, Domain]) -> None:
 def registry_lock(path: Path, holder: str, echo: Callable[[str], None] = print, wait: float = 1800):
     """Hold the registry for a whole change (read, save, deploy, probe, roll back): two changes at once
     from two processes run one after the other, each on the other's result. The lock file beside the
-    registry names its holder; after ``wait`` seconds the second change fails naming it."""
+    registry names its holder; after ``wait`` seconds the second change fails naming it. The holder
+    writes its name just after it takes the lock, so a waiter that finds the file still empty looks
+    again for a moment before it settles for "another process"."""
     lock_path = path.with_name(f".{path.name}.lock")
     with open(lock_path, "a+") as handle:
-        deadline, told = time.monotonic() + wait, False
+        started = time.monotonic()
+        deadline, told = started + wait, False
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 handle.seek(0)
-                other = handle.read().strip() or "another process"
+                named = handle.read().strip()
+                other = named or "another process"
                 if time.monotonic() > deadline:
                     raise RegistryError(f"{path.name} is held by {other}; nothing changed") from None
-                if not told:
+                if not told and (named or time.monotonic() - started > 2):
                     echo(f"waiting for {other} to finish with {path.name}")
                     told = True
-                time.sleep(0.5)
+                time.sleep(0.1 if not told else 0.5)
         handle.seek(0)
         handle.truncate()
         handle.write(f"{holder} (pid {os.getpid()})\n")
