@@ -72,6 +72,10 @@ def test_later_layers_win():
      "vsa.storage.fstab.0.label: must be one fstab field"),
     ({"reverse_proxy": {"nginx": {"security_headers": {"X-Test": 'a"; evil'}}}},
      "vsa.reverse_proxy.nginx.security_headers: value of X-Test must be printable ASCII"),
+    ({"reverse_proxy": {"nginx": {"container": {"reload_command": ["nginx", "-s", "reload"]}}}},
+     "vsa.reverse_proxy.nginx.container: reload_signal 'HUP' and reload_command ['nginx', '-s', 'reload']: set one"),
+    ({"reverse_proxy": {"nginx": {"container": {"reload_signal": "KILL"}}}},
+     "vsa.reverse_proxy.nginx.container.reload_signal: "),
 ])
 def test_bad_values_name_the_dotted_key_and_the_value(override, expected):
     with pytest.raises(ConfigError) as error:
@@ -85,3 +89,13 @@ def test_alloy_replaces_promtail_as_the_log_shipper():
     assert shipper.container.image.startswith("grafana/alloy:")
     assert shipper.container.container_name == "alloy"
     assert shipper.config_file == "config.alloy"
+
+
+def test_a_container_reloads_by_its_signal_or_by_its_command():
+    nginx = hub_config([]).reverse_proxy.nginx.container
+    assert nginx.reload_argv() == ("docker", "kill", "--signal", "HUP", "reverse-proxy-nginx")
+    by_command = hub_config([{"reverse_proxy": {"nginx": {"container": {
+        "reload_signal": "", "reload_command": ["nginx", "-s", "reload"]}}}}]).reverse_proxy.nginx.container
+    assert by_command.reload_argv() == ("docker", "exec", "reverse-proxy-nginx", "nginx", "-s", "reload")
+    loki = hub_config([]).observability.loki.container
+    assert loki.reload_argv() == ()  # a changed configuration restarts it

@@ -83,6 +83,7 @@ class Service:
     name: str
     container_name: str
     validate_command: tuple[str, ...] = ()
+    # the host's command that reloads the running container (Container.reload_argv); (): restart it
     reload_command: tuple[str, ...] = ()
     # Host folders whose files the container reads as they change: no restart for those.
     live_paths: tuple[str, ...] = ()

@@ -25,7 +25,7 @@ from cryptography import x509
 
 from .config.rate_limits import RequestLimit, request_limit
 
-# `nginx -s reload` returns before the new workers take over; until the old ones exit, a connection
+# A reload (HUP to NGINX's master) returns before the new workers take over; until the old ones exit, a connection
 # may still meet the previous configuration. A probe retries for this long before it counts a failure,
 # first after FIRST_RETRY, then twice as long each time up to LONGEST_RETRY.
 SETTLE_SECONDS = 10.0

@@ -133,8 +133,10 @@ def _converge(inventory_file: Path, root: Path, name: str, echo: Callable[[str],
 def _reload_nginx(inventory_file: Path, root: Path, name: str) -> str | None:
     """NGINX reads the restored certificates after a reload (no restart: sites keep serving)."""
     nginx = host_config(_host(inventory_file, root, name)).reverse_proxy.nginx.container
-    steps = [shlex.join(["docker", "exec", nginx.container_name, *step])
-             for step in (nginx.validate_command, nginx.reload_command or ["nginx", "-s", "reload"]) if step]
+    steps = [shlex.join(step) for step in (("docker", "exec", nginx.container_name, *nginx.validate_command)
+                                           if nginx.validate_command else (),
+                                           nginx.reload_argv() or ("docker", "kill", "--signal", "HUP",
+                                                                   nginx.container_name)) if step]
     with connected(inventory_file, root, [name]) as sessions:
         session = sessions[name]
         if isinstance(session, str):

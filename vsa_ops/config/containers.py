@@ -133,9 +133,13 @@ class Container(Model):
     # Supplementary groups of the container's process (compose ``group_add``): how it reads a
     # password file whose group is a secret reader's (config.accounts).
     group_add: list[int] = []
-    # Commands run inside the container to check and apply a changed configuration without a
-    # restart (NGINX: nginx -t, then nginx -s reload). Empty: a configuration change restarts it.
+    # How a changed configuration is checked and applied without a restart: a command run inside the
+    # container that checks it (NGINX: nginx -t), then either a signal its main process reloads on
+    # (NGINX: HUP; sent with `docker kill`, so no process starts in the container and the files are
+    # parsed once more by the master only, where `nginx -s reload` parses them first itself) or a
+    # command run inside it. Neither: a configuration change restarts it.
     validate_command: list[str] = []
+    reload_signal: Literal["", "HUP", "USR1", "USR2"] = ""
     reload_command: list[str] = []
 
     @field_validator("image")
@@ -169,6 +173,20 @@ class Container(Model):
             if not re.fullmatch(r"ALL|[A-Z][A-Z_]{1,31}", name):
                 raise ValueError(f"{name!r} is not a Linux capability such as NET_BIND_SERVICE")
         return value
+
+    @model_validator(mode="after")
+    def _one_way_to_reload(self):
+        if self.reload_signal and self.reload_command:
+            raise ValueError(f"reload_signal {self.reload_signal!r} and reload_command {self.reload_command!r}: "
+                             f"set one of them (the other to its empty value)")
+        return self
+
+    def reload_argv(self) -> tuple[str, ...]:
+        """The host's command that makes the running container read its changed configuration; () when
+        only a restart does."""
+        if self.reload_signal:
+            return ("docker", "kill", "--signal", self.reload_signal, self.container_name)
+        return ("docker", "exec", self.container_name, *self.reload_command) if self.reload_command else ()
 
     @property
     def user(self) -> str | None:

@@ -47,7 +47,7 @@ class Nginx(Component):
             f"{REVERSE_PROXY}/logs:/var/log/nginx:rw",
         ],
         validate_command=["nginx", "-t", "-q"],
-        reload_command=["nginx", "-s", "reload"],
+        reload_signal="HUP",
         # The master binds 80/443, opens logs in a folder owned by nginx (DAC_OVERRIDE), chowns its
         # temp folders and switches its workers to nginx.
         cap_add=["CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID", "NET_BIND_SERVICE"],

@@ -70,7 +70,7 @@ def _rotation_command(rotation) -> str:
 def _service_command(action) -> str:
     service = action.service
     if action.action == "reload":
-        return argv("docker", "exec", service.container_name, *service.reload_command)
+        return argv(*service.reload_command)
     return _compose(action.stack, "restart", service.name)
 
 
