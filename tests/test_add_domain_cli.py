@@ -188,3 +188,17 @@ def test_the_registry_rate_limit_is_validated_on_read(project, entry, ok):
     if not ok:
         assert result.stderr.startswith("vsa-ops: domains.yml: api.example.com.rate_limit: must be off"), result.stderr
         assert f"(value {yaml.safe_load(entry)!r})" in result.stderr  # README: the line names the value
+
+
+def test_a_render_that_fails_on_apply_leaves_the_registry_as_it_was(project):
+    """With a real apply the manifests render while the hosts connect, from the secrets too: a
+    broken secrets file is refused in one line naming it, and the registry is put back."""
+    (project / "domains.yml").write_text("a.example.com:\n  upstream: http://demo-app:8080\n")
+    before = (project / "domains.yml").read_text()
+    (project / "secrets.env").write_text("not a pair\n")
+    result = run_cli("add-domain", "b.example.com", "--upstream", "demo-app:8080", "--no-tls", cwd=project,
+                     env={"VSA_HUB_ADDRESS": "127.0.0.1"})
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("secrets.env:1: expected KEY=VALUE"), result.stderr
+    assert (project / "domains.yml").read_text() == before
+    assert not list(project.glob(".domains.yml.tmp"))

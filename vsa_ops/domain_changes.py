@@ -21,6 +21,7 @@ from .htpasswd import hash_password
 from .inventory import host_config
 from .probe import probe_until_ok, site_budget
 from .pyinfra_glue.inventory_files import load_inventory
+from .pyinfra_glue.connections import side_by_side
 from .pyinfra_glue.runner import DeployResult, deploying
 from .fact_publishing import publish_site
 from .recording import record_audit
@@ -120,48 +121,40 @@ def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: st
                 raise DomainError(f"--rate-limit: {domain.rate_limit!r} is not a zone on {target.host.name} "
                                   f"({error.args[0]})") from None
         before = path.read_text() if path.exists() else None
-        save_registry(path, {**registry, domain.name: domain})
-        try:
-            # every host renders with the new domain; the deploy starts from these manifests
-            manifests = {t.host.name: host_manifest(t.host, None, with_secrets=apply) for t in targets}
-        except Exception:
-            _restore(path, before)
-            raise
-        if not apply:
+        registry = {**registry, domain.name: domain}
+        save_registry(path, registry)
+        if not apply:  # the new registry renders on every host, or the change is refused
+            try:
+                for target in targets:
+                    host_manifest(target.host, None, with_secrets=False, root=root, registry=registry)
+            except Exception:
+                _restore(path, before)
+                raise
             return []
         return _apply(root, inventory_file, inventory, path, before, domain, targets, password, echo,
-                      action="add-domain", manifests=manifests, require_upstream=require_upstream)
+                      action="add-domain", registry=registry, require_upstream=require_upstream)
 
 
-def _apply(root, inventory_file, inventory, path, before, domain, targets, password, echo, action,
-           delete_certificate=None, manifests=None, require_upstream=False) -> list:
+def _apply(root, inventory_file, inventory, path, before, domain, targets, password, echo, action, registry,
+           delete_certificate=None, require_upstream=False) -> list:
     limits = [t.host.name for t in targets]
     request = DeployRequest(target_domain=domain.name, delete_certificate=delete_certificate)
-    with deploying(root, inventory_file, limits, request, manifests, echo=echo, inventory=inventory) as run:
-        result = run.result
-        failure, probes, notes = None, [], {}
-        if result.returncode != 0:
-            failure = f"failed at step {result.failed_step!r}"
-        elif action == "add-domain":
-            probes = [probe_until_ok(t.address, t.https_port, t.http_port, domain, ca_file=t.ca_file,
-                                     password=password, budget=site_budget(domain, t.nginx)) for t in targets]
-            publish_site(run, domain.name, {t.host.name: p.ok for t, p in zip(targets, probes)}, echo)
-            notes = {t.host.name: p.upstream for t, p in zip(targets, probes) if p.vhost_ok and p.upstream}
-            failed = [p for p in probes if not p.vhost_ok]
-            if failed:
-                failure = f"failed at step 'probe': {'; '.join(failed[0].problems)}"
-            elif notes and require_upstream:
-                failure = f"failed at step 'probe': {next(iter(notes.values()))} (--require-upstream)"
-            for name, note in {} if failure else notes.items():
-                echo(f"vsa-ops: warning: {domain.name} on {name}: {note}; the site is kept "
-                     f"(--require-upstream rolls it back)")
-        if not failure and action == "remove-domain":
-            publish_site(run, domain.name, None, echo)
-        if not failure:
-            record_audit(root, None, [Entry(name, action, domain.name, "ok", result.duration,
-                                            _with_note(result.summaries.get(name, ""), notes.get(name)))
-                                      for name in limits], echo=echo, run=run)
+    rendered = []
+
+    def manifests():  # every host with the changed registry, rendered while the hosts connect
+        result = {t.host.name: host_manifest(t.host, None, root=root, registry=registry) for t in targets}
+        rendered.append(True)
+        return result
+
+    try:
+        with deploying(root, inventory_file, limits, request, manifests, echo=echo, inventory=inventory) as run:
+            failure, probes = _probe_and_record(root, domain, targets, password, echo, action, run, require_upstream)
+    except Exception:
+        if not rendered:  # refused before any host was touched (a template, a secret): the registry goes back
+            _restore(path, before)
+        raise
     if failure:
+        result = run.result
         undone = _rollback(root, inventory_file, path, before, domain, limits, echo,
                            [Entry(name, action, domain.name, "rolled_back", result.duration,
                                   result.summaries.get(name, ""), failure) for name in limits])
@@ -170,6 +163,40 @@ def _apply(root, inventory_file, inventory, path, before, domain, targets, passw
                               f"back failed at step {undone.failed_step!r}: run `vsa-ops deploy`")
         raise DomainError(f"{action} {domain.name} {failure}; the registry and the hosts are as they were")
     return probes
+
+
+def _probe_and_record(root, domain, targets, password, echo, action, run, require_upstream) -> tuple:
+    """After the deploy, on its connections: probe the site, publish the probe and record the change
+    (the last two side by side: each is a remote command of its own). Returns the failure that rolls
+    the change back (None when it stands) and the probes."""
+    result = run.result
+    failure, probes, notes, published = None, [], {}, None
+    if result.returncode != 0:
+        failure = f"failed at step {result.failed_step!r}"
+    elif action == "add-domain":
+        probes = [probe_until_ok(t.address, t.https_port, t.http_port, domain, ca_file=t.ca_file,
+                                 password=password, budget=site_budget(domain, t.nginx)) for t in targets]
+        published = {t.host.name: p.ok for t, p in zip(targets, probes)}
+        notes = {t.host.name: p.upstream for t, p in zip(targets, probes) if p.vhost_ok and p.upstream}
+        failed = [p for p in probes if not p.vhost_ok]
+        if failed:
+            failure = f"failed at step 'probe': {'; '.join(failed[0].problems)}"
+        elif notes and require_upstream:
+            failure = f"failed at step 'probe': {next(iter(notes.values()))} (--require-upstream)"
+        for name, note in {} if failure else notes.items():
+            echo(f"vsa-ops: warning: {domain.name} on {name}: {note}; the site is kept "
+                 f"(--require-upstream rolls it back)")
+    steps = []
+    if action == "add-domain" and result.returncode == 0:
+        steps.append(lambda: publish_site(run, domain.name, published, echo))
+    elif action == "remove-domain" and not failure:
+        steps.append(lambda: publish_site(run, domain.name, None, echo))
+    if not failure:
+        entries = [Entry(t.host.name, action, domain.name, "ok", result.duration,
+                         _with_note(result.summaries.get(t.host.name, ""), notes.get(t.host.name))) for t in targets]
+        steps.append(lambda: record_audit(root, None, entries, echo=echo, run=run))
+    side_by_side(*steps)
+    return failure, probes
 
 
 def _with_note(summary: str, note: str | None) -> str:
@@ -214,4 +241,4 @@ def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: boo
         if not apply:
             return
         _apply(root, inventory_file, inventory, path, before, domain, targets, None, echo, action="remove-domain",
-               delete_certificate=None if keep_cert else domain.name)
+               registry=registry, delete_certificate=None if keep_cert else domain.name)

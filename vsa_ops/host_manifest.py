@@ -5,9 +5,10 @@ a host is anything with ``name``, ``groups`` and ``data`` (a pyinfra inventory h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from .domains import DOMAINS_FILE, DOMAINS_FILE_KEY, load_registry, served_by
+from .domains import DOMAINS_FILE, DOMAINS_FILE_KEY, Domain, load_registry, served_by
 from .inventory import host_config
 from .manifest import Manifest
 from .project import find_root, load_secrets, load_sources
@@ -30,12 +31,15 @@ def host_secrets(host, root: Path) -> dict[str, str]:
 
 
 def host_manifest(host, certificates: set[str] | None, with_secrets: bool = True,
-                  root: Path | None = None) -> Manifest:
+                  root: Path | None = None, registry: Mapping[str, Domain] | None = None) -> Manifest:
     """The manifest of ``host``. ``certificates`` names the certificates on the host (None: assume
     all), so domains without one get an HTTP-only vhost. Without secrets, their files hold
-    placeholders (for checks that need no values)."""
+    placeholders (for checks that need no values). ``registry``: the host's domain registry when the
+    caller holds it already (a domain change, under the registry's lock), else it is read."""
     root = root or find_root()
-    domains = [d for d in load_registry(registry_path(host, root)).values() if served_by(d, host.name, host.groups)]
+    if registry is None:
+        registry = load_registry(registry_path(host, root))
+    domains = [d for d in registry.values() if served_by(d, host.name, host.groups)]
     return render_host(host_config(host), load_sources(root), host=host.name,
                        secrets=host_secrets(host, root) if with_secrets else None,
                        domains=domains, certificates=certificates)

@@ -34,6 +34,18 @@ def sessions_of(state, hosts: Iterable, errors: dict[str, str] | None = None) ->
             for h in hosts}
 
 
+def side_by_side(*steps: Callable[[], object]) -> None:
+    """Run ``steps`` at once, each in a greenlet of its own: independent remote commands on open
+    connections (SSH multiplexes them) then cost one round trip of waiting instead of one each. Every
+    step runs to its end; the first error is raised after."""
+    import gevent
+
+    greenlets = [gevent.spawn(step) for step in steps]
+    gevent.joinall(greenlets)
+    for greenlet in greenlets:
+        greenlet.get()
+
+
 @contextmanager
 def connected(inventory_file: Path, root: Path, names: Iterable[str] | None = None,
               limit: str | None = None) -> Iterator[Sessions]:
