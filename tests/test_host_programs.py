@@ -87,6 +87,30 @@ def test_a_hostile_file_name_in_an_owned_folder_cannot_change_the_plan(host):
     assert after.owned_files - before.owned_files == {"/srv/site/" + hostile, "/srv/site/bad\udcff\nname"}
 
 
+FAKE_DOCKER = """#!/bin/sh
+sleep 0.1  # the state read asks the three questions at once: each must still land in its place
+case "$1 $2" in
+    "network ls") [ -e "$0.down" ] && exit 1; printf 'bridge\\nvsa-ext\\n' ;;
+    "image ls") printf 'nginx:1.25-alpine\\n' ;;
+    "ps -a") printf 'reverse-proxy|nginx|running\\nobservability|loki|exited\\n' ;;
+esac
+"""
+
+
+def test_the_state_read_reports_the_engine_networks_images_and_containers(host, tmp_path, monkeypatch):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "docker").write_text(FAKE_DOCKER)
+    (tools / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    state = read(host)
+    assert state.docker_running and state.networks == {"bridge", "vsa-ext"} and state.images == {"nginx:1.25-alpine"}
+    assert state.containers == {("reverse-proxy", "nginx"): "running", ("observability", "loki"): "exited"}
+    (tools / "docker.down").touch()  # no engine answers: nothing of it is reported
+    state = read(host)
+    assert not state.docker_running and not state.networks and not state.images and not state.containers
+
+
 def test_the_lock_checks_the_very_fingerprint_the_state_read_printed(host):
     printed = read(host).fingerprint
     request = state_request(PATHS, FILES, [], SECRETS)

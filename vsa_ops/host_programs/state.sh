@@ -85,13 +85,21 @@ records() {
         done
     fi
     [ -f etc/passwd ] && cut -d: -f1,3 etc/passwd | tr '\n' '\0' | sed -z 's/^/user /'
+    # The three docker questions at once: each command's time is mostly its own start-up.
+    docker image ls --format '{{.Repository}}:{{.Tag}}' > "$work/images" 2>/dev/null &
+    images=$!
+    docker ps -a --filter label=com.docker.compose.project --format \
+        '{{.Label "com.docker.compose.project"}}|{{.Label "com.docker.compose.service"}}|{{.State}}' \
+        > "$work/containers" 2>/dev/null &
+    containers=$!
     if docker network ls --format '{{.Name}}' > "$work/networks" 2>/dev/null; then
+        wait "$images" "$containers"
         printf 'docker yes\0'
         tr '\n' '\0' < "$work/networks" | sed -z 's/^/network /'
-        docker image ls --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | tr '\n' '\0' | sed -z 's/^/image /'
-        docker ps -a --filter label=com.docker.compose.project --format \
-            '{{.Label "com.docker.compose.project"}}|{{.Label "com.docker.compose.service"}}|{{.State}}' \
-            2>/dev/null | tr '\n' '\0' | sed -z 's/^/container /'
+        tr '\n' '\0' < "$work/images" | sed -z 's/^/image /'
+        tr '\n' '\0' < "$work/containers" | sed -z 's/^/container /'
+    else
+        wait "$images" "$containers"
     fi
     # compose's plugin file: `docker compose version` starts a 60 MB binary
     for plugin in /usr/local/lib/docker/cli-plugins /usr/local/libexec/docker/cli-plugins \
