@@ -90,14 +90,17 @@ if [ -n "$took" ]; then
     recover || exit 1
 fi
 
+# The steps: the actions less the path lines the fingerprint covers (thousands with thousands of
+# domains), which every loop below would otherwise read through, a byte at a time.
+grep -v '^[dfs] ' "$stage/actions" > "$stage/steps" || [ $? -eq 1 ] || fail "the staging folder /$VSA_STATE/stage is full"
 note "run $run"
 while read -r kind undo; do
     [ "$kind" = resume ] || continue
     note "undo-last $undo"
-done < "$stage/actions"
+done < "$stage/steps"
 at upload
 mkdir "$stage/files" || fail "the staging folder is full"
-if grep -q '^install ' "$stage/actions"; then
+if grep -q '^install ' "$stage/steps"; then
     sed '1,/^archive$/d; /^end$/d' "$stage/input" | base64 -d | gzip -dc |
         tar -x -C "$stage/files" --same-owner --same-permissions --numeric-owner -m ||
         fail "unpacking the new files (a full disk?)"
@@ -107,7 +110,7 @@ rm -f "$stage/input"
 while read -r kind command message; do
     [ "$kind" = check ] || continue
     decode "$command" | sh || fail "$(decode "$message")"
-done < "$stage/actions"
+done < "$stage/steps"
 
 at backup
 # Everything that will be replaced or removed gets its backup (a hard link: the file stays in place)
@@ -125,7 +128,7 @@ while read -r kind path; do
             # across filesystems this copies, to a name beside the target; the rename below is atomic
             mv -fT "$stage/files/$path" "$path.vsa-new.$run" || fail "cannot copy /$path (a full disk?)" ;;
     esac
-done < "$stage/actions"
+done < "$stage/steps"
 
 at rename
 while IFS= read -r line; do
@@ -144,20 +147,20 @@ while IFS= read -r line; do
                 mv -fT "$path" "$path.vsa-bak.$run" || fail "cannot remove /$path"
             fi ;;
     esac
-done < "$stage/actions"
+done < "$stage/steps"
 
 at validate
 while read -r kind command message; do
     [ "$kind" = validate ] || continue
     decode "$command" | sh || fail "$(decode "$message")"
-done < "$stage/actions"
+done < "$stage/steps"
 
 at reload
 while read -r kind when command undo message; do
     [ "$kind" = act ] || continue
     note "undo-$when $undo"
     decode "$command" | sh || fail "$(decode "$message")"
-done < "$stage/actions"
+done < "$stage/steps"
 
 # Sampled twice: a container that exits at once and restarts (restart: unless-stopped) shows
 # "running" for moments; steady means running both times and not restarted in between.
@@ -174,7 +177,7 @@ while read -r kind seconds containers; do
         case $seen in running\ *) ;; *) fail "$name is not running after the change" ;; esac
         [ "$(sample "$name")" = "$seen" ] || fail "$name is not running after the change (it restarted)"
     done
-done < "$stage/actions"
+done < "$stage/steps"
 
 note commit
 committed=1
