@@ -122,7 +122,7 @@ def test_a_changed_prometheus_setting_sends_the_lock_the_files_and_a_restart(fak
     assert TRANSACTION in commands[1] and "f" * 64 in commands[1]  # under the run lock, checked first
     assert "promtool check config" in text
     assert "restart prometheus" in text
-    assert "restart loki" not in text and "up -d" not in text and "docker kill --signal HUP reverse-proxy-nginx" not in text
+    assert "restart loki" not in text and "up -d" not in text and "set -- / reverse-proxy-nginx HUP 120" not in text
     assert "pg-Secret-123" not in text  # secrets travel only inside the archive, on stdin
 
 
@@ -133,7 +133,7 @@ def test_a_vhost_change_reloads_nginx_without_waiting(fake_run):
     old = state.paths[path]
     state.paths[path] = type(old)(old.kind, old.owner, old.group, old.mode, "0" * 64)
     text = "\n".join(fake_run(state))
-    assert "nginx -t -q" in text and "docker kill --signal HUP reverse-proxy-nginx" in text
+    assert "nginx -t -q" in text and "set -- / reverse-proxy-nginx HUP 120" in text
     assert "sleep 3" not in text  # nothing was restarted: no probe wait
 
 
@@ -151,7 +151,7 @@ def test_a_vhost_change_is_one_command_that_holds_the_lock_itself(fake_run):
     transaction = commands[1]
     assert TRANSACTION in transaction and "f" * 64 in transaction  # it takes the lock, checking the fingerprint
     assert "install srv/flowbiz/reverse-proxy/nginx/snippets/proxy.conf" in transaction
-    assert "docker kill --signal HUP reverse-proxy-nginx" in transaction and "\narchive\n" in transaction
+    assert "set -- / reverse-proxy-nginx HUP 120" in transaction and "\narchive\n" in transaction
 
 
 def test_a_secret_never_travels_in_a_command(fake_run):
@@ -174,7 +174,7 @@ def test_work_beyond_the_transaction_takes_the_lock_as_its_own_step(fake_run):
     state.paths[directory] = type(old)(old.kind, old.owner, old.group, "0777", None)
     commands = fake_run(state)
     assert LOCK_PROGRAM in commands[1] and "set -- / take " in commands[1]
-    assert "chmod" in commands[2] and TRANSACTION in commands[3] and "docker kill --signal HUP reverse-proxy-nginx" in commands[3]
+    assert "chmod" in commands[2] and TRANSACTION in commands[3] and "set -- / reverse-proxy-nginx HUP 120" in commands[3]
     assert LOCK_PROGRAM in commands[-1] and "release" in commands[-1]
 
 

@@ -590,3 +590,69 @@ def test_a_record_line_that_is_not_one_json_line_never_reaches_the_host(tmp_path
     for bad in ["VSA_AUDIT_RECORDS_END\n", '{"a": 1}\nVSA_AUDIT_RECORDS_END\n', '{"a": 1}']:
         with pytest.raises(AuditError):
             host_scripts.append_script(paths, b"", [bad], 1)
+
+
+# --- a reload by signal ------------------------------------------------------------------------
+
+RELOAD_DOCKER = """#!/bin/sh
+# a stand-in docker: the "container" is the process whose pid is in $0.pid
+case $1 in
+    inspect) cat "$0.pid" ;;
+    kill) [ -e "$0.stopped" ] && { echo "container is not running" >&2; exit 1; }; kill -s "$3" "$(cat "$0.pid")" ;;
+esac
+"""
+# A master that, like NGINX on HUP, starts a new worker (or, with "ignore", keeps the old ones).
+MASTER = "trap '{on_hup}' HUP; sleep 300 & while :; do wait; done"
+
+
+def workers(pid: int) -> set[str]:
+    return set(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+
+
+@pytest.fixture
+def master(tmp_path, monkeypatch):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "docker").write_text(RELOAD_DOCKER)
+    (tools / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    started = []
+
+    def start(on_hup: str) -> Path:
+        process = subprocess.Popen(["sh", "-c", MASTER.format(on_hup=on_hup)], start_new_session=True)
+        started.append(process)
+        (tools / "docker.pid").write_text(str(process.pid))
+        deadline = time.monotonic() + 10
+        while not workers(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # its first worker
+        return tools
+
+    start.pid = lambda: started[-1].pid
+
+    yield start
+    for process in started:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_a_reload_by_signal_returns_once_a_new_worker_runs(master, tmp_path):
+    master("sleep 0.3; sleep 300 &")  # reads its configuration, then starts a worker with it
+    old = workers(master.pid())
+    done = run_program("reload", tmp_path, "nginx", "HUP", 30)
+    assert done.returncode == 0, done.stderr
+    assert workers(master.pid()) - old  # the new worker was there when the reload returned
+
+
+def test_a_reload_that_starts_no_new_worker_fails_naming_the_container(master, tmp_path):
+    master(":")  # a configuration it refuses: it keeps the old workers
+    done = run_program("reload", tmp_path, "nginx", "HUP", 1, check=False)
+    assert done.returncode == 1
+    assert done.stderr.decode().strip() == \
+        "vsa-ops: nginx started no new worker within 1 s of SIGHUP: it kept its old configuration"
+
+
+def test_a_reload_of_a_container_that_does_not_run_fails(master, tmp_path):
+    tools = master("sleep 300 &")
+    (tools / "docker.stopped").touch()
+    done = run_program("reload", tmp_path, "nginx", "HUP", 30, check=False)
+    assert done.returncode == 1 and "cannot send SIGHUP to nginx" in done.stderr.decode()

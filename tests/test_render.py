@@ -64,7 +64,7 @@ def test_a_changed_file_concerns_exactly_the_services_mounting_it(render):
     assert [(stack.name, service.name) for stack, service in concerned] == [("observability", "prometheus")]
     vhost = manifest.services_mounting("/srv/flowbiz/reverse-proxy/nginx/conf.d/example.com.conf")
     assert {service.container_name for _, service in vhost} == {"reverse-proxy-nginx"}
-    assert vhost[0][1].reload_command == ("docker", "kill", "--signal", "HUP", "reverse-proxy-nginx")
+    assert (vhost[0][1].reload_signal, vhost[0][1].reloads) == ("HUP", True)
     secrets = manifest.services_mounting("/srv/flowbiz/dashboard/secrets/postgres_password")
     assert {service.name for _, service in secrets} == {"postgres", "api"}
 

@@ -83,10 +83,15 @@ class Service:
     name: str
     container_name: str
     validate_command: tuple[str, ...] = ()
-    # the host's command that reloads the running container (Container.reload_argv); (): restart it
     reload_command: tuple[str, ...] = ()
     # Host folders whose files the container reads as they change: no restart for those.
     live_paths: tuple[str, ...] = ()
+    reload_signal: str = ""  # reloads on this signal instead (Container.reload_signal)
+
+    @property
+    def reloads(self) -> bool:
+        """A changed configuration is reloaded, not restarted."""
+        return bool(self.reload_signal or self.reload_command)
 
 
 def _under(path: str, folder: str) -> bool:

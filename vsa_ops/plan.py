@@ -198,7 +198,7 @@ def make_plan(manifest: Manifest, state: HostSnapshot, *, force_fstab: bool = Fa
             if key in seen or state.containers.get(key) != "running":
                 continue
             seen.add(key)
-            plan.services.append(ServiceAction(stack, service, "reload" if service.reload_command else "restart"))
+            plan.services.append(ServiceAction(stack, service, "reload" if service.reloads else "restart"))
     return plan
 
 

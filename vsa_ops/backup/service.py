@@ -18,6 +18,7 @@ from ..audit.trail import forget_head, head_key
 from ..deploys.request import DeployRequest
 from ..domain_changes import _targets, registry_path
 from ..domains import load_registry
+from ..host_programs import reload_command
 from ..inventory import host_config
 from ..probe import Probe, request
 from ..pyinfra_glue.connections import connected
@@ -133,10 +134,10 @@ def _converge(inventory_file: Path, root: Path, name: str, echo: Callable[[str],
 def _reload_nginx(inventory_file: Path, root: Path, name: str) -> str | None:
     """NGINX reads the restored certificates after a reload (no restart: sites keep serving)."""
     nginx = host_config(_host(inventory_file, root, name)).reverse_proxy.nginx.container
-    steps = [shlex.join(step) for step in (("docker", "exec", nginx.container_name, *nginx.validate_command)
-                                           if nginx.validate_command else (),
-                                           nginx.reload_argv() or ("docker", "kill", "--signal", "HUP",
-                                                                   nginx.container_name)) if step]
+    steps = [shlex.join(["docker", "exec", nginx.container_name, *nginx.validate_command])] \
+        if nginx.validate_command else []
+    steps.append(reload_command(nginx.container_name, nginx.reload_signal,
+                                nginx.reload_command or ("nginx", "-s", "reload")))
     with connected(inventory_file, root, [name]) as sessions:
         session = sessions[name]
         if isinstance(session, str):

@@ -134,10 +134,11 @@ class Container(Model):
     # password file whose group is a secret reader's (config.accounts).
     group_add: list[int] = []
     # How a changed configuration is checked and applied without a restart: a command run inside the
-    # container that checks it (NGINX: nginx -t), then either a signal its main process reloads on
-    # (NGINX: HUP; sent with `docker kill`, so no process starts in the container and the files are
-    # parsed once more by the master only, where `nginx -s reload` parses them first itself) or a
-    # command run inside it. Neither: a configuration change restarts it.
+    # container that checks it (NGINX: nginx -t), then either a signal on which its main process reads
+    # it and starts new workers with it (NGINX: HUP; sent with `docker kill`, and the reload waits for
+    # the new workers: host_programs/reload.sh; `nginx -s reload` would parse every file once more
+    # itself, and return before the new configuration answers) or a command run inside it. Neither: a
+    # configuration change restarts it.
     validate_command: list[str] = []
     reload_signal: Literal["", "HUP", "USR1", "USR2"] = ""
     reload_command: list[str] = []
@@ -180,13 +181,6 @@ class Container(Model):
             raise ValueError(f"reload_signal {self.reload_signal!r} and reload_command {self.reload_command!r}: "
                              f"set one of them (the other to its empty value)")
         return self
-
-    def reload_argv(self) -> tuple[str, ...]:
-        """The host's command that makes the running container read its changed configuration; () when
-        only a restart does."""
-        if self.reload_signal:
-            return ("docker", "kill", "--signal", self.reload_signal, self.container_name)
-        return ("docker", "exec", self.container_name, *self.reload_command) if self.reload_command else ()
 
     @property
     def user(self) -> str | None:

@@ -22,6 +22,9 @@ PROGRAM_DIR = "/usr/local/lib/vsa-ops"
 PROGRAMS = {"state": ("common",), "lock": ("common", "locking"), "transaction": ("common", "locking")}
 PROGRAMS["shipper_cutover"] = ("common",)  # a swap of log shipper (vsa_ops/operations/shipper.py)
 PROGRAMS["audit_append"] = ()  # the audit trail's compare-and-append (vsa_ops/audit/host_scripts.py)
+PROGRAMS["reload"] = ("common",)  # a reload by signal that returns once it took effect (reload_command)
+# How long a reload by signal may take to start new workers (NGINX parses every vhost first).
+RELOAD_SECONDS = 120
 
 
 @cache
@@ -43,6 +46,15 @@ def program_command(name: str, *args: str | int) -> str:
     """The shell command that runs program ``name`` with ``args``."""
     quoted = " ".join(shlex.quote(str(a)) for a in args)
     return f"set -- {quoted}\n{program_text(name)}"
+
+
+def reload_command(container: str, signal: str, command: tuple[str, ...] | list[str]) -> str:
+    """The host's command that makes running ``container`` read its changed configuration: ``signal``
+    to its main process, returning once that took effect (reload.sh), or else ``command`` run inside it.
+    A subshell: it composes with ``&&`` like one command, and its ``exit`` ends only itself."""
+    if signal:
+        return f"(\n{program_command('reload', '/', container, signal, RELOAD_SECONDS)}\n)"
+    return shlex.join(["docker", "exec", container, *command])
 
 
 def installed_programs() -> list[File]:

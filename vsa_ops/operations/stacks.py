@@ -18,7 +18,7 @@ import uuid
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from ..host_programs import program_command
+from ..host_programs import program_command, reload_command
 from ..manifest import Manifest
 from ..plan import Plan
 from ..render.plan_access import SUDOERS_DIR
@@ -70,7 +70,7 @@ def _rotation_command(rotation) -> str:
 def _service_command(action) -> str:
     service = action.service
     if action.action == "reload":
-        return argv(*service.reload_command)
+        return reload_command(service.container_name, service.reload_signal, service.reload_command)
     return _compose(action.stack, "restart", service.name)
 
 

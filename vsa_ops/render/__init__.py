@@ -257,8 +257,9 @@ def _stack(hub: HubConfig, components: dict[str, Component], name: str, text: st
         service_info.append(Service(
             service_name, container_name,
             tuple(component.container.validate_command) if component else (),
-            component.container.reload_argv() if component else (),
+            tuple(component.container.reload_command) if component else (),
             tuple(m.source for m in component.container.mounts if m.live) if component else (),
+            component.container.reload_signal if component else "",
         ))
     builtin = all(s.container_name in by_container for s in service_info)
     return Stack(name, f"{ROOT}/{name}", compose, tuple(service_info), builtin)
