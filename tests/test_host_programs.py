@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -598,7 +599,8 @@ RELOAD_DOCKER = """#!/bin/sh
 # a stand-in docker: the "container" is the process whose pid is in $0.pid
 case $1 in
     inspect) cat "$0.pid" ;;
-    kill) [ -e "$0.stopped" ] && { echo "container is not running" >&2; exit 1; }; kill -s "$3" "$(cat "$0.pid")" ;;
+    kill) [ -e "$0.stopped" ] && { echo "container is not running" >&2; exit 1; }
+          kill -s "$3" "$(cat "$0.signalled" 2>/dev/null || cat "$0.pid")" ;;  # an init passes it on
 esac
 """
 # A master that, like NGINX on HUP, starts a new worker (or, with "ignore", keeps the old ones).
@@ -606,7 +608,9 @@ MASTER = "trap '{on_hup}' HUP; sleep 300 & while :; do wait; done"
 
 
 def workers(pid: int) -> set[str]:
-    return set(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    """Every process under ``pid``."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return set(children).union(*(workers(int(child)) for child in children))
 
 
 @pytest.fixture
@@ -618,13 +622,17 @@ def master(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
     started = []
 
-    def start(on_hup: str) -> Path:
-        process = subprocess.Popen(["sh", "-c", MASTER.format(on_hup=on_hup)], start_new_session=True)
+    def start(on_hup: str, under_init: bool = False) -> Path:
+        """The container's main process: the master, or an init whose child is the master."""
+        command = MASTER.format(on_hup=on_hup)
+        if under_init:
+            command = f"sh -c {shlex.quote(command)} & echo $! > {tools}/docker.signalled; wait"
+        process = subprocess.Popen(["sh", "-c", command], start_new_session=True)
         started.append(process)
         (tools / "docker.pid").write_text(str(process.pid))
         deadline = time.monotonic() + 10
-        while not workers(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)  # its first worker
+        while len(workers(process.pid)) < 1 + under_init and time.monotonic() < deadline:
+            time.sleep(0.01)  # the master's first worker
         return tools
 
     start.pid = lambda: started[-1].pid
@@ -641,6 +649,14 @@ def test_a_reload_by_signal_returns_once_a_new_worker_runs(master, tmp_path):
     done = run_program("reload", tmp_path, "nginx", "HUP", 30)
     assert done.returncode == 0, done.stderr
     assert workers(master.pid()) - old  # the new worker was there when the reload returned
+
+
+def test_a_reload_under_an_init_waits_for_the_masters_new_worker(master, tmp_path):
+    master("sleep 0.3; sleep 300 &", under_init=True)  # compose's init: true puts tini in front
+    old = workers(master.pid())
+    done = run_program("reload", tmp_path, "nginx", "HUP", 30)
+    assert done.returncode == 0, done.stderr
+    assert workers(master.pid()) - old
 
 
 def test_a_reload_that_starts_no_new_worker_fails_naming_the_container(master, tmp_path):
