@@ -672,3 +672,16 @@ def test_a_reload_of_a_container_that_does_not_run_fails(master, tmp_path):
     (tools / "docker.stopped").touch()
     done = run_program("reload", tmp_path, "nginx", "HUP", 30, check=False)
     assert done.returncode == 1 and "cannot send SIGHUP to nginx" in done.stderr.decode()
+
+
+def test_a_reload_whose_main_process_ends_on_the_signal_fails_at_once(master, tmp_path):
+    """A main process that exits on the signal (no handler; Docker then stops or restarts the container)
+    is no reload: it fails at once, not after SECONDS, and never passes for one that took effect."""
+    tools = master("exit 1", under_init=True)
+    # the container's main process is the one signalled; its parent reaps it, as containerd's shim does
+    (tools / "docker.pid").write_text((tools / "docker.signalled").read_text().strip())
+    started = time.monotonic()
+    done = run_program("reload", tmp_path, "nginx", "HUP", 30, check=False)
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 10
+    assert "nginx: its main process ended on SIGHUP" in done.stderr.decode()
