@@ -57,3 +57,29 @@ def test_a_changed_host_key_is_one_line_naming_the_host_and_its_key_file():
     assert text.startswith("the SSH host key of [203.0.113.7]:2222 differs from the one in /ops/known_hosts: refused")
     plain = SimpleNamespace(name="hub-2", data={})
     assert host_key_error(plain).startswith("the SSH host key of hub-2 differs from the one in ~/.ssh/known_hosts")
+
+
+SIDE_BY_SIDE = """
+from vsa_ops.errors import VsaError
+from vsa_ops.pyinfra_glue.connections import side_by_side
+ran = []
+def audit():
+    ran.append("audit")
+    raise VsaError("audit on hub-1: the log ends with a damaged line")
+def metrics():
+    ran.append("metrics")
+    raise VsaError("metrics on hub-1: not written")
+try:
+    side_by_side(audit, metrics)
+except VsaError as error:
+    print(f"{error} | {' '.join(ran)}")
+"""
+
+
+def test_side_by_side_steps_all_run_and_the_first_error_is_raised_without_a_traceback():
+    """An expected error of a step (a VsaError) reaches the caller, which prints it as one line: gevent
+    must not print it too, as a traceback of a failed greenlet."""
+    result = subprocess.run([sys.executable, "-c", SIDE_BY_SIDE], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "audit on hub-1: the log ends with a damaged line | audit metrics\n"
+    assert result.stderr == ""

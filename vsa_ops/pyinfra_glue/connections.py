@@ -40,10 +40,21 @@ def side_by_side(*steps: Callable[[], object]) -> None:
     step runs to its end; the first error is raised after."""
     import gevent
 
-    greenlets = [gevent.spawn(step) for step in steps]
+    def kept(step: Callable[[], object]) -> Exception | None:
+        # returned, not raised: gevent prints the traceback of every greenlet that dies of an error,
+        # an expected one (a VsaError, one line from the CLI) included
+        try:
+            step()
+        except Exception as error:
+            return error
+        return None
+
+    greenlets = [gevent.spawn(kept, step) for step in steps]
     gevent.joinall(greenlets)
     for greenlet in greenlets:
-        greenlet.get()
+        error = greenlet.get()
+        if error is not None:
+            raise error
 
 
 @contextmanager
