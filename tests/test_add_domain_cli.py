@@ -202,3 +202,22 @@ def test_a_render_that_fails_on_apply_leaves_the_registry_as_it_was(project):
     assert result.stderr.strip().endswith("secrets.env:1: expected KEY=VALUE"), result.stderr
     assert (project / "domains.yml").read_text() == before
     assert not list(project.glob(".domains.yml.tmp"))
+
+
+def test_a_domain_change_renders_what_a_later_deploy_renders(project):
+    """add-domain renders from the registry it holds (the new domain after the others); the next deploy
+    reads the saved file (names in order). A template that lists the domains must come out the same
+    from both, or the deploy after a change is no no-op (it rewrites the file and restarts its service)."""
+    from vsa_ops.domains import Domain, save_registry
+    from vsa_ops.host_manifest import host_manifest
+    from vsa_ops.pyinfra_glue.inventory_files import load_inventory
+
+    (project / "stacks/observability/sites.txt.j2").write_text("{% for d in domains %}{{ d.name }}\n{% endfor %}")
+    held = {name: Domain(name=name, upstream="demo-app:8080", tls=False) for name in ("b.example.com", "a.example.com")}
+    save_registry(project / "domains.yml", held)
+    host = next(iter(load_inventory(project / "inventory.py", project)))
+    from_file = host_manifest(host, None, with_secrets=False, root=project)
+    from_held = host_manifest(host, None, with_secrets=False, root=project, registry=held)
+    listed = {f.path: f.content for f in from_held.files}["/srv/flowbiz/observability/sites.txt"]
+    assert listed == "a.example.com\nb.example.com\n"
+    assert from_held.files == from_file.files

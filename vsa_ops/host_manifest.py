@@ -39,7 +39,8 @@ def host_manifest(host, certificates: set[str] | None, with_secrets: bool = True
     root = root or find_root()
     if registry is None:
         registry = load_registry(registry_path(host, root))
-    domains = [d for d in registry.values() if served_by(d, host.name, host.groups)]
+    # in name order, as the saved registry reads back: a change's copy has its new domain last
+    domains = sorted((d for d in registry.values() if served_by(d, host.name, host.groups)), key=lambda d: d.name)
     return render_host(host_config(host), load_sources(root), host=host.name,
                        secrets=host_secrets(host, root) if with_secrets else None,
                        domains=domains, certificates=certificates)
