@@ -359,3 +359,19 @@ def test_a_restore_of_another_hosts_snapshot_is_refused(bench):
     finally:
         host_env.write_text("RESTIC_HOST=hub\n")
     assert (code, lines) == (1, [f"error no snapshot {snapshot} of host other in the repository (see vsa-ops backups)"])
+
+
+def test_the_restores_nginx_reload_shows_why_the_check_failed(tmp_path):
+    """The restore's reload runs nginx -t first: when it refuses the restored files, what it said
+    (on stderr) is what the restore reports, on the command's stdout."""
+    from vsa_ops.backup.service import reload_nginx_command
+
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "docker").write_text("#!/bin/sh\necho 'nginx: [emerg] cannot load certificate' >&2\nexit 1\n")
+    (tools / "docker").chmod(0o755)
+    command = reload_nginx_command(hub_config([]).reverse_proxy.nginx.container)
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                          env={"PATH": f"{tools}:/usr/bin:/bin"}, timeout=30)
+    assert done.returncode == 1
+    assert done.stdout == "nginx: [emerg] cannot load certificate\n"

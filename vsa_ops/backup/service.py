@@ -133,17 +133,22 @@ def _converge(inventory_file: Path, root: Path, name: str, echo: Callable[[str],
 
 def _reload_nginx(inventory_file: Path, root: Path, name: str) -> str | None:
     """NGINX reads the restored certificates after a reload (no restart: sites keep serving)."""
-    nginx = host_config(_host(inventory_file, root, name)).reverse_proxy.nginx.container
-    steps = [shlex.join(["docker", "exec", nginx.container_name, *nginx.validate_command])] \
-        if nginx.validate_command else []
-    steps.append(reload_command(nginx.container_name, nginx.reload_signal,
-                                nginx.reload_command or ("nginx", "-s", "reload")))
+    command = reload_nginx_command(host_config(_host(inventory_file, root, name)).reverse_proxy.nginx.container)
     with connected(inventory_file, root, [name]) as sessions:
         session = sessions[name]
         if isinstance(session, str):
             return f"reloading NGINX: {session}"
-        ok, stdout = session[1](" && ".join(steps) + " 2>&1")
+        ok, stdout = session[1](command)
     return None if ok else f"reloading NGINX failed: {stdout.strip()[-200:]}"
+
+
+def reload_nginx_command(nginx) -> str:
+    """Check, then reload, NGINX's configuration; what either says on stdout (the caller shows it)."""
+    steps = [shlex.join(["docker", "exec", nginx.container_name, *nginx.validate_command])] \
+        if nginx.validate_command else []
+    steps.append(reload_command(nginx.container_name, nginx.reload_signal,
+                                nginx.reload_command or ("nginx", "-s", "reload")))
+    return "{ " + " && ".join(steps) + "; } 2>&1"  # both steps' stderr: a bare 2>&1 was the last one's
 
 
 def _probe(inventory_file: Path, root: Path, name: str, settle: float = 20) -> list[Probe]:
