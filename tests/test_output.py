@@ -72,7 +72,7 @@ def metrics():
 try:
     side_by_side(audit, metrics)
 except VsaError as error:
-    print(f"{error} | {' '.join(ran)}")
+    print(f"{error} | {' '.join(ran)} | {error.__notes__}")
 """
 
 
@@ -81,5 +81,6 @@ def test_side_by_side_steps_all_run_and_the_first_error_is_raised_without_a_trac
     must not print it too, as a traceback of a failed greenlet."""
     result = subprocess.run([sys.executable, "-c", SIDE_BY_SIDE], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "audit on hub-1: the log ends with a damaged line | audit metrics\n"
+    assert result.stdout == ("audit on hub-1: the log ends with a damaged line | audit metrics | "
+                             "['also: VsaError: metrics on hub-1: not written']\n")
     assert result.stderr == ""

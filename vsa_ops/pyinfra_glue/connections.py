@@ -37,7 +37,7 @@ def sessions_of(state, hosts: Iterable, errors: dict[str, str] | None = None) ->
 def side_by_side(*steps: Callable[[], object]) -> None:
     """Run ``steps`` at once, each in a greenlet of its own: independent remote commands on open
     connections (SSH multiplexes them) then cost one round trip of waiting instead of one each. Every
-    step runs to its end; the first error is raised after."""
+    step runs to its end; the first error is raised after, any other added to its notes."""
     import gevent
 
     def kept(step: Callable[[], object]) -> Exception | None:
@@ -51,10 +51,11 @@ def side_by_side(*steps: Callable[[], object]) -> None:
 
     greenlets = [gevent.spawn(kept, step) for step in steps]
     gevent.joinall(greenlets)
-    for greenlet in greenlets:
-        error = greenlet.get()
-        if error is not None:
-            raise error
+    errors = [error for error in (greenlet.get() for greenlet in greenlets) if error is not None]
+    if errors:
+        for other in errors[1:]:  # not lost: a traceback shows them too
+            errors[0].add_note(f"also: {type(other).__name__}: {other}")
+        raise errors[0]
 
 
 @contextmanager
