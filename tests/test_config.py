@@ -74,7 +74,7 @@ def test_later_layers_win():
      "vsa.reverse_proxy.nginx.security_headers: value of X-Test must be printable ASCII"),
     ({"reverse_proxy": {"nginx": {"container": {"reload_command": ["nginx", "-s", "reload"]}}}},
      "vsa.reverse_proxy.nginx.container: reload_signal 'HUP' and reload_command ['nginx', '-s', 'reload']: set one"),
-    ({"reverse_proxy": {"nginx": {"container": {"reload_signal": "KILL"}}}},
+    ({"reverse_proxy": {"nginx": {"container": {"reload_signal": "USR1"}}}},
      "vsa.reverse_proxy.nginx.container.reload_signal: "),
 ])
 def test_bad_values_name_the_dotted_key_and_the_value(override, expected):

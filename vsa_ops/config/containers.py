@@ -140,7 +140,7 @@ class Container(Model):
     # itself, and return before the new configuration answers) or a command run inside it. Neither: a
     # configuration change restarts it.
     validate_command: list[str] = []
-    reload_signal: Literal["", "HUP", "USR1", "USR2"] = ""
+    reload_signal: Literal["", "HUP"] = ""  # HUP only: a reload is done when a new worker runs
     reload_command: list[str] = []
 
     @field_validator("image")

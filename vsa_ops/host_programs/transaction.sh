@@ -90,17 +90,23 @@ if [ -n "$took" ]; then
     recover || exit 1
 fi
 
-# The steps: the actions less the path lines the fingerprint covers (thousands with thousands of
-# domains), which every loop below would otherwise read through, a byte at a time.
-grep -v '^[dfs] ' "$stage/actions" > "$stage/steps" || [ $? -eq 1 ] || fail "the staging folder /$VSA_STATE/stage is full"
+# Each loop below reads only its own kind of step: a shell's `read` takes a line a byte at a time,
+# the fingerprint's path lines are thousands with thousands of domains, and a reload's line carries
+# its program twice (to run, and to undo).
+for kind in resume check files validate act probe; do
+    : > "$stage/steps.$kind" || fail "the staging folder /$VSA_STATE/stage is full"
+done
+awk -v to="$stage/steps." '$1 ~ /^(install|meta|remove)$/ { print > (to "files"); next }
+    $1 ~ /^(resume|check|validate|act|probe)$/ { print > (to $1) }' "$stage/actions" ||
+    fail "the staging folder /$VSA_STATE/stage is full"
 note "run $run"
 while read -r kind undo; do
     [ "$kind" = resume ] || continue
     note "undo-last $undo"
-done < "$stage/steps"
+done < "$stage/steps.resume"
 at upload
 mkdir "$stage/files" || fail "the staging folder is full"
-if grep -q '^install ' "$stage/steps"; then
+if grep -q '^install ' "$stage/steps.files"; then
     sed '1,/^archive$/d; /^end$/d' "$stage/input" | base64 -d | gzip -dc |
         tar -x -C "$stage/files" --same-owner --same-permissions --numeric-owner -m ||
         fail "unpacking the new files (a full disk?)"
@@ -110,7 +116,7 @@ rm -f "$stage/input"
 while read -r kind command message; do
     [ "$kind" = check ] || continue
     decode "$command" | sh || fail "$(decode "$message")"
-done < "$stage/steps"
+done < "$stage/steps.check"
 
 at backup
 # Everything that will be replaced or removed gets its backup (a hard link: the file stays in place)
@@ -128,7 +134,7 @@ while read -r kind path; do
             # across filesystems this copies, to a name beside the target; the rename below is atomic
             mv -fT "$stage/files/$path" "$path.vsa-new.$run" || fail "cannot copy /$path (a full disk?)" ;;
     esac
-done < "$stage/steps"
+done < "$stage/steps.files"
 
 at rename
 while IFS= read -r line; do
@@ -147,20 +153,20 @@ while IFS= read -r line; do
                 mv -fT "$path" "$path.vsa-bak.$run" || fail "cannot remove /$path"
             fi ;;
     esac
-done < "$stage/steps"
+done < "$stage/steps.files"
 
 at validate
 while read -r kind command message; do
     [ "$kind" = validate ] || continue
     decode "$command" | sh || fail "$(decode "$message")"
-done < "$stage/steps"
+done < "$stage/steps.validate"
 
 at reload
 while read -r kind when command undo message; do
     [ "$kind" = act ] || continue
     note "undo-$when $undo"
     decode "$command" | sh || fail "$(decode "$message")"
-done < "$stage/steps"
+done < "$stage/steps.act"
 
 # Sampled twice: a container that exits at once and restarts (restart: unless-stopped) shows
 # "running" for moments; steady means running both times and not restarted in between.
@@ -177,7 +183,7 @@ while read -r kind seconds containers; do
         case $seen in running\ *) ;; *) fail "$name is not running after the change" ;; esac
         [ "$(sample "$name")" = "$seen" ] || fail "$name is not running after the change (it restarted)"
     done
-done < "$stage/steps"
+done < "$stage/steps.probe"
 
 note commit
 committed=1
