@@ -187,10 +187,8 @@ def _probe_and_record(root, domain, targets, password, echo, action, run, requir
             echo(f"vsa-ops: warning: {domain.name} on {name}: {note}; the site is kept "
                  f"(--require-upstream rolls it back)")
     steps = []
-    if action == "add-domain" and result.returncode == 0:
+    if result.returncode == 0:  # the probe's result (None: the site is gone), even a failed one
         steps.append(lambda: publish_site(run, domain.name, published, echo))
-    elif action == "remove-domain" and not failure:
-        steps.append(lambda: publish_site(run, domain.name, None, echo))
     if not failure:
         entries = [Entry(t.host.name, action, domain.name, "ok", result.duration,
                          _with_note(result.summaries.get(t.host.name, ""), notes.get(t.host.name))) for t in targets]
