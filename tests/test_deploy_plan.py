@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import subprocess
 import tarfile
 
 import pytest
@@ -178,12 +179,17 @@ def test_work_beyond_the_transaction_takes_the_lock_as_its_own_step(fake_run):
     assert LOCK_PROGRAM in commands[-1] and "release" in commands[-1]
 
 
-def test_the_state_read_brings_the_audit_log_s_last_line():
+def test_the_state_read_brings_the_last_line_of_the_files_asked_for(tmp_path):
     line = b'{"seq": 7, "hash": "ab"}\n'
-    state = parse_host_state([framed([("audit", base64.b64encode(line).decode())])])
-    assert state.audit_head == line
-    assert parse_host_state([framed([("audit", "")])]).audit_head == b""  # no log yet
-    assert parse_host_state([framed([("lock", "r1 ctl")])]).audit_head is None  # not asked for
+    (tmp_path / "var/log/vsa").mkdir(parents=True)
+    (tmp_path / "var/log/vsa/audit jsonl").write_bytes(b'{"seq": 6}\n' + line)
+    (tmp_path / "empty").write_bytes(b"")
+    request = state_request([], [], last_lines=["/var/log/vsa/audit jsonl", "/empty", "/missing"])
+    done = subprocess.run(["sh", "-c", state_command("salt", str(tmp_path))], input=request, capture_output=True,
+                          text=True, timeout=60)
+    state = parse_host_state(done.stdout.splitlines())
+    # b"": no file, or an empty one; a file not asked for is absent
+    assert state.last_lines == {"/var/log/vsa/audit jsonl": line, "/empty": b"", "/missing": b""}
 
 
 def _sites(domains: int):

@@ -94,9 +94,10 @@ class Finished:
     """What the publishing reads of a finished deploy: its result and its hosts' sessions (here a local
     shell standing in for the SSH session: the commands and files are real)."""
 
-    def __init__(self, sessions, failed=(), summaries=None):
+    def __init__(self, sessions, failed=(), summaries=None, success_recorded=("hub",)):
         self._sessions = sessions
-        self.result = type("Result", (), {"failed_hosts": set(failed), "summaries": summaries or {}})()
+        self.result = type("Result", (), {"failed_hosts": set(failed), "summaries": summaries or {},
+                                          "success_recorded": set(success_recorded)})()
 
     def sessions(self):
         return self._sessions
@@ -130,6 +131,27 @@ def test_a_deploy_that_changed_nothing_publishes_nothing_and_one_that_did_publis
     # certificates file is written only when it changes (here the first time)
     assert len(commands) == 3
     assert sorted(p.name for p in folder.iterdir()) == [metrics.CERTIFICATES_FILE, metrics.DEPLOY_FILE]
+
+
+def test_a_deploy_that_changes_nothing_after_a_failure_publishes_its_success(tmp_path):
+    """The failed run may have undone all it did: the next one then changes nothing, and without this
+    the host would say "last deploy failed" (DeployFailed firing) until something else changed."""
+    from vsa_ops.fact_publishing import publish_deploy
+    sessions, folder, commands = local_sessions(tmp_path)
+    deploy_file = tmp_path / "textfile" / metrics.DEPLOY_FILE
+
+    def recorded() -> bool:  # what the deploy's state read says: the file's last line (state.sh "l")
+        lines = deploy_file.read_bytes().splitlines(keepends=True) if deploy_file.exists() else [b""]
+        return metrics.success_recorded(lines[-1])
+
+    assert not recorded()  # a host never published to
+    publish_deploy(Finished(sessions, failed={"hub"}, summaries={"hub": "2 files"}))
+    assert not recorded()
+    publish_deploy(Finished(sessions, summaries={"hub": "no changes"}, success_recorded=()))
+    assert "vsa_deploy_last_success 1" in deploy_file.read_text().splitlines() and recorded()
+    published = len(commands)
+    publish_deploy(Finished(sessions, summaries={"hub": "no changes"}, success_recorded=["hub"]))
+    assert len(commands) == published  # recorded: back to one remote command
 
 
 def test_a_site_probe_is_published_and_removed_with_the_site(tmp_path):

@@ -73,7 +73,7 @@ REQUEST = state_request(
      "/srv/site/data/private"],
     ["/srv/site/a.conf", "/srv/site/group.conf", "/srv/site/conf.d/shop.conf", "/srv/site/store/chunk",
      "/home/someone/private", "/srv/site/../../home/someone/private", "/srv/site/link", "/srv/site/data/private"],
-    ["/srv/site", "/home/someone"], ["/srv/site/pw"], "/var/log/audit.jsonl")
+    ["/srv/site", "/home/someone"], ["/srv/site/pw"], ["/var/log/audit.jsonl"])
 
 
 def test_plan_mode_reads_managed_metadata_and_only_world_readable_content(host):
@@ -91,12 +91,12 @@ def test_plan_mode_reads_managed_metadata_and_only_world_readable_content(host):
                                 "/srv/site/conf.d/shop.conf", "/srv/site/store/chunk"}
     assert state.owned_files == {"/srv/site/a.conf", "/srv/site/group.conf", "/srv/site/pw", "/srv/site/link",
                                  "/srv/site/data"}
-    assert state.audit_head is None  # the audit line is not a plan's business
+    assert state.last_lines == {}  # the audit line is not a plan's business
 
 
 def test_the_root_read_of_the_same_request_is_not_narrowed(host):
     state = parse_host_state(state_sh(str(host), "salt", stdin=REQUEST).splitlines())
-    assert not state.read_only and state.audit_head == b'{"seq": 1}\n'
+    assert not state.read_only and state.last_lines == {"/var/log/audit.jsonl": b'{"seq": 1}\n'}
     assert state.paths["/srv/site/group.conf"].sha256 not in (None, UNREAD)
     assert "/home/someone/private" in state.paths
 
@@ -278,7 +278,7 @@ def test_a_deploy_stops_when_the_host_answers_as_the_plan_identity(render, monke
 
     manifest = render()
     answered = converged(manifest)
-    monkeypatch.setattr(planning, "read_state", lambda host, manifest, audit_log=None: answered)
+    monkeypatch.setattr(planning, "read_state", lambda host, manifest, last_lines=(): answered)
     host = hosts("deployer")  # an account name the configuration does not know as the plan identity
     planning.plan_host(host[0], manifest)
     answered.read_only = True

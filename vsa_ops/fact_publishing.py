@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from . import metrics
 from .config.storage import REVERSE_PROXY
 from .inventory import host_config
 from .pyinfra_glue.connections import Sessions, connected
@@ -28,8 +29,6 @@ def _publish(sessions: Sessions, files_for: Callable[[str], Mapping[str, str | N
     ``certificates(host name)`` asks for it, the same command also lists the certificates and prints
     the certificates file as it is; that file is rewritten, in a second command, only when the
     certificates' expiry changed (a new, renewed or deleted certificate)."""
-    from . import metrics  # here, not at the top: a no-op deploy publishes nothing and needs no x509
-
     for name, session in sessions.items():
         if isinstance(session, str):
             continue  # the command already reported an unreachable host
@@ -61,26 +60,24 @@ def _publish(sessions: Sessions, files_for: Callable[[str], Mapping[str, str | N
 
 def publish_deploy(run: DeployRun, echo: Echo = None) -> None:
     """The deploy's end and result, and the certificates found, on each host where the deploy changed
-    something or failed. A deploy that changed nothing writes nothing: a converged host stays one
-    remote command (renewals in between are the renewal hook's to write)."""
-    at, failed, summaries = time.time(), run.result.failed_hosts, run.result.summaries
+    something or failed, or whose metrics do not say yet that its last deploy succeeded. Otherwise a
+    deploy that changed nothing writes nothing: a converged host stays one remote command (renewals in
+    between are the renewal hook's to write)."""
+    at, result = time.time(), run.result
+    failed, summaries = result.failed_hosts, result.summaries
 
     def changed(name: str) -> bool:
-        return name in failed or summaries.get(name) != "no changes"
+        return name in failed or summaries.get(name) != "no changes" or name not in result.success_recorded
 
     sessions = run.sessions()
     if not any(changed(name) for name in sessions):
         return
-    from . import metrics
-
     _publish(sessions, lambda name: {metrics.DEPLOY_FILE: metrics.deploy_metrics(name not in failed, at)}
              if changed(name) else {}, echo, certificates=changed)
 
 
 def publish_site(run: DeployRun, domain: str, probes: Mapping[str, bool] | None, echo: Echo = None) -> None:
     """A site's last probe on each host (``probes``: host name -> ok), or None when the site is gone."""
-    from . import metrics
-
     at = time.time()
     _publish(run.sessions(), lambda name: {metrics.site_file(domain): None if probes is None else
                                            metrics.site_metrics(domain, probes.get(name, False), at)},
@@ -89,8 +86,6 @@ def publish_site(run: DeployRun, domain: str, probes: Mapping[str, bool] | None,
 
 def publish_drift(root: Path, inventory_file: Path, changes: Mapping[str, int], echo: Echo = None) -> None:
     """Each checked host's drift: the number of changes a deploy would make."""
-    from . import metrics
-
     at = time.time()
     with connected(inventory_file, root, names=list(changes)) as sessions:
         _publish(sessions, lambda name: {metrics.DRIFT_FILE: metrics.drift_metrics(changes[name], at)}, echo)

@@ -9,8 +9,6 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 
-from cryptography import x509
-
 DEPLOY_FILE = "vsa_deploy.prom"
 DRIFT_FILE = "vsa_drift.prom"
 CERTIFICATES_FILE = "vsa_certificates.prom"
@@ -35,10 +33,24 @@ def _gauge(name: str, help_text: str, samples: Iterable[tuple[Mapping[str, str],
 
 
 def deploy_metrics(ok: bool, at: float) -> str:
-    return (_gauge("vsa_deploy_last_run_timestamp_seconds", "When the last vsa-ops deploy of this host ended.",
+    return (_gauge("vsa_deploy_last_run_timestamp_seconds", "When the last vsa-ops deploy of this host that changed it, failed, or "
+                   "followed a failure ended.",
                    [({}, at)])
             + _gauge("vsa_deploy_last_success", "1 when the last vsa-ops deploy of this host succeeded, else 0.",
                      [({}, 1 if ok else 0)]))
+
+
+# deploy_metrics' last line after a success: the state read brings the file's last line (state.sh "l")
+_SUCCESS_LINE = deploy_metrics(True, 0).splitlines(keepends=True)[-1].encode()
+
+
+def deploy_file(directory: str) -> str:
+    return f"{directory}/{DEPLOY_FILE}"
+
+
+def success_recorded(last_line: bytes | None) -> bool:
+    """Whether the deploy file, by its last line, says the last deploy succeeded."""
+    return last_line == _SUCCESS_LINE
 
 
 def drift_metrics(changes: int, at: float) -> str:
@@ -69,6 +81,8 @@ def certificates_command(letsencrypt: str) -> str:
 
 
 def certificate_expiries(output: str) -> dict[str, float]:
+    from cryptography import x509  # here: a deploy that publishes no certificates needs no x509
+
     expiries = {}
     for name, pem in re.findall(rf"^{LINEAGE_MARK}(\S+)\n(.*?-----END CERTIFICATE-----)", output, re.M | re.S):
         certificate = x509.load_pem_x509_certificate(pem.encode())

@@ -9,8 +9,11 @@ read the plan identity answered."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import replace
 
+from . import metrics
+from .config import HubConfig
 from .facts import HostState
 from .host_manifest import host_manifest
 from .inventory import host_config
@@ -27,12 +30,18 @@ SALT = uuid.uuid4().hex
 UNREAD = "-"
 
 
-def read_state(host, manifest: Manifest, audit_log: str | None = None) -> HostSnapshot:
+def read_state(host, manifest: Manifest, last_lines: Iterable[str] = ()) -> HostSnapshot:
     paths, files, secret_files = managed_paths(manifest)
     state = host.get_fact(HostState, salt=SALT, _stdin=state_request(paths, files, owned_directories(manifest),
-                                                                      secret_files, audit_log))
+                                                                      secret_files, last_lines))
     state.salt = SALT
     return unsettled(state)
+
+
+def deploy_last_lines(config: HubConfig) -> tuple[str, str]:
+    """The files a deploy's state read brings the last line of: the audit log (the run's audit record
+    continues from its head) and the last deploy's result (published again after a failure)."""
+    return config.audit.jsonl, metrics.deploy_file(config.observability.node_exporter.textfile_directory)
 
 
 def unsettled(state: HostSnapshot) -> HostSnapshot:
@@ -78,7 +87,7 @@ def plan_host(host, manifest: Manifest | None = None, force_fstab: bool = False,
     secrets_known = None
     if manifest is None:
         manifest, secrets_known = _review_manifest(host, None, None) if review else (host_manifest(host, None), True)
-    state = read_state(host, manifest, None if review else host_config(host).audit.jsonl)
+    state = read_state(host, manifest, () if review else deploy_last_lines(host_config(host)))
     if state.read_only and not review:
         raise PlanIdentityError(f"{host.name}: the host answered as the plan identity (its key runs only the "
                                 f"state reader): it can plan, never deploy")

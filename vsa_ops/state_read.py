@@ -4,8 +4,9 @@ pyinfra runs one command per fact and caches nothing, so reading each file separ
 one round trip per file. This fact asks for everything at once: owner, group, mode and SHA-256 of
 the managed paths, /etc/fstab, the filesystem labels present, accounts, whether Docker runs and
 where its compose plugin is, its networks, images and compose containers, the issued certificates,
-the run lock, an unfinished transaction's journal and the audit log's last line (so that the run's
-audit record needs no read of its own).
+the run lock, an unfinished transaction's journal, and the last line of the files asked for: the audit
+log's (so that the run's audit record needs no read of its own) and the last deploy's result (so that a
+deploy that changes nothing still publishes a success that follows a failure).
 
 The program is host_programs/state.sh; the paths travel on its stdin, so the command stays a few KB
 for any number of domains, and its output is NUL-terminated records (gzip, base64) that no file name
@@ -18,6 +19,7 @@ import base64
 import binascii
 import gzip
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .config.storage import CERTIFICATES
@@ -67,8 +69,8 @@ class HostSnapshot:
     commands: set[str] = field(default_factory=set)
     fingerprint: str = ""
     salt: str = ""  # what secret files were hashed after (see hash_command)
-    # The audit JSONL's last line, newline included (b"": no log yet); None when not asked for.
-    audit_head: bytes | None = None
+    # Path -> its last line, newline included (b"": no file or an empty one), for the files asked for
+    last_lines: dict[str, bytes] = field(default_factory=dict)
     # A transaction that did not finish (its shell was killed where no trap runs): its run id, the
     # paths it may have changed, and whether it had committed (then it is finished, else undone).
     unfinished: str = ""
@@ -89,12 +91,10 @@ def fingerprint_request(paths: list[str], files: list[str], secret_files: list[s
 
 
 def state_request(paths: list[str], files: list[str], owned: list[str] | None = None,
-                  secret_files: list[str] = (), audit_log: str | None = None) -> str:
+                  secret_files: list[str] = (), last_lines: Iterable[str] = ()) -> str:
     """What the state read takes on stdin: one "KIND PATH" line per path (see state.sh)."""
     lines = [fingerprint_request(paths, files, secret_files).rstrip("\n")]
-    lines += [f"o {p}" for p in owned or []] + [f"c {CERTIFICATES}"]
-    if audit_log:
-        lines.append(f"a {audit_log}")
+    lines += [f"o {p}" for p in owned or []] + [f"c {CERTIFICATES}"] + [f"l {p}" for p in last_lines]
     return "\n".join(lines) + "\n"
 
 
@@ -185,8 +185,9 @@ def parse_host_state(lines: list[str]) -> HostSnapshot:
             _read_journal(state, base64.b64decode(value).decode("utf-8", "surrogateescape"))
         elif tag == "command":
             state.commands.add(value)
-        elif tag == "audit":
-            state.audit_head = base64.b64decode(value)
+        elif tag == "last":
+            encoded, _, path = value.partition(" ")
+            state.last_lines["/" + path.lstrip("/")] = base64.b64decode(encoded)
         elif tag == "readonly":
             state.read_only = True
     for value in stats:

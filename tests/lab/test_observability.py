@@ -17,6 +17,7 @@ import pytest
 from cryptography import x509
 
 from tests.lab.conftest import ROOT, vsa
+from vsa_ops import metrics
 
 pytestmark = pytest.mark.lab
 
@@ -24,6 +25,7 @@ DOMAIN = "watch.vsa.test"
 LIVE = "/srv/flowbiz/reverse-proxy/letsencrypt/live"
 TEXTFILE = "/var/lib/node_exporter/textfile_collector"
 SNIPPET = "/srv/flowbiz/reverse-proxy/nginx/snippets/proxy.conf"
+STATE = "/var/lib/vsa-ops"
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +64,35 @@ def test_prometheus_scrapes_node_exporter_with_the_deploy_facts_and_loads_the_ru
     rules = {r["name"] for g in api(hub, "/api/v1/rules")["data"]["groups"] for r in g["rules"]}
     assert {"ScrapeTargetDown", "ContainerRestarting", "CertificateExpiringSoon", "DiskAlmostFull",
             "PrometheusStorageNearCap", "SiteProbeFailing", "DriftFound", "DeployFailed"} <= rules
-    deployed = eventually(lambda: query(hub, "vsa_deploy_last_success"))
-    assert [r["value"][1] for r in deployed] == ["1"]
+    # The fixture's deploy wrote 1; an earlier module's failed deploy may have left a scraped 0, which
+    # Prometheus keeps until its next scrape of the textfile.
+    assert "vsa_deploy_last_success 1" in hub.sh(f"cat {TEXTFILE}/{metrics.DEPLOY_FILE}").splitlines()
+    deployed = eventually(lambda: [r for r in query(hub, "vsa_deploy_last_success") if r["value"][1] == "1"])
+    assert [r["value"][1] for r in deployed] == ["1"], query(hub, "vsa_deploy_last_success")
     assert deployed[0]["metric"]["instance"] == "node-exporter:9100"
+
+
+def test_a_deploy_that_changes_nothing_after_a_failed_one_publishes_its_success(hub):
+    """A failed deploy leaves the host as it was; once the cause is gone the next one may change nothing,
+    and must still say the last deploy succeeded (else DeployFailed fires on until something changes)."""
+    deploy_file = f"{TEXTFILE}/{metrics.DEPLOY_FILE}"
+    hub.sh(f"cp -p {SNIPPET} /root/snippet.orig && echo '# a hand edit' >> {SNIPPET}")
+    hub.sh(f"mkdir -p {STATE}/lock && echo 'other ctl 1 0 someone' > {STATE}/lock/owner")  # another run's lock
+    try:
+        failed = hub.deploy("--lock-wait", "0", check=False)
+    finally:
+        hub.sh(f"rm -rf {STATE}/lock")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "vsa_deploy_last_success 0" in hub.sh(f"cat {deploy_file}").splitlines()
+    hub.sh(f"cat /root/snippet.orig > {SNIPPET} && rm /root/snippet.orig")  # the hand edit undone by hand
+    again = hub.deploy()
+    assert again.stdout.strip().endswith("no changes"), again.stdout
+    assert "vsa_deploy_last_success 1" in hub.sh(f"cat {deploy_file}").splitlines()
+    assert eventually(lambda: [r for r in query(hub, "vsa_deploy_last_success") if r["value"][1] == "1"]), \
+        query(hub, "vsa_deploy_last_success")
+    stamp = hub.sh(f"cat {deploy_file}")
+    hub.deploy()
+    assert hub.sh(f"cat {deploy_file}") == stamp  # recorded: a converged host is left alone again
 
 
 def test_a_lab_domain_certificate_expiry_and_probe_reach_prometheus(hub):

@@ -17,12 +17,13 @@ import time
 from pyinfra import host
 from pyinfra.api import deploy, operation
 
+from .. import metrics
 from ..config.storage import domain_files
 from ..host_manifest import host_manifest
 from ..inventory import host_config
 from ..operations import certificates, docker, fstab, lock, shipper, stacks, tree, users
 from ..plan import PlanError, assume_applied, make_plan, managed_paths, restrict
-from ..planning import SALT, plan_host
+from ..planning import SALT, deploy_last_lines, plan_host
 from ..shipper_positions import cut_over_from, layout
 from .request import OUTCOME_KEY, REQUEST_KEY, DeployRequest, HostOutcome
 
@@ -76,7 +77,11 @@ def converge_hub():
         plan = restrict(plan, _domain_paths(target), {target})
     deferred = [d.name for d in plan.certificates] if request.defer_certificates else []
     plan.certificates = [] if deferred else plan.certificates
-    setattr(host.data, OUTCOME_KEY, HostOutcome(deferred_summary(plan.summary(), deferred), state.audit_head))
+    hub = host_config(host)
+    audit_log, deploy_file = deploy_last_lines(hub)
+    setattr(host.data, OUTCOME_KEY, HostOutcome(deferred_summary(plan.summary(), deferred),
+                                                state.last_lines.get(audit_log),
+                                                metrics.success_recorded(state.last_lines.get(deploy_file))))
     if plan.empty and not delete_certificate:
         unchanged(name="no changes: the host matches its manifest")
         return
@@ -84,7 +89,6 @@ def converge_hub():
     if missing and manifest.pull == "never":
         raise PlanError(f"{host.name}: images on neither the host nor this controller, and vsa.docker.pull is "
                         f"'never': {', '.join(missing)}")
-    hub = host_config(host)
     certbot = hub.reverse_proxy.certbot
     # A changed log shipper kind: the old one stops and hands its positions over (README "Log shipping").
     swap = None if target else cut_over_from(manifest.stacks, state.containers, hub.observability.log_shipper.kind)

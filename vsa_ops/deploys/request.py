@@ -30,8 +30,10 @@ class DeployRequest:
 
 @dataclass(frozen=True)
 class HostOutcome:
-    """What the run found on a host: its plan's summary, and the audit log's last line as the state
-    read saw it (the base of the run's audit record)."""
+    """What the run found on a host: its plan's summary, the audit log's last line as the state read
+    saw it (the base of the run's audit record), and whether the host's metrics already say its last
+    deploy succeeded (else even a deploy that changes nothing publishes its result)."""
 
     summary: str
     audit_head: bytes | None
+    success_recorded: bool = False

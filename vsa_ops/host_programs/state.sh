@@ -1,9 +1,10 @@
 #!/bin/sh
 # vsa-ops state read: everything a manifest manages on this host, in one command.
 # Args: ROOT SALT, or "plan". Stdin: "KIND PATH" lines: d (metadata), f (and digest), s (secret: digest
-# after SALT), o (folder: its files listed), c (certificates' folder), a (audit log: last line), t (text
-# only). Plan mode (the plan identity's forced command, by sudo): paths in PLAN_PATHS' folders, no
-# symlink; digest or text only of its world-readable files (else "sha -"); no audit line.
+# after SALT), o (folder: its files listed), c (certificates' folder), l (a file's last line: the audit
+# log's head, the last deploy's result), t (text only). Plan mode (the plan identity's forced command, by
+# sudo): paths in PLAN_PATHS' folders, no symlink; digest or text only of its world-readable files (else
+# "sha -"); no last line.
 # Stdout: NUL-terminated "TAG VALUE" records, gzip, base64, one line: no file name fakes a record.
 # shellcheck shell=sh
 
@@ -114,8 +115,8 @@ records() {
     for tool in sqlite3 logrotate findmnt flock; do
         command -v "$tool" > /dev/null && printf 'command %s\0' "$tool"
     done
-    sed -n 's,^a /*,,p' "$work/request" | while IFS= read -r log; do
-        if [ -s "$log" ]; then printf 'audit %s\0' "$(tail -n 1 "$log" | base64 -w0)"; else printf 'audit \0'; fi
+    sed -n 's,^l /*,,p' "$work/request" | while IFS= read -r file; do
+        if [ -s "$file" ]; then printf 'last %s %s\0' "$(tail -n 1 "$file" | base64 -w0)" "$file"; else printf 'last  %s\0' "$file"; fi
     done
     printf 'end \0'
 }

@@ -37,6 +37,7 @@ class DeployResult:
     duration: float = 0.0
     error: str | None = None  # why the deploy could not even start its operations
     audit_heads: dict[str, bytes | None] = field(default_factory=dict)  # see HostOutcome.audit_head
+    success_recorded: set[str] = field(default_factory=set)  # see HostOutcome.success_recorded
 
 
 class DeployRun:
@@ -177,7 +178,8 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
             outcomes = {name: outcome for name, outcome in outcomes.items() if outcome is not None}
             result = DeployResult(1 if failed_hosts else 0, step, {n: o.summary for n, o in outcomes.items()},
                                   failed_hosts, time.monotonic() - start, error,
-                                  {n: o.audit_head for n, o in outcomes.items()})
+                                  {n: o.audit_head for n, o in outcomes.items()},
+                                  {n for n, o in outcomes.items() if o.success_recorded})
             run = DeployRun(root, state, hosts, result)
             if failed_hosts:
                 release_lock(run, request.run_id)

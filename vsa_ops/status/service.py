@@ -62,7 +62,7 @@ def _read_host(host, found: HostStatus) -> None:
     # The status program reads no stdin: the state read after it gets the whole request.
     command = (f"sh -c {shlex.quote(checks.host_program())} vsa-status {shlex.quote(audit_log)} </dev/null; "
                + state_command(SALT))
-    request = state_request(paths, files, owned_directories(manifest), secret_files, audit_log)
+    request = state_request(paths, files, owned_directories(manifest), secret_files)
     ok, output = host.run_shell_command(StringCommand(command), _stdin=request, print_output=False)
     if not ok:
         found.error = f"the status command failed: {' '.join(output.stderr_lines)[:300]}"
