@@ -221,3 +221,39 @@ def test_a_domain_change_renders_what_a_later_deploy_renders(project):
     listed = {f.path: f.content for f in from_held.files}["/srv/flowbiz/observability/sites.txt"]
     assert listed == "a.example.com\nb.example.com\n"
     assert from_held.files == from_file.files
+
+
+def test_ctrl_c_while_the_hosts_connect_leaves_the_registry_as_it_was(project):
+    """The registry is written before the hosts connect; Ctrl-C there (a host that accepts the
+    connection and never answers) puts it back and says so: nothing on any host had changed."""
+    import signal
+    import socket
+    import time
+
+    from tests.conftest import SECRETS
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never says SSH
+    port = silent.getsockname()[1]
+    (project / "inventory.py").write_text(f'hubs = [("hub", {{"ssh_hostname": "127.0.0.1", "ssh_port": {port}}})]\n')
+    (project / "secrets.env").write_text("".join(f"{key}={value}\n" for key, value in SECRETS.items()))
+    (project / "domains.yml").write_text("a.example.com:\n  upstream: http://demo-app:8080\n")
+    before = (project / "domains.yml").read_text()
+    environment = {k: v for k, v in __import__("os").environ.items() if not k.startswith("VSA_")}
+    process = subprocess.Popen(["vsa-ops", "add-domain", "b.example.com", "--upstream", "demo-app:8080", "--no-tls"],
+                               cwd=project, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "b.example.com" not in (project / "domains.yml").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        connection, _ = silent.accept()  # the controller is connecting
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        silent.close()
+    assert process.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1] == ("vsa-ops: add-domain b.example.com was interrupted before any host "
+                                              "changed; the registry is as it was"), stderr
+    assert (project / "domains.yml").read_text() == before
+    connection.close()

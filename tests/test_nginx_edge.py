@@ -39,9 +39,10 @@ DOMAINS = [
     Domain(name="slow.example.com", upstream="echo:8080", rate_limit="120r/m/0"),
     Domain(name="spoof.example.com", upstream="liar:8080", tls=False, rate_limit="off"),
     Domain(name="busy.example.com", upstream="liar:8080", tls=False, rate_limit="off"),
+    Domain(name="misdirect.example.com", upstream="liar:8080", tls=False, rate_limit="off"),
     Domain(name="sleepy.example.com", upstream="liar:8080", rate_limit="off"),
 ]
-# An app that answers errors itself, by the Host NGINX forwards: 502 with the probe's mark, or 429.
+# An app that answers errors itself, by the Host NGINX forwards: 502 or 421 with the probe's marks, or 429.
 LIAR = """
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,9 +52,12 @@ class Liar(BaseHTTPRequestHandler):
         if self.headers.get("Host", "").startswith("sleepy."):
             time.sleep(20)  # an app still starting: it accepts, and answers late
         spoof = self.headers.get("Host", "").startswith("spoof.")
-        self.send_response(502 if spoof else 429)
+        misdirect = self.headers.get("Host", "").startswith("misdirect.")
+        self.send_response(502 if spoof else 421 if misdirect else 429)
         if spoof:
             self.send_header("X-Vsa-Upstream", "unreachable")
+        if misdirect:
+            self.send_header("X-Vsa-Vhost", "none")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -204,6 +208,7 @@ def test_a_name_no_site_serves_gets_no_site(edge):
     connection.request("GET", "/", headers={"Host": "unknown.example.com"})
     answer = connection.getresponse()
     assert answer.status == 421 and b"headers" not in answer.read()
+    assert answer.getheader("X-Vsa-Vhost") == "none"  # the default server's: add-domain's probe waits on it
     # ... or with the Host of another site: misdirected too, not that site's content.
     connection.request("GET", "/", headers={"Host": "private.example.com"})
     answer = connection.getresponse()
@@ -283,13 +288,14 @@ def test_a_name_nginx_does_not_serve_yet_is_named_as_such_by_the_probe(edge):
 
 
 def test_an_app_cannot_pass_for_nginx_own_answers(edge):
-    """An app that answers 502 itself with the mark, or 429 of its own: the mark never passes through, and
+    """An app that answers 502 or 421 itself with the marks, or 429 of its own: no mark passes through, and
     the probe names the upstream's answer and keeps the vhost (before: "not answering", and a rollback
     for the app's 429 taken for the site's rate limit)."""
-    from vsa_ops.probe import UPSTREAM_MARK, probe_until_ok
+    from vsa_ops.probe import UPSTREAM_MARK, VHOST_MARK, probe_until_ok
 
     assert UPSTREAM_MARK not in http(edge, "spoof.example.com").headers
-    for name, status in (("spoof.example.com", 502), ("busy.example.com", 429)):
+    assert VHOST_MARK not in http(edge, "misdirect.example.com").headers
+    for name, status in (("spoof.example.com", 502), ("busy.example.com", 429), ("misdirect.example.com", 421)):
         domain = next(d for d in DOMAINS if d.name == name)
         result = probe_until_ok("127.0.0.1", edge["ports"][443], edge["ports"][80], domain, settle=0)
         assert (result.problems, result.upstream, result.vhost_ok) == ([], f"upstream answers {status}", True)

@@ -149,6 +149,7 @@ def test_the_probe_asks_a_prefixed_upstream_for_a_path_beyond_the_root(prefix, p
 # What the vhost's own error page adds to NGINX's 502/504 when the upstream does not answer.
 MARKED = {**HEADERS, "X-Vsa-Upstream": "unreachable"}
 LIMITED = {**HEADERS, "X-Vsa-Limit": "limited"}  # the site's rate limit: NGINX's own 429
+NO_VHOST = {**HEADERS, "X-Vsa-Vhost": "none"}  # the default server's 421
 
 
 def _plain(rate_limit="perip"):
@@ -171,7 +172,8 @@ def _probe(server, domain=None, **kwargs):
     (429, LIMITED, None, ["rate limited: plain.vsa.test answers 429 (the limit for this address is spent) after 0 s"]),
     (429, HEADERS, "upstream answers 429", []),  # the app's own 429: the vhost serves, it stays
     (503, LIMITED, None, ["rate limited: plain.vsa.test answers 503 (the limit for this address is spent) after 0 s"]),
-    (421, HEADERS, None, ["the default server answers 421: no vhost for plain.vsa.test yet after 0 s"]),
+    (421, NO_VHOST, None, ["the default server answers 421: no vhost for plain.vsa.test yet after 0 s"]),
+    (421, HEADERS, "upstream answers 421", []),  # the app's own 421
 ])
 def test_only_a_2xx_or_3xx_answer_is_serving(status, headers, upstream, problems):
     """Before: a 429 (the probe's own retries had spent the site's limit) and any 4xx counted as serving."""
@@ -214,7 +216,7 @@ def test_a_connection_closed_without_an_answer_is_not_served_yet_then_the_upstre
 
 
 def test_a_vhost_never_served_is_a_problem_naming_why():
-    server = _server(lambda handler: (421, HEADERS, b""))
+    server = _server(lambda handler: (421, NO_VHOST, b""))
     try:
         result = _probe(server, settle=0.3)
         assert result.problems == ["the default server answers 421: no vhost for plain.vsa.test yet after 0.3 s"]

@@ -22,7 +22,7 @@ from .inventory import host_config
 from .probe import probe_until_ok, site_budget
 from .pyinfra_glue.inventory_files import load_inventory
 from .pyinfra_glue.connections import side_by_side
-from .pyinfra_glue.runner import DeployResult, deploying
+from .pyinfra_glue.runner import DeployResult, Interrupted, deploying
 from .fact_publishing import publish_site
 from .recording import record_audit
 from .plan_identity import refuse_plan_identity
@@ -127,7 +127,7 @@ def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: st
             try:
                 for target in targets:
                     host_manifest(target.host, None, with_secrets=False, root=root, registry=registry)
-            except Exception:
+            except BaseException:  # Ctrl-C too
                 _restore(path, before)
                 raise
             return []
@@ -146,15 +146,31 @@ def _apply(root, inventory_file, inventory, path, before, domain, targets, passw
         rendered.append(True)
         return result
 
+    interrupted = False
     try:
         with deploying(root, inventory_file, limits, request, manifests, echo=echo, inventory=inventory) as run:
             failure, probes = _probe_and_record(root, domain, targets, password, echo, action, run, require_upstream)
+    except Interrupted as stop:  # Ctrl-C
+        if not stop.touched:  # while connecting or reading: no host changed
+            _restore(path, before)
+            raise DomainError(f"{action} {domain.name} was interrupted before any host changed; the registry "
+                              f"is as it was") from None
+        # a host may have changed: undone like any failure (a second Ctrl-C stops that too, once the
+        # registry is back)
+        interrupted, failure, probes = True, "was interrupted", []
     except Exception:
         if not rendered:  # refused before any host was touched (a template, a secret): the registry goes back
             _restore(path, before)
         raise
-    if failure:
+    if failure and not interrupted and not run.result.executed:
+        # stopped while connecting (the reason is logged per host) or refused while preparing (a host
+        # not ready for the change): no operation ran anywhere, so there is nothing to put back
+        _restore(path, before)
         result = run.result
+        why = f": {result.error}" if result.error and result.failed_step != "connecting" else ""
+        raise DomainError(f"{action} {domain.name} {failure}{why}; the registry and the hosts are as they were")
+    if failure:
+        result = DeployResult(1, None) if interrupted else run.result
         undone = _rollback(root, inventory_file, path, before, domain, limits, echo,
                            [Entry(name, action, domain.name, "rolled_back", result.duration,
                                   result.summaries.get(name, ""), failure) for name in limits])

@@ -35,6 +35,8 @@ LONGEST_RETRY = 1.0
 UPSTREAM_MARK = "x-vsa-upstream"
 # ... and for its rate limit's answer (an app's own 429 has no such header: it is the upstream's answer).
 LIMIT_MARK = "x-vsa-limit"
+# ... and the default server's 421 (stacks/reverse-proxy/nginx/conf.d/01-default.conf.j2): no vhost yet.
+VHOST_MARK = "x-vsa-vhost"
 
 HSTS = "strict-transport-security"
 # On every answer of every site, errors and redirects included.
@@ -220,7 +222,7 @@ def probe_domain(address: str, https_port: int, http_port: int, domain, *, ca_fi
 def _not_counted(result: Probe, budget: RequestBudget, answer: Answer) -> bool:
     """An answer from somewhere other than the new vhost at work: the default server's (NGINX does not
     serve the name yet) or the rate limit's."""
-    if answer.status == 421:
+    if answer.status == 421 and answer.headers.get(VHOST_MARK) == "none":
         result.pending = f"the default server answers 421: no vhost for {result.domain} yet"
     elif answer.headers.get(LIMIT_MARK) == "limited":  # 429, or what limit_req_status says
         budget.spent_elsewhere()

@@ -4,13 +4,16 @@ app later), or rolled back with --require-upstream; and per-site rate limits: a 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 
 import pytest
 
 from vsa_ops.probe import UPSTREAM_MARK
 
-from tests.lab.conftest import vsa
+from tests.lab.conftest import ROOT, vsa
 from tests.lab.test_domains import add, http, https, registry
 
 pytestmark = pytest.mark.lab
@@ -44,6 +47,33 @@ def test_require_upstream_rolls_a_site_with_no_upstream_back(hub):
             "the registry and the hosts are as they were") in result.stderr, result.stderr
     assert registry(hub) == before
     assert "strict.vsa.test" not in hub.sh("ls /srv/flowbiz/reverse-proxy/nginx/conf.d/")
+
+
+def test_ctrl_c_while_add_domain_probes_puts_the_registry_and_the_host_back(hub):
+    """Ctrl-C once the host serves the new vhost (the probe waits for an upstream that never comes):
+    the change is undone like a failed one, and nothing of the interrupted run is left."""
+    before, conf_d = registry(hub), "/srv/flowbiz/reverse-proxy/nginx/conf.d"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VSA_")}
+    process = subprocess.Popen(["vsa-ops", "add-domain", "halt.vsa.test", "--upstream", "halt-app:8080", "--no-tls",
+                                "-i", str(hub.inventory)], cwd=ROOT, env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "halt.vsa.test" not in hub.sh(f"ls {conf_d}") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "halt.vsa.test" in hub.sh(f"ls {conf_d}")
+        time.sleep(1)  # probing
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=180)
+    finally:
+        process.kill()
+    assert process.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1] == ("vsa-ops: add-domain halt.vsa.test was interrupted; the registry and "
+                                              "the hosts are as they were"), stderr
+    assert registry(hub) == before
+    assert "halt.vsa.test" not in hub.sh(f"ls {conf_d}")
+    assert not {"lock", "journal"} & set(hub.sh("ls -A /var/lib/vsa-ops").split())
+    assert vsa("deploy", "-i", str(hub.inventory)).stdout.strip().endswith("no changes")
 
 
 def test_a_site_with_rate_limit_off_takes_a_burst_that_a_default_site_limits(hub):

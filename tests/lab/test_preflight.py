@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.conftest import vsa
+from tests.lab.conftest import ROOT, vsa
 
 pytestmark = pytest.mark.lab
 
@@ -103,6 +103,24 @@ def test_port_80_held_by_another_process_fails_naming_it(fresh, tmp_path):
     assert checks["dns"]["status"] == "ok" and checks["acme"]["status"] == "ok"
 
 
+def test_add_domain_on_a_host_never_deployed_says_deploy_first_and_changes_nothing(fresh):
+    """Before: it wrote the vhost into a tree no NGINX reads and failed later at 'files and stacks',
+    without saying why."""
+    registry = ROOT / ".lab" / "domains.yml"
+    before = registry.read_text() if registry.exists() else None
+    look = "find /srv /var/log/vsa /var/lib/vsa /var/lib/vsa-ops 2>/dev/null | sort; md5sum /etc/fstab"
+    host_before = fresh.sh(look, check=False)
+    result = vsa("add-domain", "early.vsa.test", "--upstream", "demo-app:8080", "--no-tls", "-i", str(fresh.inventory),
+                 check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"vsa-ops: add-domain early.vsa.test failed at step 'preparing the deploy': {fresh.name}: "
+        "reverse-proxy/nginx not running (is the hub deployed?): run `vsa-ops deploy` first; the registry and the "
+        "hosts are as they were"), result.stderr
+    assert (registry.read_text() if registry.exists() else None) == before
+    assert fresh.sh(look, check=False) == host_before
+
+
 def test_after_the_first_deploy_the_hubs_own_nginx_holds_80_and_443(fresh, tmp_path):
     """What the README's morning routine runs: preflight on a serving hub still passes."""
     fresh.deploy()
@@ -112,3 +130,4 @@ def test_after_the_first_deploy_the_hubs_own_nginx_holds_80_and_443(fresh, tmp_p
         assert checks[f"port {port}"]["status"] == "ok"
         assert checks[f"port {port}"]["message"] == "held by the hub's NGINX (reverse-proxy-nginx)"
     assert checks["docker"]["status"] == "ok"
+

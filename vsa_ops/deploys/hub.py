@@ -58,6 +58,17 @@ def deferred_summary(summary: str, deferred: list[str]) -> str:
     return note if summary == "no changes" else f"{summary}; {note}"
 
 
+def _refuse_without_readers(manifest, state, plan) -> None:
+    """A change aimed at one domain takes effect through the services that read its files (NGINX): on a
+    host where one is not running (never deployed, or stopped) it would be written and never served."""
+    down = sorted({f"{stack.name}/{service.name}" for path in [c.file.path for c in plan.files] + plan.removals
+                   for stack, service in manifest.services_mounting(path)
+                   if state.containers.get((stack.name, service.name)) != "running"})
+    if down:
+        raise PlanError(f"{host.name}: {', '.join(down)} not running (is the hub deployed?): run `vsa-ops deploy` "
+                        f"first")
+
+
 @operation()
 def unchanged():
     """Yields nothing: a converged host shows this one operation under "No Change"."""
@@ -85,6 +96,8 @@ def converge_hub():
     if plan.empty and not delete_certificate:
         unchanged(name="no changes: the host matches its manifest")
         return
+    if target:
+        _refuse_without_readers(manifest, state, plan)
     missing = sorted(set(plan.images) - set(docker.local_images(plan.images)))
     if missing and manifest.pull == "never":
         raise PlanError(f"{host.name}: images on neither the host nor this controller, and vsa.docker.pull is "

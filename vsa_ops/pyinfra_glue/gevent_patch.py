@@ -24,3 +24,7 @@ def patch() -> None:
         monkey.patch_all()
     finally:
         metadata.entry_points = scan
+    from gevent.hub import Hub
+
+    # Ctrl-C still goes to the main greenlet (a SYSTEM_ERROR), without a greenlet's crash report first
+    Hub.NOT_ERROR = (*Hub.NOT_ERROR, KeyboardInterrupt)

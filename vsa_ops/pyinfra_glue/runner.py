@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,6 +38,7 @@ class DeployResult:
     error: str | None = None  # why the deploy could not even start its operations
     audit_heads: dict[str, bytes | None] = field(default_factory=dict)  # see HostOutcome.audit_head
     success_recorded: set[str] = field(default_factory=set)  # see HostOutcome.success_recorded
+    executed: bool = False  # operations began: before that, the hosts were only connected and read
 
 
 class DeployRun:
@@ -164,7 +165,8 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
                     raise refusal from failure
                 error = str(refusal)
                 logger.error(f"--> {error}")
-            if state.current_stage >= StateStage.Execute:
+            executed = state.current_stage >= StateStage.Execute
+            if executed:
                 logger.info("--> Results:")
                 state.set_stage(StateStage.Disconnect)
                 print_results(state)
@@ -179,7 +181,7 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
             result = DeployResult(1 if failed_hosts else 0, step, {n: o.summary for n, o in outcomes.items()},
                                   failed_hosts, time.monotonic() - start, error,
                                   {n: o.audit_head for n, o in outcomes.items()},
-                                  {n for n, o in outcomes.items() if o.success_recorded})
+                                  {n for n, o in outcomes.items() if o.success_recorded}, executed)
             run = DeployRun(root, state, hosts, result)
             if failed_hosts:
                 release_lock(run, request.run_id)
@@ -189,6 +191,16 @@ def deploying(root: Path, inventory_file: Path, limits: Iterable[str] | None, re
                 disconnect_all(state)
     except _RenderFailed as failed:
         raise failed.error from None
+    except KeyboardInterrupt as stop:
+        touched = state.current_stage >= StateStage.Execute
+        # The hosts' greenlets stop and their connections close: sshd hangs up on a transaction, which
+        # then undoes itself (transaction.sh's traps). Another Ctrl-C meanwhile stops only this. An
+        # SSH transport cut mid-handshake would log its traceback: the interrupt is the whole story.
+        logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
+        with suppress(BaseException):
+            state.pool.kill()
+            disconnect_all(state)
+        raise Interrupted(touched) from stop
     finally:
         pyinfra.is_cli = was_cli
         for host in hosts:  # the request and outcome belong to this run only
@@ -218,6 +230,15 @@ class _Rendering:
         except BaseException:
             on_failure()
             raise
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a deploy or its block. ``touched``: operations had begun, so a host may have
+    changed (before that, the hosts were only connected and read)."""
+
+    def __init__(self, touched: bool):
+        super().__init__()
+        self.touched = touched
 
 
 class _RenderFailed(Exception):
