@@ -184,12 +184,14 @@ def test_the_state_read_brings_the_last_line_of_the_files_asked_for(tmp_path):
     (tmp_path / "var/log/vsa").mkdir(parents=True)
     (tmp_path / "var/log/vsa/audit jsonl").write_bytes(b'{"seq": 6}\n' + line)
     (tmp_path / "empty").write_bytes(b"")
-    request = state_request([], [], last_lines=["/var/log/vsa/audit jsonl", "/empty", "/missing"])
+    (tmp_path / "secret").write_bytes(b"root's\n")
+    (tmp_path / "planted").symlink_to(tmp_path / "secret")  # by a container that writes the folder
+    request = state_request([], [], last_lines=["/var/log/vsa/audit jsonl", "/empty", "/missing", "/planted"])
     done = subprocess.run(["sh", "-c", state_command("salt", str(tmp_path))], input=request, capture_output=True,
                           text=True, timeout=60)
     state = parse_host_state(done.stdout.splitlines())
-    # b"": no file, or an empty one; a file not asked for is absent
-    assert state.last_lines == {"/var/log/vsa/audit jsonl": line, "/empty": b"", "/missing": b""}
+    # b"": no file, an empty one, or a link (never followed); a file not asked for is absent
+    assert state.last_lines == {"/var/log/vsa/audit jsonl": line, "/empty": b"", "/missing": b"", "/planted": b""}
 
 
 def _sites(domains: int):
