@@ -115,7 +115,7 @@ records() {
     for tool in sqlite3 logrotate findmnt flock; do
         command -v "$tool" > /dev/null && printf 'command %s\0' "$tool"
     done
-    # a plain file only: the deploy's metrics sit in a folder certbot's container writes too
+    # a plain file only: the deploy's metrics sit in a folder a container writes too
     sed -n 's,^l /*,,p' "$work/request" | while IFS= read -r file; do
         if [ -f "$file" ] && [ ! -L "$file" ] && [ -s "$file" ]; then printf 'last %s %s\0' "$(tail -n 1 "$file" | base64 -w0)" "$file"; else printf 'last  %s\0' "$file"; fi
     done
