@@ -237,3 +237,14 @@ def test_a_half_applied_change_is_never_nothing_to_do(fake_run):
     assert [c.file.path for c in plan.files] == [proxy] and not plan.empty
     converged_plan = make_plan(manifest, converged(manifest, salt=SALT))
     assert converged_plan.empty  # the same host without the journal: nothing to do
+
+
+def test_a_run_lock_left_by_an_earlier_run_of_this_process_is_taken_over():
+    """Ctrl-C in the middle of a domain change's locked steps leaves the lock with that run; its rollback
+    runs in the same process, whose pid lives on: the lock is still a dead run's."""
+    from vsa_ops.deploys.hub import CONTROLLER, _stale, run_owner
+
+    interrupted = run_owner("interrupted")
+    assert _stale(interrupted) == interrupted
+    assert _stale(f"another {CONTROLLER} 1 0 someone") == ""  # pid 1: a process that lives
+    assert _stale(f"another elsewhere {__import__('os').getpid()} 0 someone") == ""  # another controller's
