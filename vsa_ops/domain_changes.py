@@ -171,9 +171,13 @@ def _apply(root, inventory_file, inventory, path, before, domain, targets, passw
         raise DomainError(f"{action} {domain.name} {failure}{why}; the registry and the hosts are as they were")
     if failure:
         result = DeployResult(1, None) if interrupted else run.result
-        undone = _rollback(root, inventory_file, path, before, domain, limits, echo,
-                           [Entry(name, action, domain.name, "rolled_back", result.duration,
-                                  result.summaries.get(name, ""), failure) for name in limits])
+        try:
+            undone = _rollback(root, inventory_file, path, before, domain, limits, echo,
+                               [Entry(name, action, domain.name, "rolled_back", result.duration,
+                                      result.summaries.get(name, ""), failure) for name in limits])
+        except Interrupted:  # Ctrl-C again: the registry is back (_rollback's first step), a host may not be
+            raise DomainError(f"{action} {domain.name} {failure}; the registry is restored, but putting the hosts "
+                              f"back was interrupted too: run `vsa-ops deploy`") from None
         if undone.returncode:
             raise DomainError(f"{action} {domain.name} {failure}; the registry is restored, but putting the hosts "
                               f"back failed at step {undone.failed_step!r}: run `vsa-ops deploy`")
