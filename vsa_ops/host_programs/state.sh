@@ -116,7 +116,7 @@ records() {
         command -v "$tool" > /dev/null && printf 'command %s\0' "$tool"
     done
     # A plain file only, never through a link (nofollow: not even one swapped in after the test), and
-    # only its last MiB: the deploy's metrics sit in a folder certbot's container writes too, where a
+    # only its last MiB: the deploy's metrics sit in a folder the certificates' container writes too, where a
     # sparse file of any size costs nothing to plant.
     sed -n 's,^l /*,,p' "$work/request" | while IFS= read -r file; do
         line=''
