@@ -121,7 +121,7 @@ records() {
     sed -n 's,^l /*,,p' "$work/request" | while IFS= read -r file; do
         line=''
         if [ -f "$file" ] && [ ! -L "$file" ]; then
-            size=$(stat -c %s -- "$file")
+            size=$(stat -c %s -- "$file" 2> /dev/null)
             line=$(dd if="$file" iflag=nofollow,nonblock,skip_bytes,fullblock skip=$((size > 1048576 ? size - 1048576 : 0)) \
                 bs=1048576 count=1 status=none 2> /dev/null | tail -n 1 | base64 -w0)
         fi
