@@ -77,13 +77,14 @@ def test_ctrl_c_while_add_domain_probes_puts_the_registry_and_the_host_back(hub)
 
 
 def test_ctrl_c_while_remove_domain_holds_the_run_lock_puts_the_domain_back(hub):
-    """remove-domain takes the run lock for several steps (the certificate's deletion follows the files);
-    Ctrl-C there leaves the lock with the interrupted run, whose process is the rollback's own. Before:
-    the rollback waited a minute for that lock and failed at 'take the run lock'."""
+    """remove-domain of a site with a certificate takes the run lock for several steps (the certificate's
+    deletion follows the files); Ctrl-C there leaves the lock with the interrupted run, whose process is
+    the rollback's own. Before: the rollback waited a minute for that lock and failed at 'take the run
+    lock'."""
     from tests.test_host_programs import HOLD_HOOK
 
     state, conf_d = "/var/lib/vsa-ops", "/srv/flowbiz/reverse-proxy/nginx/conf.d"
-    add(hub, "held.vsa.test", "--upstream", "demo-app:8080", "--no-tls")
+    add(hub, "held.vsa.test", "--upstream", "demo-app:8080")
     before = registry(hub)
     subprocess.run(["docker", "exec", "-i", hub.name, "sh", "-c",
                     f"cat > {state}/step-hook && chmod 0700 {state}/step-hook && echo reload > {state}/hold-at"],
@@ -111,7 +112,7 @@ def test_ctrl_c_while_remove_domain_holds_the_run_lock_puts_the_domain_back(hub)
     assert time.monotonic() - started < 45, stderr  # no wait on the interrupted run's lock
     assert registry(hub) == before
     assert "held.vsa.test.conf" in hub.sh(f"ls {conf_d}").split()
-    assert http(hub, "held.vsa.test").status == 200
+    assert https(hub, "held.vsa.test").status == 200
     assert not {"lock", "journal"} & set(hub.sh(f"ls -A {state}").split())
     vsa("remove-domain", "held.vsa.test", "-i", str(hub.inventory))
 
