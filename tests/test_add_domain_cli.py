@@ -223,9 +223,12 @@ def test_a_domain_change_renders_what_a_later_deploy_renders(project):
     assert from_held.files == from_file.files
 
 
-def test_ctrl_c_while_the_hosts_connect_leaves_the_registry_as_it_was(project):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_while_the_hosts_connect_leaves_the_registry_as_it_was(project, stop):
     """The registry is written before the hosts connect; Ctrl-C there (a host that accepts the
-    connection and never answers) puts it back and says so: nothing on any host had changed."""
+    connection and never answers) puts it back and says so: nothing on any host had changed. SIGTERM
+    (a CI job cancelled, `timeout`, a service stopped) is the same request to stop: before, it killed
+    the process with the domain left in the registry."""
     import signal
     import socket
     import time
@@ -247,7 +250,7 @@ def test_ctrl_c_while_the_hosts_connect_leaves_the_registry_as_it_was(project):
             time.sleep(0.05)
         connection, _ = silent.accept()  # the controller is connecting
         time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, stop))
         _, stderr = process.communicate(timeout=30)
     finally:
         process.kill()
@@ -257,3 +260,40 @@ def test_ctrl_c_while_the_hosts_connect_leaves_the_registry_as_it_was(project):
                                               "changed; the registry is as it was"), stderr
     assert (project / "domains.yml").read_text() == before
     connection.close()
+
+
+@pytest.mark.parametrize("action", ["add-domain", "remove-domain"])
+def test_a_second_ctrl_c_while_the_change_is_undone_says_what_is_left(project, monkeypatch, action):
+    """Ctrl-C after a host changed starts the rollback; Ctrl-C again stops that too. The registry is back
+    either way; the host may keep the change, and the user is told how to bring it in line. Before: the
+    second interrupt escaped as click's bare 'Aborted!'. (The runner, whose Interrupted says a host may
+    have changed, stands in for the SSH sessions.)"""
+    from contextlib import contextmanager
+
+    from vsa_ops import domain_changes
+    from vsa_ops.domains import Domain
+    from vsa_ops.errors import VsaError
+    from vsa_ops.pyinfra_glue.runner import Interrupted
+
+    started = []
+
+    @contextmanager
+    def interrupted(*args, **kwargs):
+        started.append(args[3].target_domain)
+        raise Interrupted(touched=True)
+        yield
+
+    monkeypatch.setattr(domain_changes, "deploying", interrupted)
+    (project / "domains.yml").write_text("a.example.com:\n  upstream: http://demo-app:8080\n  tls: false\n")
+    before = (project / "domains.yml").read_text()
+    with pytest.raises(VsaError) as raised:
+        if action == "add-domain":
+            domain_changes.add_domain(project, project / "inventory.py",
+                                      Domain(name="b.example.com", upstream="demo-app:8080", tls=False), echo=print)
+        else:
+            domain_changes.remove_domain(project, project / "inventory.py", "a.example.com", echo=print)
+    name = "b.example.com" if action == "add-domain" else "a.example.com"
+    assert started == [name, name]  # the change, then its rollback
+    assert str(raised.value) == (f"{action} {name} was interrupted; the registry is restored, but putting the hosts "
+                                 f"back was interrupted too: run `vsa-ops deploy`")
+    assert (project / "domains.yml").read_text() == before

@@ -194,6 +194,21 @@ def test_the_state_read_brings_the_last_line_of_the_files_asked_for(tmp_path):
     assert state.last_lines == {"/var/log/vsa/audit jsonl": line, "/empty": b"", "/missing": b"", "/planted": b""}
 
 
+def test_the_state_read_reads_no_more_than_the_end_of_a_huge_file(tmp_path):
+    """The deploy's metrics folder is one a container writes: a sparse file of any size costs it nothing,
+    and root's state read would carry its whole 'last line' (here 64 MiB without a newline)."""
+    (tmp_path / "huge").write_bytes(b"")
+    with open(tmp_path / "huge", "r+b") as huge:
+        huge.truncate(64 << 20)
+    (tmp_path / "long").write_bytes(b"head\n" + b"x" * (2 << 20) + b"\nvsa_deploy_last_success 1\n")
+    request = state_request([], [], last_lines=["/huge", "/long"])
+    done = subprocess.run(["sh", "-c", state_command("salt", str(tmp_path))], input=request, capture_output=True,
+                          text=True, timeout=60)
+    state = parse_host_state(done.stdout.splitlines())
+    assert len(state.last_lines["/huge"]) <= 1 << 20
+    assert state.last_lines["/long"] == b"vsa_deploy_last_success 1\n"
+
+
 def _sites(domains: int):
     base = fake_manifest()
     sites = [Domain(name=f"site{i}.vsa.test", upstream="demo-app:8080", tls=False) for i in range(domains)]
@@ -237,3 +252,14 @@ def test_a_half_applied_change_is_never_nothing_to_do(fake_run):
     assert [c.file.path for c in plan.files] == [proxy] and not plan.empty
     converged_plan = make_plan(manifest, converged(manifest, salt=SALT))
     assert converged_plan.empty  # the same host without the journal: nothing to do
+
+
+def test_a_run_lock_left_by_an_earlier_run_of_this_process_is_taken_over():
+    """Ctrl-C in the middle of a domain change's locked steps leaves the lock with that run; its rollback
+    runs in the same process, whose pid lives on: the lock is still a dead run's."""
+    from vsa_ops.deploys.hub import CONTROLLER, _stale, run_owner
+
+    interrupted = run_owner("interrupted")
+    assert _stale(interrupted) == interrupted
+    assert _stale(f"another {CONTROLLER} 1 0 someone") == ""  # pid 1: a process that lives
+    assert _stale(f"another elsewhere {__import__('os').getpid()} 0 someone") == ""  # another controller's

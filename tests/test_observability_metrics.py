@@ -194,3 +194,34 @@ def test_a_site_is_published_in_one_command_unless_the_certificates_changed(tmp_
     assert (folder / metrics.CERTIFICATES_FILE).read_text() == metrics.certificate_metrics({"a.example": end.timestamp()})
     publish_site(Finished(sessions), "a.example", None)
     assert len(commands) == 6 and not (folder / metrics.site_file("a.example")).exists()
+
+
+def test_a_link_or_a_fifo_planted_as_the_certificates_file_is_never_read_through(tmp_path):
+    """certbot's container writes the folder too. What root prints of the certificates file must be the
+    file itself: never a link's target (here a root-only file), never a FIFO that no one writes (the
+    deploy would hang at its very end)."""
+    import os
+
+    from vsa_ops.fact_publishing import publish_deploy
+    sessions, folder, _ = local_sessions(tmp_path)
+    host, _ = sessions["hub"]
+    outputs = []
+
+    def run(command):
+        result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=20)
+        outputs.append(result.stdout)
+        return result.returncode == 0, result.stdout
+
+    sessions["hub"] = (host, run)
+    folder.mkdir()
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$y$secret-hash:19000::::::\n")
+    (folder / metrics.CERTIFICATES_FILE).symlink_to(secret)
+    publish_deploy(Finished(sessions, summaries={"hub": "1 files"}))
+    assert not any("secret-hash" in output for output in outputs), outputs
+    assert secret.read_text() == "root:$y$secret-hash:19000::::::\n"
+    assert not (folder / metrics.CERTIFICATES_FILE).is_symlink()
+    (folder / metrics.CERTIFICATES_FILE).unlink()
+    os.mkfifo(folder / metrics.CERTIFICATES_FILE)
+    publish_deploy(Finished(sessions, summaries={"hub": "1 files"}))  # returns: nothing waits on the FIFO
+    assert (folder / metrics.CERTIFICATES_FILE).read_text() == metrics.certificate_metrics({})

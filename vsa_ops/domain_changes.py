@@ -4,7 +4,9 @@ and names the step."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,21 @@ from .plan_identity import refuse_plan_identity
 
 class DomainError(VsaError):
     pass
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a CI job cancelled, `timeout`, a stopped service) asks a change to stop as Ctrl-C does: it
+    is put back the same way, never cut off with the registry and the hosts apart."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread: signals are not this caller's to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def registry_path(root: Path, inventory) -> Path:
@@ -100,7 +117,7 @@ def add_domain(root: Path, inventory_file: Path, domain: Domain, *, password: st
     path = registry_path(root, inventory)
     if apply:
         refuse_plan_identity(inventory, "add-domain")
-    with registry_lock(path, f"add-domain {domain.name}", echo):
+    with registry_lock(path, f"add-domain {domain.name}", echo), _terminate_as_interrupt():
         registry = load_registry(path)
         if domain.name in registry:
             raise DomainError(f"domain {domain.name}: already declared in {path.name}")
@@ -171,9 +188,13 @@ def _apply(root, inventory_file, inventory, path, before, domain, targets, passw
         raise DomainError(f"{action} {domain.name} {failure}{why}; the registry and the hosts are as they were")
     if failure:
         result = DeployResult(1, None) if interrupted else run.result
-        undone = _rollback(root, inventory_file, path, before, domain, limits, echo,
-                           [Entry(name, action, domain.name, "rolled_back", result.duration,
-                                  result.summaries.get(name, ""), failure) for name in limits])
+        try:
+            undone = _rollback(root, inventory_file, path, before, domain, limits, echo,
+                               [Entry(name, action, domain.name, "rolled_back", result.duration,
+                                      result.summaries.get(name, ""), failure) for name in limits])
+        except Interrupted:  # Ctrl-C again: the registry is back (_rollback's first step), a host may not be
+            raise DomainError(f"{action} {domain.name} {failure}; the registry is restored, but putting the hosts "
+                              f"back was interrupted too: run `vsa-ops deploy`") from None
         if undone.returncode:
             raise DomainError(f"{action} {domain.name} {failure}; the registry is restored, but putting the hosts "
                               f"back failed at step {undone.failed_step!r}: run `vsa-ops deploy`")
@@ -243,7 +264,7 @@ def remove_domain(root: Path, inventory_file: Path, name: str, *, keep_cert: boo
     path = registry_path(root, inventory)
     if apply:
         refuse_plan_identity(inventory, "remove-domain")
-    with registry_lock(path, f"remove-domain {name}", echo):
+    with registry_lock(path, f"remove-domain {name}", echo), _terminate_as_interrupt():
         registry = load_registry(path)
         lowered = name.lower().rstrip(".")
         if lowered not in registry:

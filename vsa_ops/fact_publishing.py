@@ -40,9 +40,9 @@ def _publish(sessions: Sessions, files_for: Callable[[str], Mapping[str, str | N
         writes = " && ".join(f"{{ {command}; }}" for command in commands)
         failed = []
         if certificates(name):
-            current = shlex.quote(f"{folder}/{metrics.CERTIFICATES_FILE}")
+            current = metrics.read_command(folder, metrics.CERTIFICATES_FILE)
             ok, output = run(f"{{ {writes or 'true'}; }}; s=$?; {metrics.certificates_command(f'{REVERSE_PROXY}/letsencrypt')}; "
-                             f"echo {shlex.quote(_CURRENT_MARK)}; cat {current} 2>/dev/null; exit $s")
+                             f"echo {shlex.quote(_CURRENT_MARK)}; {current}; exit $s")
             failed += [] if ok else list(files)
             # pyinfra gives the output as lines joined by newlines, without the last one
             listing, found, now = output.partition(_CURRENT_MARK)

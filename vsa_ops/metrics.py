@@ -101,5 +101,14 @@ def write_command(directory: str, name: str, text: str) -> str:
             f"chmod 0644 \"$t\" && mv -fT \"$t\" {final}")
 
 
+def read_command(directory: str, name: str) -> str:
+    """Prints a file of the folder as it is. The folder is one a container writes too, so root reads a
+    plain file only, through no link (nofollow: not even one swapped in after the test), never a FIFO
+    (that would hold the command forever), and no more than 1 MiB of it."""
+    path = shlex.quote(f"{directory}/{name}")
+    return (f"if [ -f {path} ] && [ ! -L {path} ]; then dd if={path} iflag=nofollow,nonblock,fullblock bs=1048576 "
+            f"count=1 status=none; fi 2>/dev/null")
+
+
 def remove_command(directory: str, name: str) -> str:
     return f"rm -f {shlex.quote(f'{directory}/{name}')}"

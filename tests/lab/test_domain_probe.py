@@ -76,6 +76,47 @@ def test_ctrl_c_while_add_domain_probes_puts_the_registry_and_the_host_back(hub)
     assert vsa("deploy", "-i", str(hub.inventory)).stdout.strip().endswith("no changes")
 
 
+def test_ctrl_c_while_remove_domain_holds_the_run_lock_puts_the_domain_back(hub):
+    """remove-domain of a site with a certificate takes the run lock for several steps (the certificate's
+    deletion follows the files); Ctrl-C there leaves the lock with the interrupted run, whose process is
+    the rollback's own. Before: the rollback waited a minute for that lock and failed at 'take the run
+    lock'."""
+    from tests.test_host_programs import HOLD_HOOK
+
+    state, conf_d = "/var/lib/vsa-ops", "/srv/flowbiz/reverse-proxy/nginx/conf.d"
+    add(hub, "held.vsa.test", "--upstream", "demo-app:8080")
+    before = registry(hub)
+    subprocess.run(["docker", "exec", "-i", hub.name, "sh", "-c",
+                    f"cat > {state}/step-hook && chmod 0700 {state}/step-hook && echo reload > {state}/hold-at"],
+                   input=HOLD_HOOK, text=True, check=True)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VSA_")}
+    process = subprocess.Popen(["vsa-ops", "remove-domain", "held.vsa.test", "-i", str(hub.inventory)], cwd=ROOT,
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        held = f"grep -qx 'step reload' {state}/journal 2>/dev/null && test -d {state}/lock && echo yes || true"
+        deadline = time.monotonic() + 60
+        while hub.sh(held).strip() != "yes" and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.2)
+        assert hub.sh(held).strip() == "yes"
+        process.send_signal(signal.SIGINT)
+        hub.sh(f"rm -f {state}/hold-at {state}/step-hook")
+        started = time.monotonic()
+        _, stderr = process.communicate(timeout=180)
+    finally:
+        process.kill()
+        hub.sh(f"rm -f {state}/hold-at {state}/step-hook")
+    assert process.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1] == ("vsa-ops: remove-domain held.vsa.test was interrupted; the registry "
+                                              "and the hosts are as they were"), stderr
+    assert time.monotonic() - started < 45, stderr  # no wait on the interrupted run's lock
+    assert registry(hub) == before
+    assert "held.vsa.test.conf" in hub.sh(f"ls {conf_d}").split()
+    assert https(hub, "held.vsa.test").status == 200
+    assert not {"lock", "journal"} & set(hub.sh(f"ls -A {state}").split())
+    vsa("remove-domain", "held.vsa.test", "-i", str(hub.inventory))
+
+
 def test_a_site_with_rate_limit_off_takes_a_burst_that_a_default_site_limits(hub):
     open_site = add(hub, "webhooks.vsa.test", "--upstream", "demo-app:8080", "--rate-limit", "off")
     assert "webhooks.vsa.test: serving, status 200" in open_site.stdout, open_site.stdout + open_site.stderr

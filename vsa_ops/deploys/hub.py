@@ -34,8 +34,12 @@ def run_owner(run_id: str) -> str:
 
 
 def _stale(holder: str) -> str:
-    """``holder`` if it is a run of this controller whose process is gone, else ''."""
+    """``holder`` if it is a run of this controller whose process is gone, or an earlier run of this very
+    process (its runs come one after another: a domain change's rollback follows a run that Ctrl-C
+    stopped while it held the lock), else ''. This run's own lock is its own (lock.sh) either way."""
     fields = holder.split()
+    if len(fields) >= 3 and fields[1] == CONTROLLER and fields[2] == str(os.getpid()):
+        return holder
     if len(fields) >= 3 and fields[1] == CONTROLLER and fields[2].isdigit():
         try:
             os.kill(int(fields[2]), 0)
