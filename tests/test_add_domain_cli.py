@@ -297,3 +297,39 @@ def test_a_second_ctrl_c_while_the_change_is_undone_says_what_is_left(project, m
     assert str(raised.value) == (f"{action} {name} was interrupted; the registry is restored, but putting the hosts "
                                  f"back was interrupted too: run `vsa-ops deploy`")
     assert (project / "domains.yml").read_text() == before
+
+
+def test_ctrl_c_once_the_change_stands_keeps_it_and_says_what_may_be_missing(project, monkeypatch):
+    """remove-domain done on its hosts (its certificate deleted), then Ctrl-C while the audit record is
+    written: undoing it would be a new change (a new certificate ordered), so it stands, and the user
+    is told what the interrupt may have cost. Before: rolled back, the site and a new order back."""
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from vsa_ops import domain_changes
+    from vsa_ops.errors import VsaError
+    from vsa_ops.pyinfra_glue.runner import DeployResult, Interrupted
+
+    started = []
+
+    @contextmanager
+    def finished(*args, **kwargs):  # the runner: a deploy that succeeded, then Ctrl-C in its block
+        started.append(args[3].target_domain)
+        try:
+            yield SimpleNamespace(result=DeployResult(0, None, {"hub": "1 removed"}), sessions=lambda: {})
+        except KeyboardInterrupt:
+            raise Interrupted(touched=True) from None
+
+    def recording(*steps):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(domain_changes, "deploying", finished)
+    monkeypatch.setattr(domain_changes, "side_by_side", recording)
+    (project / "domains.yml").write_text("a.example.com:\n  upstream: http://demo-app:8080\n  tls: false\n"
+                                         "b.example.com:\n  upstream: http://demo-app:8080\n  tls: false\n")
+    with pytest.raises(VsaError) as raised:
+        domain_changes.remove_domain(project, project / "inventory.py", "a.example.com", echo=print)
+    assert started == ["a.example.com"]  # no rollback
+    assert str(raised.value) == ("remove-domain a.example.com is done on its hosts, but was interrupted while "
+                                 "recording it: its audit record or metrics may be missing")
+    assert "a.example.com" not in registry(project) and "b.example.com" in registry(project)

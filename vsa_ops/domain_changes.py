@@ -163,15 +163,19 @@ def _apply(root, inventory_file, inventory, path, before, domain, targets, passw
         rendered.append(True)
         return result
 
-    interrupted = False
+    interrupted, stands = False, []
     try:
         with deploying(root, inventory_file, limits, request, manifests, echo=echo, inventory=inventory) as run:
-            failure, probes = _probe_and_record(root, domain, targets, password, echo, action, run, require_upstream)
+            failure, probes = _probe_and_record(root, domain, targets, password, echo, action, run, require_upstream,
+                                                stands)
     except Interrupted as stop:  # Ctrl-C
         if not stop.touched:  # while connecting or reading: no host changed
             _restore(path, before)
             raise DomainError(f"{action} {domain.name} was interrupted before any host changed; the registry "
                               f"is as it was") from None
+        if stands:  # done and checked on every host: undoing it now (a certificate deleted) would be a new change
+            raise DomainError(f"{action} {domain.name} is done on its hosts, but was interrupted while recording "
+                              f"it: its audit record or metrics may be missing") from None
         # a host may have changed: undone like any failure (a second Ctrl-C stops that too, once the
         # registry is back)
         interrupted, failure, probes = True, "was interrupted", []
@@ -202,10 +206,11 @@ def _apply(root, inventory_file, inventory, path, before, domain, targets, passw
     return probes
 
 
-def _probe_and_record(root, domain, targets, password, echo, action, run, require_upstream) -> tuple:
+def _probe_and_record(root, domain, targets, password, echo, action, run, require_upstream, stands: list) -> tuple:
     """After the deploy, on its connections: probe the site, publish the probe and record the change
     (the last two side by side: each is a remote command of its own). Returns the failure that rolls
-    the change back (None when it stands) and the probes."""
+    the change back (None when it stands) and the probes; ``stands`` gets True as soon as it is known
+    that the change stands."""
     result = run.result
     failure, probes, notes, published = None, [], {}, None
     if result.returncode != 0:
@@ -223,6 +228,8 @@ def _probe_and_record(root, domain, targets, password, echo, action, run, requir
         for name, note in {} if failure else notes.items():
             echo(f"vsa-ops: warning: {domain.name} on {name}: {note}; the site is kept "
                  f"(--require-upstream rolls it back)")
+    if not failure:
+        stands.append(True)
     steps = []
     if result.returncode == 0:  # the probe's result (None: the site is gone), even a failed one
         steps.append(lambda: publish_site(run, domain.name, published, echo))
