@@ -38,15 +38,16 @@ def _stale(holder: str) -> str:
     process (its runs come one after another: a domain change's rollback follows a run that Ctrl-C
     stopped while it held the lock), else ''. This run's own lock is its own (lock.sh) either way."""
     fields = holder.split()
-    if len(fields) >= 3 and fields[1] == CONTROLLER and fields[2] == str(os.getpid()):
+    if len(fields) < 3 or fields[1] != CONTROLLER or not fields[2].isdigit():
+        return ""
+    if fields[2] == str(os.getpid()):
         return holder
-    if len(fields) >= 3 and fields[1] == CONTROLLER and fields[2].isdigit():
-        try:
-            os.kill(int(fields[2]), 0)
-        except ProcessLookupError:
-            return holder
-        except PermissionError:
-            pass
+    try:
+        os.kill(int(fields[2]), 0)
+    except ProcessLookupError:
+        return holder
+    except PermissionError:
+        pass
     return ""
 
 
