@@ -333,3 +333,23 @@ def test_ctrl_c_once_the_change_stands_keeps_it_and_says_what_may_be_missing(pro
     assert str(raised.value) == ("remove-domain a.example.com is done on its hosts, but was interrupted while "
                                  "recording it: its audit record or metrics may be missing")
     assert "a.example.com" not in registry(project) and "b.example.com" in registry(project)
+
+
+def test_a_host_that_cannot_be_reached_leaves_the_registry_as_it_was_without_a_second_connect(project):
+    """Stopped while connecting, no operation ran: the registry goes back at once. Before: a rollback
+    connected again, failed the same way, and asked for `vsa-ops deploy`."""
+    from tests.conftest import SECRETS
+
+    closed = __import__("socket").create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: the connection is refused
+    (project / "inventory.py").write_text(f'hubs = [("hub", {{"ssh_hostname": "127.0.0.1", "ssh_port": {port}}})]\n')
+    (project / "secrets.env").write_text("".join(f"{key}={value}\n" for key, value in SECRETS.items()))
+    (project / "domains.yml").write_text("a.example.com:\n  upstream: http://demo-app:8080\n")
+    before = (project / "domains.yml").read_text()
+    result = run_cli("add-domain", "b.example.com", "--upstream", "demo-app:8080", "--no-tls", cwd=project)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("vsa-ops: add-domain b.example.com failed at step "
+                                                      "'connecting'; the registry and the hosts are as they were")
+    assert result.stderr.count("Connecting to hosts") == 1  # no second connect
+    assert (project / "domains.yml").read_text() == before
